@@ -1,0 +1,95 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// One set of compiler settings for every target, so the whole graph builds in the same language mode.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "explore-projection",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "explore-projector", targets: ["explore-projector"]),
+        .executable(name: "bench", targets: ["bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        // MARK: C modules: a modulemap and a shim header each, nothing else.
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+
+        // MARK: Wrappers: the only modules that import the C modules.
+        .target(name: "Postgres", dependencies: [
+            "CLibPQ",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+
+        // MARK: Pure Swift, no I/O.
+        .target(name: "ExploreQuery", swiftSettings: swiftSettings),
+        .target(name: "DemoData", dependencies: ["ExploreQuery"], swiftSettings: swiftSettings),
+
+        // MARK: Binary protocol: the codec knows the query language, nothing of PostgreSQL or sockets.
+        .target(name: "ExploreWire", dependencies: [
+            "ExploreQuery",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: swiftSettings),
+        .target(name: "ExploreServer", dependencies: [
+            "ExploreWire", "ExploreQuery",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        .target(name: "ExploreClient", dependencies: [
+            "ExploreWire", "ExploreQuery",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: swiftSettings),
+
+        // MARK: Schema management over the Postgres wrapper.
+        .target(name: "Migrations", dependencies: [
+            "Postgres",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+
+        // MARK: Executables.
+        .executableTarget(name: "explore-projector", dependencies: [
+            "Postgres", "Migrations", "ExploreQuery", "DemoData", "ExploreServer", "ExploreClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        .executableTarget(name: "bench", dependencies: [
+            "ExploreQuery", "DemoData", "CSQLite", "ExploreServer", "ExploreClient",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "bench", swiftSettings: swiftSettings),
+
+        // MARK: Tests.
+        .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport",
+                swiftSettings: swiftSettings),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "MigrationsTests", dependencies: ["Migrations", "Postgres", "DemoData", "TestSupport"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "ExploreQueryTests", dependencies: ["ExploreQuery", "DemoData"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "ExploreWireTests", dependencies: ["ExploreWire", "ExploreQuery",
+                    .product(name: "NIOCore", package: "swift-nio")],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "ExploreServerTests", dependencies: ["ExploreServer", "ExploreClient", "ExploreWire",
+                    "ExploreQuery", "DemoData",
+                    .product(name: "NIOCore", package: "swift-nio"),
+                    .product(name: "NIOPosix", package: "swift-nio")],
+                    swiftSettings: swiftSettings),
+    ]
+)

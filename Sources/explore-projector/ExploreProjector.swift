@@ -1,0 +1,1 @@
+@main struct ExploreProjector { static func main() { print("explore-projector") } }
