@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Delays between reconnection attempts: capped exponential growth with random jitter, reset after a success.
 ///
 /// A pure value: it does no I/O and no sleeping, so its behaviour is tested without a server. Attempt `n`
@@ -36,7 +42,7 @@ public struct ReconnectBackoff: Sendable, Hashable {
         let grown = initialSeconds * pow(multiplier, Double(max(attempt, 0)))
         // pow overflows to +infinity for large attempts; the cap handles that as well.
         guard grown.isFinite, grown < maximumSeconds else { return maximum }
-        return .nanoseconds(Int64(grown * 1e9))
+        return .seconds(grown)
     }
 
     /// Returns the delay to wait before the next attempt and counts the attempt.
@@ -45,7 +51,7 @@ public struct ReconnectBackoff: Sendable, Hashable {
         attempt = attempt == Int.max ? attempt : attempt + 1
         guard jitter > 0, base > .zero else { return base }
         let factor = 1 - jitter * Double.random(in: 0...1, using: &generator)
-        return .nanoseconds(Int64(Self.seconds(base) * factor * 1e9))
+        return base * factor
     }
 
     /// `nextDelay(using:)` with the system random number generator.
@@ -68,17 +74,5 @@ public struct ReconnectBackoff: Sendable, Hashable {
     private static func seconds(_ duration: Duration) -> Double {
         let (seconds, attoseconds) = duration.components
         return Double(seconds) + Double(attoseconds) / 1e18
-    }
-
-    /// Integer power for the growth factor, avoiding a libm dependency.
-    private func pow(_ base: Double, _ exponent: Double) -> Double {
-        var result = 1.0
-        var remaining = Int(exponent)
-        while remaining > 0 && result.isFinite {
-            result *= base
-            remaining -= 1
-            if result > 1e18 { return .infinity }
-        }
-        return result
     }
 }
