@@ -103,8 +103,7 @@ public final class PostgresConnection {
         let handle = try liveHandle()
         let texts: [String?] = parameters.map { $0?.postgresText }
         for text in texts where text?.utf8.contains(0) == true {
-            throw PostgresError(
-                code: .server, message: "query parameter contains a NUL character", sqlState: "22021", query: sql)
+            throw PostgresError(code: .server, message: "query parameter contains a NUL character", query: sql)
         }
         let result = CStringArray(texts).withPointers { values in
             PQexecParams(handle, sql, Int32(texts.count), nil, values, nil, nil, 0)
@@ -239,7 +238,18 @@ public final class PostgresConnection {
             try? executeScript(savepoint.map { "ROLLBACK TO SAVEPOINT \($0); RELEASE SAVEPOINT \($0)" } ?? "ROLLBACK")
             throw error
         }
-        try executeScript(savepoint.map { "RELEASE SAVEPOINT \($0)" } ?? "COMMIT")
+        if let savepoint {
+            try executeScript("RELEASE SAVEPOINT \(savepoint)")
+        } else {
+            // COMMIT of a transaction in which a statement failed (and the body swallowed the error) is answered
+            // with the tag ROLLBACK and no error; report it, so a lost transaction never looks committed.
+            let commit = try query("COMMIT")
+            if commit.commandTag == "ROLLBACK" {
+                throw PostgresError(
+                    code: .server, message: "transaction was rolled back because a statement in it failed",
+                    query: "COMMIT")
+            }
+        }
         return value
     }
 }
@@ -273,6 +283,9 @@ enum ConnectionFailure {
         if lower.hasPrefix("database ") && lower.contains("does not exist") {
             return PostgresError(
                 code: .connectionFailed, message: "\(line) (server \(target))", sqlState: "3D000")
+        }
+        if lower.contains("timeout expired") {
+            return PostgresError(code: .timeout, message: "could not connect to \(target): timeout expired")
         }
         if lower.contains("connection refused") {
             return PostgresError(
