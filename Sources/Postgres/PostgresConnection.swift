@@ -184,8 +184,10 @@ public final class PostgresConnection {
             // No diagnostic fields: the failure happened in libpq (typically the connection broke).
             return connectionError(handle, sql: sql)
         }
+        // A FATAL error (e.g. 57P01 after pg_terminate_backend) also ends the session: callers must reconnect.
+        let code: PostgresError.Code = PQstatus(handle) == CONNECTION_OK ? .server : .connectionClosed
         return PostgresError(
-            code: .server, message: primary, sqlState: sqlState, detail: field("D"), hint: field("H"), query: sql)
+            code: code, message: primary, sqlState: sqlState, detail: field("D"), hint: field("H"), query: sql)
     }
 
     func connectionError(_ handle: OpaquePointer, sql: String?) -> PostgresError {

@@ -26,10 +26,14 @@ struct AsyncPostgresConnectionTests {
                     }
                 }
             }
-            let count = try await connection.withConnection { try $0.query("SELECT count(*) FROM t")[0].decode(0, as: Int.self) }
+            let count = try await connection.withConnection {
+                try $0.query("SELECT count(*) FROM t")[0].decode(0, as: Int.self)
+            }
             #expect(count == 200)
 
-            let error = await #expect(throws: PostgresError.self) { try await connection.query("SELECT * FROM nowhere") }
+            let error = await #expect(throws: PostgresError.self) {
+                try await connection.query("SELECT * FROM nowhere")
+            }
             #expect(error?.sqlState == "42P01")
             #expect(await connection.isConnected)
             await connection.close()

@@ -40,7 +40,8 @@ struct PostgresConnectionErrorTests {
         configuration.port = try Self.closedPort()
         let error = #expect(throws: PostgresError.self) { try PostgresConnection.connect(configuration) }
         #expect(error?.code == .connectionFailed)
-        #expect(error?.message == "could not connect to 127.0.0.1:\(configuration.port): connection refused (is the server running?)")
+        #expect(error?.message
+            == "could not connect to 127.0.0.1:\(configuration.port): connection refused (is the server running?)")
     }
 
     @Test func badURLsAreRejectedBeforeConnecting() {

@@ -148,7 +148,9 @@ struct PostgresCopyTests {
             #expect(wrongDirection?.code == .copyFailed)
             let viaQuery = #expect(throws: PostgresError.self) { try connection.query("COPY c TO STDOUT") }
             #expect(viaQuery?.code == .copyFailed)
-            let badSQL = #expect(throws: PostgresError.self) { try connection.copyFrom("COPY nowhere FROM STDIN") { _ in } }
+            let badSQL = #expect(throws: PostgresError.self) {
+                try connection.copyFrom("COPY nowhere FROM STDIN") { _ in }
+            }
             #expect(badSQL?.sqlState == "42P01")
 
             #expect(try connection.query("SELECT count(*) FROM c")[0].decode(0, as: Int.self) == 0)

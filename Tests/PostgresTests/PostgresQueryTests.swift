@@ -205,7 +205,8 @@ struct PostgresQueryTests {
         defer { killer.close() }
         try killer.query("SELECT pg_terminate_backend($1)", [victim.backendProcessID])
         let error = #expect(throws: PostgresError.self) { try victim.query("SELECT 1") }
-        #expect(error?.code == .connectionClosed || error?.code == .server)
+        #expect(error?.code == .connectionClosed)
+        #expect(!victim.isConnected)
     }
 }
 
