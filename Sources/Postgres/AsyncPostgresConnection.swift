@@ -77,6 +77,14 @@ public final class AsyncPostgresConnection: @unchecked Sendable {
         return try result.get()
     }
 
+    /// `PostgresConnection.transaction` on the connection's queue: `body` runs between BEGIN and COMMIT, and a
+    /// thrown error rolls back.
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T)
+        async throws -> T
+    {
+        try await withConnection { connection in try connection.transaction { try body(connection) } }
+    }
+
     /// Runs `body` on the connection's queue with typed errors.
     private func run<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws(PostgresError) -> T)
         async throws(PostgresError) -> T

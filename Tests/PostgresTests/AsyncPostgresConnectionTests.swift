@@ -19,11 +19,9 @@ struct AsyncPostgresConnectionTests {
 
             struct Abort: Error {}
             await #expect(throws: Abort.self) {
-                try await connection.withConnection { connection in
-                    try connection.transaction {
-                        try connection.query("DELETE FROM t")
-                        throw Abort()
-                    }
+                try await connection.transaction { connection in
+                    try connection.query("DELETE FROM t")
+                    throw Abort()
                 }
             }
             let count = try await connection.withConnection {
