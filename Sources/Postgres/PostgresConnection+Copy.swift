@@ -98,7 +98,7 @@ extension PostgresConnection {
     /// - Throws: `.copyFailed` when `sql` is not a COPY FROM STDIN or data cannot be sent; `.server` when the
     ///   server rejects the data (e.g. `22P02` malformed input, `23505` duplicate key).
     public func copyFrom(_ sql: String, _ body: (inout PostgresCopyWriter) throws -> Void) throws {
-        let handle = try liveHandle()
+        let handle = try liveHandle(for: sql)
         try startCopy(handle, sql: sql, expecting: PGRES_COPY_IN)
         var writer = PostgresCopyWriter(handle: handle)
         do {
@@ -124,7 +124,7 @@ extension PostgresConnection {
     /// error is rethrown.
     /// - Throws: `.copyFailed` when `sql` is not a COPY TO STDOUT; `.server` when the COPY fails.
     public func copyTo(_ sql: String, _ chunk: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let handle = try liveHandle()
+        let handle = try liveHandle(for: sql)
         try startCopy(handle, sql: sql, expecting: PGRES_COPY_OUT)
         var failure: (any Error)?
         while true {

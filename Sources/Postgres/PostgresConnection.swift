@@ -89,6 +89,16 @@ public final class PostgresConnection {
         return handle
     }
 
+    /// The handle, after checking that `sql` can be passed as a C string: an embedded NUL would silently cut
+    /// the statement short.
+    func liveHandle(for sql: String) throws(PostgresError) -> OpaquePointer {
+        let handle = try liveHandle()
+        guard !sql.utf8.contains(0) else {
+            throw PostgresError(code: .server, message: "SQL text contains a NUL character", query: sql)
+        }
+        return handle
+    }
+
     // MARK: Statements
 
     /// Runs one statement through `PQexecParams` with text-format parameters `$1, $2, …`.
@@ -100,7 +110,12 @@ public final class PostgresConnection {
     public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws(PostgresError)
         -> PostgresResult
     {
-        let handle = try liveHandle()
+        let handle = try liveHandle(for: sql)
+        // The protocol counts parameters in 16 bits.
+        guard parameters.count <= Int(UInt16.max) else {
+            throw PostgresError(
+                code: .server, message: "\(parameters.count) parameters; the maximum is \(UInt16.max)", query: sql)
+        }
         let texts: [String?] = parameters.map { $0?.postgresText }
         for text in texts where text?.utf8.contains(0) == true {
             throw PostgresError(code: .server, message: "query parameter contains a NUL character", query: sql)
@@ -115,7 +130,7 @@ public final class PostgresConnection {
     /// Statements run in one implicit transaction unless the script contains its own transaction control.
     /// - Throws: `.server` for the first failing statement.
     public func executeScript(_ sql: String) throws(PostgresError) {
-        let handle = try liveHandle()
+        let handle = try liveHandle(for: sql)
         try consume(PQexec(handle, sql), sql: sql)
     }
 

@@ -233,6 +233,11 @@ struct PostgresTransactionEdgeTests {
         defer { connection.close() }
         let error = #expect(throws: PostgresError.self) { try connection.query("SELECT $1::text", ["a\u{0}b"]) }
         #expect(error?.code == .server)
+        let truncated = #expect(throws: PostgresError.self) { try connection.query("SELECT 1\u{0}; DROP") }
+        #expect(truncated?.message == "SQL text contains a NUL character")
+        #expect(throws: PostgresError.self) { try connection.executeScript("SELECT 1\u{0}") }
+        let tooMany = [(any PostgresEncodable)?](repeating: 1, count: 70_000)
+        #expect(throws: PostgresError.self) { try connection.query("SELECT $1", tooMany) }
         #expect(try connection.query("SELECT $1::text", ["ok"])[0][0] == "ok")
     }
 
