@@ -46,7 +46,11 @@ extension PostgresConnection {
         // Clamped so that adding the timeout to the current instant cannot overflow.
         let deadline = clock.now.advanced(by: min(max(timeout, .zero), .seconds(365 * 86_400)))
         while true {
-            guard PQconsumeInput(handle) == 1 else { throw connectionError(handle, sql: nil) }
+            guard PQconsumeInput(handle) == 1 else {
+                var error = connectionError(handle, sql: nil)
+                error.code = .connectionClosed
+                throw error
+            }
             let received = drainNotifications(handle)
             if !received.isEmpty { return received }
 

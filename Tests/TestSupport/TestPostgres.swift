@@ -14,6 +14,7 @@ public enum TestPostgres {
 
     /// Why a test cannot reach its cluster.
     public struct Unavailable: Error, CustomStringConvertible {
+        /// What is missing and how to provide it.
         public let description: String
     }
 
