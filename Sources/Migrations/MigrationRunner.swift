@@ -145,8 +145,11 @@ public final class MigrationRunner {
     /// Creates the history table when absent. Runs under the lock, so concurrent runners cannot race on it.
     private func ensureHistoryTable() throws(MigrationError) {
         do {
+            // Checked first rather than `IF NOT EXISTS`, whose NOTICE would reach the operator's terminal.
+            let exists = try connection.query("SELECT to_regclass($1) IS NOT NULL", [Self.historyTable])
+            if try exists.first?.decode(0, as: Bool.self) == true { return }
             try connection.executeScript("""
-                CREATE TABLE IF NOT EXISTS public.migration_history (
+                CREATE TABLE public.migration_history (
                     version       integer     PRIMARY KEY CHECK (version > 0),
                     name          text        NOT NULL,
                     checksum      text        NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),

@@ -102,13 +102,13 @@ public struct SchemaSnapshot: Sendable, Hashable {
         for row in try connection.query("""
             SELECT 'schema ' || n.nspname || ': ' || x.privilege_type || ' to '
                    || CASE x.grantee WHEN 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END
-            FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) x
+            FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n'::"char", n.nspowner))) x
             WHERE \(userSchemaFilter)
             UNION ALL
             SELECT 'relation ' || n.nspname || '.' || c.relname || ': ' || x.privilege_type || ' to '
                    || CASE x.grantee WHEN 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
-                 aclexplode(coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END,
+                 aclexplode(coalesce(c.relacl, acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char",
                                                           c.relowner))) x
             WHERE c.relkind IN ('r', 'v', 'm', 'S', 'p', 'f') AND \(userSchemaFilter) AND \(notHistory)
             UNION ALL
