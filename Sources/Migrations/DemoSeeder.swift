@@ -34,7 +34,17 @@ public enum DemoSeeder {
         do {
             return try connection.transaction { () throws -> DemoSeedSummary in
                 try prepareTables(connection, replace: replace)
+                // Row-by-row foreign-key triggers and index maintenance dominate a bulk load. The tables are
+                // empty here, so keys and indexes are dropped for the load and rebuilt after it: rebuilding sorts
+                // once and re-adding a foreign key validates every row with one join, inside this transaction, so
+                // a bad row still fails the whole load and the schema ends exactly as it was.
+                try connection.executeScript("SET LOCAL maintenance_work_mem = '256MB'")
+                let restore = try suspendKeysAndIndexes(connection)
                 let summary = try load(dataset, connection, progress: progress)
+                progress("rebuilding indexes and validating keys")
+                for statement in restore {
+                    try connection.executeScript(statement)
+                }
                 for table in tables where table != "property.existing_properties" && table != "property.developments" {
                     // Explicit ids were loaded: move each identity past them so later inserts do not collide.
                     try connection.query("""
@@ -58,6 +68,41 @@ public enum DemoSeeder {
         } catch {
             throw MigrationError(.seedFailed, "seed-demo failed and was rolled back: \(error)")
         }
+    }
+
+    /// Drops the foreign keys, primary keys, unique constraints and plain indexes of the seeded tables (and the
+    /// foreign keys pointing into them); returns the statements that restore them, in a valid order.
+    private static func suspendKeysAndIndexes(_ connection: PostgresConnection) throws -> [String] {
+        let tableArray = "{" + tables.joined(separator: ",") + "}"
+        let constraints = try connection.query("""
+            SELECT con.conrelid::regclass::text, quote_ident(con.conname), pg_get_constraintdef(con.oid),
+                   con.contype::text
+            FROM pg_constraint con
+            WHERE (con.contype = 'f' AND (con.conrelid = ANY ($1::regclass[]) OR con.confrelid = ANY ($1::regclass[])))
+               OR (con.contype IN ('p', 'u') AND con.conrelid = ANY ($1::regclass[]))
+            ORDER BY con.contype = 'f' DESC, con.conrelid::regclass::text, con.conname
+            """, [tableArray])
+        let indexes = try connection.query("""
+            SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+            FROM pg_index i
+            WHERE i.indrelid = ANY ($1::regclass[])
+              AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid)
+            ORDER BY 1
+            """, [tableArray])
+        var keyRestores: [String] = []
+        var foreignKeyRestores: [String] = []
+        for row in constraints {
+            let table = row[0] ?? "", name = row[1] ?? "", definition = row[2] ?? ""
+            try connection.executeScript("ALTER TABLE \(table) DROP CONSTRAINT \(name)")
+            let restore = "ALTER TABLE \(table) ADD CONSTRAINT \(name) \(definition)"
+            if row[3] == "f" { foreignKeyRestores.append(restore) } else { keyRestores.append(restore) }
+        }
+        var indexRestores: [String] = []
+        for row in indexes {
+            try connection.executeScript("DROP INDEX \(row[0] ?? "")")
+            indexRestores.append(row[1] ?? "")
+        }
+        return keyRestores + indexRestores + foreignKeyRestores
     }
 
     private static func prepareTables(_ connection: PostgresConnection, replace: Bool) throws {
