@@ -122,6 +122,25 @@ public struct SchemaSnapshot: Sendable, Hashable {
         return snapshot
     }
 
+    /// Every fact of the snapshot as one line each, for diffing two snapshots in full (privileges included).
+    public var facts: Set<String> {
+        var lines = Set(schemas.map { "schema \($0)" })
+        for (name, kind) in relations { lines.insert("\(kind) \(name)") }
+        for (relation, columns) in columns {
+            for (name, column) in columns {
+                lines.insert("column \(relation).\(name) \(column.type)"
+                    + (column.isNullable ? "" : " NOT NULL") + (column.defaultValue.map { " DEFAULT \($0)" } ?? ""))
+            }
+        }
+        for (relation, constraints) in constraints {
+            for (name, definition) in constraints { lines.insert("constraint \(relation).\(name) \(definition)") }
+        }
+        for (name, definition) in indexes { lines.insert("index \(name) \(definition)") }
+        for (name, definition) in functions { lines.insert("function \(name) \(definition)") }
+        for (name, definition) in viewDefinitions { lines.insert("view \(name) \(definition)") }
+        return lines.union(privileges.map { "privilege \($0)" })
+    }
+
     /// The structural differences between what the migrations produce (`expected`) and this database (`self`),
     /// in plain words, sorted. Privileges are left out: they depend on who owns the objects.
     public func drift(from expected: SchemaSnapshot) -> [String] {
