@@ -104,7 +104,9 @@ public struct PostgresConfiguration: Sendable, Hashable, CustomStringConvertible
 
         var port = 5432
         if let portPart {
-            guard let value = Int(portPart), (1...65535).contains(value), portPart.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            guard portPart.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(portPart),
+                (1...65535).contains(value)
+            else {
                 throw Self.invalid("port must be a number from 1 to 65535")
             }
             port = value
@@ -164,7 +166,8 @@ public struct PostgresConfiguration: Sendable, Hashable, CustomStringConvertible
         }
         text += "@"
         if host.contains(":") && !host.hasPrefix("/") {
-            text += "[" + host + "]"
+            // IPv6 literal; a zone ID's "%" is escaped as "%25" (RFC 6874), colons stay readable.
+            text += "[" + Self.encode(host).replacing("%3A", with: ":") + "]"
         } else {
             text += Self.encode(host)
         }

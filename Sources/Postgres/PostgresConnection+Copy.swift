@@ -27,6 +27,39 @@ public struct PostgresCopyWriter {
         if buffer.count >= Self.chunkSize { try flush() }
     }
 
+    /// Appends one row in COPY text format: fields escaped, separated by tabs, ended by a newline.
+    /// `nil` is SQL NULL (`\N`).
+    public mutating func writeRow(_ fields: [String?]) throws(PostgresError) {
+        var line = ""
+        for (index, field) in fields.enumerated() {
+            if index > 0 { line += "\t" }
+            line += Self.textField(field)
+        }
+        line += "\n"
+        try write(line)
+    }
+
+    /// Escapes a value for COPY text format: backslash, tab, newline and carriage return are backslash-escaped,
+    /// and `nil` becomes `\N`.
+    public static func textField(_ value: String?) -> String {
+        guard let value else { return "\\N" }
+        guard value.utf8.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else {
+            return value
+        }
+        var escaped = ""
+        escaped.reserveCapacity(value.utf8.count + 8)
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\\": escaped += "\\\\"
+            case "\t": escaped += "\\t"
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped
+    }
+
     /// Appends raw bytes, e.g. binary COPY data.
     public mutating func write(bytes: [UInt8]) throws(PostgresError) {
         buffer.append(contentsOf: bytes)
@@ -65,7 +98,7 @@ extension PostgresConnection {
     /// - Throws: `.copyFailed` when `sql` is not a COPY FROM STDIN or data cannot be sent; `.server` when the
     ///   server rejects the data (e.g. `22P02` malformed input, `23505` duplicate key).
     public func copyFrom(_ sql: String, _ body: (inout PostgresCopyWriter) throws -> Void) throws {
-        let handle = try liveHandle()
+        let handle = try liveHandle(for: sql)
         try startCopy(handle, sql: sql, expecting: PGRES_COPY_IN)
         var writer = PostgresCopyWriter(handle: handle)
         do {
@@ -91,7 +124,7 @@ extension PostgresConnection {
     /// error is rethrown.
     /// - Throws: `.copyFailed` when `sql` is not a COPY TO STDOUT; `.server` when the COPY fails.
     public func copyTo(_ sql: String, _ chunk: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let handle = try liveHandle()
+        let handle = try liveHandle(for: sql)
         try startCopy(handle, sql: sql, expecting: PGRES_COPY_OUT)
         var failure: (any Error)?
         while true {

@@ -43,9 +43,14 @@ extension PostgresConnection {
     public func waitForNotifications(timeout: Duration) throws(PostgresError) -> [PostgresNotification] {
         let handle = try liveHandle()
         let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: max(timeout, .zero))
+        // Clamped so that adding the timeout to the current instant cannot overflow.
+        let deadline = clock.now.advanced(by: min(max(timeout, .zero), .seconds(365 * 86_400)))
         while true {
-            guard PQconsumeInput(handle) == 1 else { throw connectionError(handle, sql: nil) }
+            guard PQconsumeInput(handle) == 1 else {
+                var error = connectionError(handle, sql: nil)
+                error.code = .connectionClosed
+                throw error
+            }
             let received = drainNotifications(handle)
             if !received.isEmpty { return received }
 

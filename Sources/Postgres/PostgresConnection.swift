@@ -89,6 +89,16 @@ public final class PostgresConnection {
         return handle
     }
 
+    /// The handle, after checking that `sql` can be passed as a C string: an embedded NUL would silently cut
+    /// the statement short.
+    func liveHandle(for sql: String) throws(PostgresError) -> OpaquePointer {
+        let handle = try liveHandle()
+        guard !sql.utf8.contains(0) else {
+            throw PostgresError(code: .server, message: "SQL text contains a NUL character", query: sql)
+        }
+        return handle
+    }
+
     // MARK: Statements
 
     /// Runs one statement through `PQexecParams` with text-format parameters `$1, $2, …`.
@@ -100,11 +110,15 @@ public final class PostgresConnection {
     public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws(PostgresError)
         -> PostgresResult
     {
-        let handle = try liveHandle()
+        let handle = try liveHandle(for: sql)
+        // The protocol counts parameters in 16 bits.
+        guard parameters.count <= Int(UInt16.max) else {
+            throw PostgresError(
+                code: .server, message: "\(parameters.count) parameters; the maximum is \(UInt16.max)", query: sql)
+        }
         let texts: [String?] = parameters.map { $0?.postgresText }
         for text in texts where text?.utf8.contains(0) == true {
-            throw PostgresError(
-                code: .server, message: "query parameter contains a NUL character", sqlState: "22021", query: sql)
+            throw PostgresError(code: .server, message: "query parameter contains a NUL character", query: sql)
         }
         let result = CStringArray(texts).withPointers { values in
             PQexecParams(handle, sql, Int32(texts.count), nil, values, nil, nil, 0)
@@ -116,7 +130,7 @@ public final class PostgresConnection {
     /// Statements run in one implicit transaction unless the script contains its own transaction control.
     /// - Throws: `.server` for the first failing statement.
     public func executeScript(_ sql: String) throws(PostgresError) {
-        let handle = try liveHandle()
+        let handle = try liveHandle(for: sql)
         try consume(PQexec(handle, sql), sql: sql)
     }
 
@@ -185,8 +199,10 @@ public final class PostgresConnection {
             // No diagnostic fields: the failure happened in libpq (typically the connection broke).
             return connectionError(handle, sql: sql)
         }
+        // A FATAL error (e.g. 57P01 after pg_terminate_backend) also ends the session: callers must reconnect.
+        let code: PostgresError.Code = PQstatus(handle) == CONNECTION_OK ? .server : .connectionClosed
         return PostgresError(
-            code: .server, message: primary, sqlState: sqlState, detail: field("D"), hint: field("H"), query: sql)
+            code: code, message: primary, sqlState: sqlState, detail: field("D"), hint: field("H"), query: sql)
     }
 
     func connectionError(_ handle: OpaquePointer, sql: String?) -> PostgresError {
@@ -239,7 +255,18 @@ public final class PostgresConnection {
             try? executeScript(savepoint.map { "ROLLBACK TO SAVEPOINT \($0); RELEASE SAVEPOINT \($0)" } ?? "ROLLBACK")
             throw error
         }
-        try executeScript(savepoint.map { "RELEASE SAVEPOINT \($0)" } ?? "COMMIT")
+        if let savepoint {
+            try executeScript("RELEASE SAVEPOINT \(savepoint)")
+        } else {
+            // COMMIT of a transaction in which a statement failed (and the body swallowed the error) is answered
+            // with the tag ROLLBACK and no error; report it, so a lost transaction never looks committed.
+            let commit = try query("COMMIT")
+            if commit.commandTag == "ROLLBACK" {
+                throw PostgresError(
+                    code: .server, message: "transaction was rolled back because a statement in it failed",
+                    query: "COMMIT")
+            }
+        }
         return value
     }
 }
@@ -273,6 +300,9 @@ enum ConnectionFailure {
         if lower.hasPrefix("database ") && lower.contains("does not exist") {
             return PostgresError(
                 code: .connectionFailed, message: "\(line) (server \(target))", sqlState: "3D000")
+        }
+        if lower.contains("timeout expired") {
+            return PostgresError(code: .timeout, message: "could not connect to \(target): timeout expired")
         }
         if lower.contains("connection refused") {
             return PostgresError(

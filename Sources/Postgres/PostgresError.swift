@@ -31,6 +31,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         /// An operation did not finish in time.
         public static let timeout = Code("timeout")
 
+        /// The code's stable name.
         public var description: String { name }
     }
 
@@ -63,6 +64,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         self.location = "\(file):\(line)"
     }
 
+    /// One safe-to-log line: code, SQLSTATE and the first line of the message.
     public var description: String {
         var text = "PostgresError.\(code.name)"
         if let sqlState { text += " (\(sqlState))" }
@@ -70,6 +72,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         return text
     }
 
+    /// Every field, including detail, hint, the failing SQL and where the error was raised.
     public var debugDescription: String {
         var parts = ["code: \(code.name)"]
         if let sqlState { parts.append("sqlState: \(sqlState)") }

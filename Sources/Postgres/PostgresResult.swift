@@ -19,9 +19,12 @@ public struct PostgresResult: Sendable, RandomAccessCollection {
         self.commandTag = commandTag
     }
 
+    /// Always 0.
     public var startIndex: Int { 0 }
+    /// The number of rows.
     public var endIndex: Int { rowCount }
 
+    /// The row at `position`; traps when out of range, like an array.
     public subscript(position: Int) -> PostgresRow {
         precondition(position >= 0 && position < rowCount, "row index \(position) out of range 0..<\(rowCount)")
         return PostgresRow(columns: columns, values: values, offset: position * columns.count)

@@ -15,16 +15,19 @@ public protocol PostgresDecodable {
 }
 
 extension PostgresDecodable {
+    /// Throws `.decoding`: a non-optional type has no value for NULL.
     public static func postgresNull() throws(PostgresError) -> Self {
         throw PostgresError(code: .decoding, message: "unexpected NULL for non-optional \(Self.self)")
     }
 }
 
 extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
+    /// Decodes the wrapped value.
     public init(postgresText: String) throws(PostgresError) {
         self = .some(try Wrapped(postgresText: postgresText))
     }
 
+    /// NULL decodes as `nil`.
     public static func postgresNull() throws(PostgresError) -> Wrapped? { nil }
 }
 
@@ -33,12 +36,16 @@ private func decodingError(_ type: Any.Type) -> PostgresError {
 }
 
 extension String: PostgresEncodable, PostgresDecodable {
+    /// The value as PostgreSQL text input.
     public var postgresText: String { self }
+    /// Any text is a valid string.
     public init(postgresText: String) { self = postgresText }
 }
 
 extension Int: PostgresEncodable, PostgresDecodable {
+    /// The value as PostgreSQL text input.
     public var postgresText: String { String(self) }
+    /// Parses PostgreSQL\'s text output; throws `.decoding` when malformed.
     public init(postgresText: String) throws(PostgresError) {
         guard let value = Int(postgresText) else { throw decodingError(Int.self) }
         self = value
@@ -46,7 +53,9 @@ extension Int: PostgresEncodable, PostgresDecodable {
 }
 
 extension Int64: PostgresEncodable, PostgresDecodable {
+    /// The value as PostgreSQL text input.
     public var postgresText: String { String(self) }
+    /// Parses PostgreSQL\'s text output; throws `.decoding` when malformed.
     public init(postgresText: String) throws(PostgresError) {
         guard let value = Int64(postgresText) else { throw decodingError(Int64.self) }
         self = value
@@ -54,7 +63,9 @@ extension Int64: PostgresEncodable, PostgresDecodable {
 }
 
 extension Int32: PostgresEncodable, PostgresDecodable {
+    /// The value as PostgreSQL text input.
     public var postgresText: String { String(self) }
+    /// Parses PostgreSQL\'s text output; throws `.decoding` when malformed.
     public init(postgresText: String) throws(PostgresError) {
         guard let value = Int32(postgresText) else { throw decodingError(Int32.self) }
         self = value
@@ -62,7 +73,9 @@ extension Int32: PostgresEncodable, PostgresDecodable {
 }
 
 extension Int16: PostgresEncodable, PostgresDecodable {
+    /// The value as PostgreSQL text input.
     public var postgresText: String { String(self) }
+    /// Parses PostgreSQL\'s text output; throws `.decoding` when malformed.
     public init(postgresText: String) throws(PostgresError) {
         guard let value = Int16(postgresText) else { throw decodingError(Int16.self) }
         self = value
@@ -70,7 +83,9 @@ extension Int16: PostgresEncodable, PostgresDecodable {
 }
 
 extension Bool: PostgresEncodable, PostgresDecodable {
+    /// `t` or `f`.
     public var postgresText: String { self ? "t" : "f" }
+    /// Parses PostgreSQL\'s text output; throws `.decoding` when malformed.
     public init(postgresText: String) throws(PostgresError) {
         switch postgresText {
         case "t", "true", "TRUE", "on", "1", "yes": self = true
@@ -89,6 +104,7 @@ extension Double: PostgresEncodable, PostgresDecodable {
         return String(self)
     }
 
+    /// Parses PostgreSQL\'s text output; throws `.decoding` when malformed.
     public init(postgresText: String) throws(PostgresError) {
         switch postgresText {
         case "NaN": self = .nan
@@ -103,6 +119,7 @@ extension Double: PostgresEncodable, PostgresDecodable {
 
 /// `bytea` values, sent and received in the hex format (`\x0a1b…`).
 extension Array: PostgresEncodable where Element == UInt8 {
+    /// `\x` followed by two lowercase hex digits per byte.
     public var postgresText: String {
         let digits = Array<UInt8>("0123456789abcdef".utf8)
         var text: [UInt8] = [UInt8(ascii: "\\"), UInt8(ascii: "x")]
@@ -116,6 +133,7 @@ extension Array: PostgresEncodable where Element == UInt8 {
 }
 
 extension Array: PostgresDecodable where Element == UInt8 {
+    /// Parses PostgreSQL\'s text output; throws `.decoding` when malformed.
     public init(postgresText: String) throws(PostgresError) {
         let utf8 = Array<UInt8>(postgresText.utf8)
         guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"), utf8.count % 2 == 0

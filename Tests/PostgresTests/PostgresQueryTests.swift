@@ -205,6 +205,59 @@ struct PostgresQueryTests {
         defer { killer.close() }
         try killer.query("SELECT pg_terminate_backend($1)", [victim.backendProcessID])
         let error = #expect(throws: PostgresError.self) { try victim.query("SELECT 1") }
-        #expect(error?.code == .connectionClosed || error?.code == .server)
+        #expect(error?.code == .connectionClosed)
+        #expect(!victim.isConnected)
+    }
+}
+
+@Suite("PostgreSQL transaction edge cases", .serialized, .timeLimit(.minutes(2)))
+struct PostgresTransactionEdgeTests {
+    @Test func swallowedFailureIsNotReportedAsCommit() throws {
+        try TestPostgres.withDatabase { configuration in
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try connection.executeScript("CREATE TABLE t (id int PRIMARY KEY)")
+            let error = #expect(throws: PostgresError.self) {
+                try connection.transaction {
+                    try connection.query("INSERT INTO t VALUES (1)")
+                    _ = try? connection.query("INSERT INTO t VALUES (1)")
+                }
+            }
+            #expect(error?.code == .server)
+            #expect(try connection.query("SELECT count(*) FROM t")[0].decode(0, as: Int.self) == 0)
+        }
+    }
+
+    @Test func nulInParameterIsRejectedClientSide() throws {
+        let connection = try PostgresConnection.connect(try TestPostgres.serverConfiguration())
+        defer { connection.close() }
+        let error = #expect(throws: PostgresError.self) { try connection.query("SELECT $1::text", ["a\u{0}b"]) }
+        #expect(error?.code == .server)
+        let truncated = #expect(throws: PostgresError.self) { try connection.query("SELECT 1\u{0}; DROP") }
+        #expect(truncated?.message == "SQL text contains a NUL character")
+        #expect(throws: PostgresError.self) { try connection.executeScript("SELECT 1\u{0}") }
+        let tooMany = [(any PostgresEncodable)?](repeating: 1, count: 70_000)
+        #expect(throws: PostgresError.self) { try connection.query("SELECT $1", tooMany) }
+        #expect(try connection.query("SELECT $1::text", ["ok"])[0][0] == "ok")
+    }
+
+    @Test func waitingOnAKilledConnectionThrows() throws {
+        let configuration = try TestPostgres.serverConfiguration()
+        let listener = try PostgresConnection.connect(configuration)
+        defer { listener.close() }
+        try listener.listen("killed")
+        let killer = try PostgresConnection.connect(configuration)
+        defer { killer.close() }
+        try killer.query("SELECT pg_terminate_backend($1)", [listener.backendProcessID])
+        var caught: PostgresError?
+        // The termination notice may arrive while we wait; bounded loop, then it must have surfaced.
+        for _ in 0..<50 where caught == nil {
+            do {
+                _ = try listener.waitForNotifications(timeout: .milliseconds(200))
+            } catch {
+                caught = error
+            }
+        }
+        #expect(caught?.code == .connectionClosed)
     }
 }

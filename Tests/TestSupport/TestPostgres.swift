@@ -1,4 +1,5 @@
 public import Postgres
+import Dispatch
 
 #if canImport(Glibc)
 import Glibc
@@ -13,6 +14,7 @@ public enum TestPostgres {
 
     /// Why a test cannot reach its cluster.
     public struct Unavailable: Error, CustomStringConvertible {
+        /// What is missing and how to provide it.
         public let description: String
     }
 
@@ -37,10 +39,35 @@ public enum TestPostgres {
     }
 
     /// Async variant of `withDatabase`.
+    /// Creating and dropping run on a dispatch queue, so the blocking libpq calls stay off the cooperative pool.
     public static func withDatabase<T>(_ body: (PostgresConfiguration) async throws -> T) async throws -> T {
-        let (server, name) = try createDatabase()
-        defer { dropDatabase(name, server: server) }
-        return try await body(server.with(database: name))
+        let (server, name) = try await offCooperativePool { try createDatabase() }
+        let outcome: Result<T, any Error>
+        do {
+            outcome = .success(try await body(server.with(database: name)))
+        } catch {
+            outcome = .failure(error)
+        }
+        await offCooperativePool { dropDatabase(name, server: server) }
+        return try outcome.get()
+    }
+
+    private static func offCooperativePool<R: Sendable>(_ work: @escaping @Sendable () throws -> R) async throws
+        -> R
+    {
+        let result: Result<R, any Error> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: Result { try work() }) }
+        }
+        return try result.get()
+    }
+
+    private static func offCooperativePool(_ work: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                work()
+                continuation.resume()
+            }
+        }
     }
 
     /// A name no other test uses: a prefix, the process ID and random bits.
