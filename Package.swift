@@ -18,8 +18,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
-        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
@@ -82,6 +80,8 @@ let package = Package(
         .testTarget(name: "MigrationsTests", dependencies: ["Migrations", "Postgres", "DemoData", "TestSupport"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ExploreQueryTests", dependencies: ["ExploreQuery", "DemoData"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "DemoDataTests", dependencies: ["DemoData", "ExploreQuery"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ExploreWireTests", dependencies: ["ExploreWire", "ExploreQuery",
                     .product(name: "NIOCore", package: "swift-nio")],
