@@ -1,1 +1,10 @@
-@main struct ExploreProjector { static func main() { print("explore-projector") } }
+import ArgumentParser
+
+@main
+struct ExploreProjector: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explore-projector",
+        abstract: "Explore projection service.",
+        subcommands: [QueryCommand.self, StatusCommand.self, ServeCommand.self]
+    )
+}
