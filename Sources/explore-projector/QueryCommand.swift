@@ -26,6 +26,7 @@ struct QueryCommand: AsyncParsableCommand {
     @Option(help: "Cursor from a previous page's output.") var cursor: String?
     @Option(help: "Facets, comma-separated: city, area, listing_type, bedrooms, price.") var facets: String?
     @Option(help: "Columns, comma-separated (see ColumnSet names).") var columns: String?
+    @Option(help: "Whether to compute the total: true or false.") var total: String?
     @Option(name: .customLong("param"), help: "Any other KEY=VALUE of the query language; repeatable.")
     var parameters: [String] = []
 
@@ -37,7 +38,7 @@ struct QueryCommand: AsyncParsableCommand {
         let named: [(String, String?)] = [
             ("city", city), ("area", area), ("type", type), ("status", status), ("price", price),
             ("bedrooms", bedrooms), ("sort", sort), ("limit", limit), ("offset", offset), ("cursor", cursor),
-            ("facets", facets), ("columns", columns),
+            ("facets", facets), ("columns", columns), ("total", total),
         ]
         for (key, value) in named {
             if let value { pairs.append((key, value)) }
@@ -74,10 +75,6 @@ struct QueryCommand: AsyncParsableCommand {
 
 /// Renders a search result for people (a table) or programs (JSON).
 enum ResultPrinter {
-    static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
-    }
-
     /// The selected columns of a row as (name, text) pairs, `id` first.
     static func cells(_ row: ExploreListing, _ columns: ColumnSet) -> [(String, Any)] {
         var cells: [(String, Any)] = [("id", row.id)]
@@ -128,7 +125,7 @@ enum ResultPrinter {
         output += text.map(line)
         var footer: [String] = ["\(result.rows.count) rows"]
         if let total = result.total { footer.append("total \(total)") }
-        if let cursor = result.nextCursor { footer.append("next cursor \(hex(cursor.bytes))") }
+        if let cursor = result.nextCursor { footer.append("next cursor \(cursor.base64URL)") }
         output.append(footer.joined(separator: ", "))
         for facet in result.facets {
             output.append("facet \(facet.field.name): " + facet.counts.map { "\(facetText($0.value))=\($0.count)" }
@@ -141,7 +138,7 @@ enum ResultPrinter {
         var object: [String: Any] = [
             "rows": result.rows.map { Dictionary(uniqueKeysWithValues: cells($0, result.columns)) },
             "total": result.total.map { $0 as Any } ?? NSNull(),
-            "next_cursor": result.nextCursor.map { hex($0.bytes) as Any } ?? NSNull(),
+            "next_cursor": result.nextCursor.map { $0.base64URL as Any } ?? NSNull(),
         ]
         var facets: [String: Any] = [:]
         for facet in result.facets {
