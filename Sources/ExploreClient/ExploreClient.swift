@@ -1,6 +1,7 @@
 public import ExploreQuery
 public import ExploreWire
 public import NIOCore
+import Foundation
 import NIOPosix
 
 /// A client-side failure with a stable code.
@@ -75,6 +76,7 @@ public final class ExploreClient: Sendable {
     private let channel: any Channel
     private let handler: NIOLoopBound<ClientHandler>
     private let group: (any EventLoopGroup)?
+    private let closed = ClosedFlag()
 
     private init(channel: any Channel, handler: NIOLoopBound<ClientHandler>, serverInfo: HelloAccepted,
                  timeout: TimeAmount, group: (any EventLoopGroup)?) {
@@ -212,8 +214,24 @@ public final class ExploreClient: Sendable {
 
     /// Closes the connection; requests in flight fail with `connection_closed`.
     public func close() async {
+        guard closed.markClosed() else { return }
         try? await channel.close()
         try? await group?.shutdownGracefully()
+    }
+}
+
+/// Makes ``ExploreClient/close()`` idempotent.
+final class ClosedFlag: @unchecked Sendable {
+    // Safe: `isClosed` is only touched while holding `lock`.
+    private let lock = NSLock()
+    private var isClosed = false
+
+    /// `true` the first time only.
+    func markClosed() -> Bool {
+        lock.withLock {
+            defer { isClosed = true }
+            return !isClosed
+        }
     }
 }
 

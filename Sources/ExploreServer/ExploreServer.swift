@@ -31,6 +31,18 @@ final class ServerSharedState: @unchecked Sendable {
     }
 
     func allChannels() -> [any Channel] { lock.withLock { Array(channels.values) } }
+
+    private var shutdownTask: Task<Void, Never>?
+
+    /// The one shutdown task: created by the first caller, awaited by every caller.
+    func shutdownTask(_ make: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        lock.withLock {
+            if let shutdownTask { return shutdownTask }
+            let task = Task { await make() }
+            shutdownTask = task
+            return task
+        }
+    }
 }
 
 /// The explore protocol server: SwiftNIO, one event loop per core, many pipelined connections.
@@ -105,7 +117,12 @@ public final class ExploreServer: Sendable {
 
     /// Stops accepting, lets requests in flight finish (up to the grace period), tells each client
     /// `shutting_down`, closes every connection and, if the server created its event loops, shuts them down.
+    /// Safe to call more than once; every call returns when the shutdown is complete.
     public func shutdown() async {
+        await shared.shutdownTask { [self] in await performShutdown() }.value
+    }
+
+    private func performShutdown() async {
         try? await serverChannel.close()
         let channels = shared.allChannels()
         for channel in channels {

@@ -30,8 +30,13 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let client = try await ExploreClient.connect(host: server.host, port: server.port,
                                                      timeout: .seconds(Int64(timeout)))
-        defer { Task { await client.close() } }
-        let stats = try await client.stats()
+        let stats: ServerStatistics
+        do {
+            stats = try await client.stats()
+        } catch {
+            await client.close()
+            throw error
+        }
         await client.close()
         let enabledFilters = FilterField.allCases.filter { stats.features.enabledFilters.contains($0) }.map(\.name)
         let enabledTypes = ListingType.allCases.filter { stats.features.enabledListingTypes.contains($0) }.map(\.name)
