@@ -30,6 +30,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var readPending = false
     private var closing = false
     private var shutdownRequested = false
+    /// Frames already read while the peer was not reading its answers; processed once the channel is writable
+    /// again. At most one socket read's worth of frames, since reading stops while this is non-empty.
+    private var queuedFrames = CircularBuffer<ByteBuffer>()
 
     init(processor: RequestProcessor, shared: ServerSharedState, admin: (any AdminHandler)?) {
         self.processor = processor
@@ -46,6 +49,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
             handshake(context: context, body: &body)
             return
         }
+        // Answers are only computed while the outbound buffer is below its high-water mark; otherwise the frame
+        // waits, so a client that never reads cannot make the server buffer answers without bound.
+        guard queuedFrames.isEmpty, context.channel.isWritable else {
+            queuedFrames.append(body)
+            return
+        }
+        process(context: context, body: &body)
+    }
+
+    private func process(context: ChannelHandlerContext, body: inout ByteBuffer) {
         let header: FrameHeader
         do {
             header = try WireCodec.decodeHeader(&body)
@@ -184,6 +197,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        var processed = false
+        while !closing, context.channel.isWritable, var body = queuedFrames.popFirst() {
+            process(context: context, body: &body)
+            processed = true
+        }
+        if processed { context.flush() }
         resumeReadingIfPossible(context: context)
         context.fireChannelWritabilityChanged()
     }
@@ -194,7 +213,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// reader cannot make the server buffer without bound.
     func read(context: ChannelHandlerContext) {
         if closing || shutdownRequested { return }
-        if inFlight >= processor.configuration.maximumInFlight || !context.channel.isWritable {
+        if inFlight >= processor.configuration.maximumInFlight || !context.channel.isWritable
+            || !queuedFrames.isEmpty {
             readPending = true
         } else {
             context.read()
@@ -202,7 +222,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
-        guard readPending, !closing, !shutdownRequested,
+        guard readPending, !closing, !shutdownRequested, queuedFrames.isEmpty,
               inFlight < processor.configuration.maximumInFlight, context.channel.isWritable else { return }
         readPending = false
         context.read()

@@ -244,3 +244,36 @@ struct ServerTests {
         await client.close()
     }
 }
+
+@Suite("Server back-pressure", .serialized, .timeLimit(.minutes(3)))
+struct BackPressureTests {
+    @Test("a client that does not read its answers is held back; its answers all arrive later, in order")
+    func slowReader() async throws {
+        let backend = ReferenceBackend(rows: Array(demoRows.prefix(1_000)))
+        try await withServer(backend: backend) { server in
+            let slow = try await RawConnection.connect(port: server.port)
+            var bytes = RawConnection.helloBytes()
+            let requests = 300
+            for id in 1...requests {
+                bytes += RawConnection.frame(.search(SearchQuery(limit: 1_000, columns: .all)), id: UInt32(id))
+            }
+            let answers = try await slow.channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(bytes: bytes))
+                // While the slow connection's answers pile up unread, another connection is served normally.
+                let other = try await ExploreClient.connect(host: "127.0.0.1", port: server.port)
+                for _ in 0..<20 { #expect(try await other.ping([1]) == [1]) }
+                await other.close()
+                var ids: [UInt32] = []
+                var iterator = inbound.makeAsyncIterator()
+                while ids.count < requests + 1, var body = try await iterator.next() {
+                    let header = try WireCodec.decodeHeader(&body)
+                    let response = try WireCodec.decodeResponse(header, &body)
+                    if case .searchResult(let result) = response { #expect(result.rows.count == 1_000) }
+                    ids.append(header.requestID)
+                }
+                return ids
+            }
+            #expect(answers == [0] + (1...UInt32(requests)).map { $0 })
+        }
+    }
+}

@@ -136,6 +136,26 @@ struct RawConnection {
         }
     }
 
+    /// Like ``exchangeUntilClosed(_:)`` for streams the server may close midway: a write into the closed socket
+    /// or a reset while reading ends the exchange instead of failing it.
+    func exchangeTolerant(_ bytes: [UInt8]) async throws -> [(UInt32, WireResponse)] {
+        try await channel.executeThenClose { inbound, outbound in
+            try? await outbound.write(ByteBuffer(bytes: bytes))
+            var responses: [(UInt32, WireResponse)] = []
+            do {
+                for try await var body in inbound {
+                    let header = try WireCodec.decodeHeader(&body)
+                    responses.append((header.requestID, try WireCodec.decodeResponse(header, &body)))
+                }
+            } catch is WireError {
+                throw WireError(.malformedFrame, "the server sent an undecodable frame")
+            } catch {
+                // Connection reset after the server closed on a fatal violation.
+            }
+            return responses
+        }
+    }
+
     /// Sends `bytes` and reads every answer until the server closes the connection.
     func exchangeUntilClosed(_ bytes: [UInt8]) async throws -> [(UInt32, WireResponse)] {
         try await channel.executeThenClose { inbound, outbound in
