@@ -26,6 +26,8 @@ struct ServerBenchmarkReport: Sendable, CustomStringConvertible {
     var inProcessMeanMicros: Double
     /// One connection, one request at a time: the round trip an unloaded client sees.
     var unloadedRoundTripP50Micros: UInt64
+    /// One connection, one PING at a time: transport and protocol cost with no query at all.
+    var pingRoundTripP50Micros: UInt64
     /// Unloaded round trip minus in-process time (p50 vs p50): what the protocol, the sockets and both sides'
     /// event loops add to a query.
     var protocolOverheadMicros: Int64
@@ -39,6 +41,7 @@ struct ServerBenchmarkReport: Sendable, CustomStringConvertible {
         p50 \(halfLoadP50Micros) µs, p99 \(halfLoadP99Micros) µs
           in-process: p50 \(inProcessP50Micros) µs, mean \(String(format: "%.1f", inProcessMeanMicros)) µs
           unloaded round trip p50 \(unloadedRoundTripP50Micros) µs -> protocol overhead \(protocolOverheadMicros) µs/query
+          ping round trip p50 \(pingRoundTripP50Micros) µs
           errors: \(errors)
         """
     }
@@ -68,6 +71,12 @@ enum ServerBenchmark {
             for _ in 0..<connections {
                 clients.append(try await ExploreClient.connect(host: "127.0.0.1", port: server.port, group: clientGroup))
             }
+            var ping = Phase()
+            for _ in 0..<2_000 {
+                let sent = ContinuousClock.now
+                try await clients[0].ping()
+                _ = ping.histogram.record(micros(ContinuousClock.now - sent))
+            }
             let unloaded = try await closedLoop(clients: [clients[0]], depth: 1, queries: queries,
                                                 duration: .milliseconds(500))
             _ = try await closedLoop(clients: clients, depth: pipelineDepth, queries: queries,
@@ -88,7 +97,7 @@ enum ServerBenchmark {
                 halfLoadAchievedRate: half.rate, halfLoadP50Micros: half.histogram.valueAtPercentile(50),
                 halfLoadP99Micros: half.histogram.valueAtPercentile(99),
                 inProcessP50Micros: inProcess.histogram.valueAtPercentile(50), inProcessMeanMicros: inProcess.mean,
-                unloadedRoundTripP50Micros: unloadedP50,
+                unloadedRoundTripP50Micros: unloadedP50, pingRoundTripP50Micros: ping.histogram.valueAtPercentile(50),
                 protocolOverheadMicros: Int64(unloadedP50) - Int64(inProcess.histogram.valueAtPercentile(50)),
                 errors: unloaded.errors + maximum.errors + half.errors)
         } catch {

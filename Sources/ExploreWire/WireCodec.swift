@@ -500,31 +500,38 @@ public enum WireCodec {
     /// Writes row count varint, then each row: id svarint, null byte (if any nullable column is selected), then
     /// the selected columns in bit order, nulls omitted.
     static func encodeRows(_ rows: [ExploreListing], columns: ColumnSet, into buffer: inout ByteBuffer) {
+        // One up-front reservation instead of repeated growth; ~112 bytes is a typical all-columns row.
+        buffer.reserveCapacity(minimumWritableBytes: rows.count * (columns.rawValue.nonzeroBitCount * 9 + 4))
         buffer.writeVarint(UInt64(rows.count))
         let hasNullable = !columns.isDisjoint(with: nullableColumns)
-        for row in rows {
-            buffer.writeSignedVarint(row.id)
-            if hasNullable {
-                var nulls: UInt8 = 0
-                if columns.contains(.priceFrom) && row.priceFrom == nil { nulls |= NullBit.priceFrom }
-                if columns.contains(.priceTo) && row.priceTo == nil { nulls |= NullBit.priceTo }
-                if columns.contains(.bedrooms) && row.bedrooms == nil { nulls |= NullBit.bedrooms }
-                if columns.contains(.bathrooms) && row.bathrooms == nil { nulls |= NullBit.bathrooms }
-                if columns.contains(.primaryImageURL) && row.primaryImageURL == nil { nulls |= NullBit.primaryImageURL }
-                buffer.writeInteger(nulls)
+        // Fields are read in place through the buffer pointer: copying a whole row retains five strings.
+        rows.withUnsafeBufferPointer { rowsPointer in
+            guard let first = rowsPointer.baseAddress else { return }
+            for index in rowsPointer.indices {
+                let row = first + index
+                buffer.writeSignedVarint(row.pointee.id)
+                if hasNullable {
+                    var nulls: UInt8 = 0
+                    if columns.contains(.priceFrom) && row.pointee.priceFrom == nil { nulls |= NullBit.priceFrom }
+                    if columns.contains(.priceTo) && row.pointee.priceTo == nil { nulls |= NullBit.priceTo }
+                    if columns.contains(.bedrooms) && row.pointee.bedrooms == nil { nulls |= NullBit.bedrooms }
+                    if columns.contains(.bathrooms) && row.pointee.bathrooms == nil { nulls |= NullBit.bathrooms }
+                    if columns.contains(.primaryImageURL) && row.pointee.primaryImageURL == nil { nulls |= NullBit.primaryImageURL }
+                    buffer.writeInteger(nulls)
+                }
+                if columns.contains(.listingType) { buffer.writeInteger(row.pointee.listingType.rawValue) }
+                if columns.contains(.status) { buffer.writeWireString(row.pointee.status) }
+                if columns.contains(.title) { buffer.writeWireString(row.pointee.title) }
+                if columns.contains(.locationID) { buffer.writeSignedVarint(row.pointee.locationID) }
+                if columns.contains(.priceFrom), let value = row.pointee.priceFrom { buffer.writeSignedVarint(value) }
+                if columns.contains(.priceTo), let value = row.pointee.priceTo { buffer.writeSignedVarint(value) }
+                if columns.contains(.bedrooms), let value = row.pointee.bedrooms { buffer.writeSignedVarint(Int64(value)) }
+                if columns.contains(.bathrooms), let value = row.pointee.bathrooms { buffer.writeSignedVarint(Int64(value)) }
+                if columns.contains(.primaryImageURL), let value = row.pointee.primaryImageURL { buffer.writeWireString(value) }
+                if columns.contains(.city) { buffer.writeWireString(row.pointee.city) }
+                if columns.contains(.area) { buffer.writeWireString(row.pointee.area) }
+                if columns.contains(.createdAt) { buffer.writeSignedVarint(row.pointee.createdAt) }
             }
-            if columns.contains(.listingType) { buffer.writeInteger(row.listingType.rawValue) }
-            if columns.contains(.status) { buffer.writeWireString(row.status) }
-            if columns.contains(.title) { buffer.writeWireString(row.title) }
-            if columns.contains(.locationID) { buffer.writeSignedVarint(row.locationID) }
-            if columns.contains(.priceFrom), let value = row.priceFrom { buffer.writeSignedVarint(value) }
-            if columns.contains(.priceTo), let value = row.priceTo { buffer.writeSignedVarint(value) }
-            if columns.contains(.bedrooms), let value = row.bedrooms { buffer.writeSignedVarint(Int64(value)) }
-            if columns.contains(.bathrooms), let value = row.bathrooms { buffer.writeSignedVarint(Int64(value)) }
-            if columns.contains(.primaryImageURL), let value = row.primaryImageURL { buffer.writeWireString(value) }
-            if columns.contains(.city) { buffer.writeWireString(row.city) }
-            if columns.contains(.area) { buffer.writeWireString(row.area) }
-            if columns.contains(.createdAt) { buffer.writeSignedVarint(row.createdAt) }
         }
     }
 
