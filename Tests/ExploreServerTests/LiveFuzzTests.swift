@@ -59,10 +59,7 @@ struct LiveFuzzTests {
 
     @Test("2,000 mutated frames over 200 connections; a well-behaved client is served correctly throughout")
     func fuzzLiveServer() async throws {
-        var configuration = ExploreServerConfiguration()
-        // Streams that end inside a frame are closed by the idle timeout; long enough that the busy good client
-        // never trips it on a loaded machine.
-        configuration.idleTimeout = .seconds(1)
+        let configuration = ExploreServerConfiguration()
         let backend = ReferenceBackend(rows: Array(demoRows.prefix(300)))
         try await withServer(configuration, backend: backend) { server in
             let done = Atomic(false)

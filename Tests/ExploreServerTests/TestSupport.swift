@@ -105,7 +105,9 @@ struct RawConnection {
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameSize: 1 << 24)))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true))
                 }
             }
         return RawConnection(channel: channel)
@@ -137,10 +139,12 @@ struct RawConnection {
     }
 
     /// Like ``exchangeUntilClosed(_:)`` for streams the server may close midway: a write into the closed socket
-    /// or a reset while reading ends the exchange instead of failing it.
+    /// or a reset while reading ends the exchange instead of failing it. The write side is closed after `bytes`,
+    /// so a stream that ends inside a frame is ended by end-of-file rather than by the idle timeout.
     func exchangeTolerant(_ bytes: [UInt8]) async throws -> [(UInt32, WireResponse)] {
         try await channel.executeThenClose { inbound, outbound in
             try? await outbound.write(ByteBuffer(bytes: bytes))
+            outbound.finish()
             var responses: [(UInt32, WireResponse)] = []
             do {
                 for try await var body in inbound {
