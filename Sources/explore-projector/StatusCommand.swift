@@ -25,13 +25,31 @@ struct StatusCommand: AsyncParsableCommand {
     var server: ServerAddress
 
     @Option(help: "Request timeout in seconds.")
-    var timeout: Int = 10
+    var timeout: Int = 600
+
+    @Option(help: "Admin token, needed by --rebuild and --verify.")
+    var adminToken: String?
+
+    @Flag(help: "Admin: rebuild the server's index first.")
+    var rebuild = false
+
+    @Flag(help: "Admin: compare the server's index with its source first.")
+    var verify = false
 
     func run() async throws {
-        let client = try await ExploreClient.connect(host: server.host, port: server.port,
+        let client = try await ExploreClient.connect(host: server.host, port: server.port, adminToken: adminToken,
                                                      timeout: .seconds(Int64(timeout)))
         let stats: ServerStatistics
         do {
+            if rebuild {
+                let report = try await client.rebuild()
+                print("rebuilt \(report.listingCount) listings in \(report.durationMicroseconds / 1_000) ms")
+            }
+            if verify {
+                let report = try await client.verify()
+                print("verified \(report.checked) listings: \(report.mismatchCount) mismatches"
+                    + (report.sampleMismatchIDs.isEmpty ? "" : ", e.g. ids \(report.sampleMismatchIDs.prefix(10))"))
+            }
             stats = try await client.stats()
         } catch {
             await client.close()
