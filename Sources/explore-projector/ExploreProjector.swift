@@ -1,14 +1,16 @@
 import ArgumentParser
 
-/// The `explore-projector` command: schema management, demo data, and (with later changes) the projector and
-/// the Explore service.
+/// The `explore-projector` command: schema management, demo data, the Explore service and its clients.
 ///
-/// `main` is synchronous on purpose: the commands here block on libpq, which must not run on Swift's cooperative
-/// thread pool.
+/// The root is async because the service and its clients are. The schema commands stay synchronous: the async
+/// entry point runs them on the main thread, so their blocking libpq calls never occupy Swift's cooperative pool.
 @main
-struct ExploreProjector: ParsableCommand {
+struct ExploreProjector: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "explore-projector",
-        abstract: "Keeps the Explore read model of the listings database and manages its schema.",
-        subcommands: [MigrateCommand.self, DoctorCommand.self, SeedDemoCommand.self])
+        abstract: "Keeps the Explore read model of the listings database and serves searches over it.",
+        subcommands: [
+            MigrateCommand.self, DoctorCommand.self, SeedDemoCommand.self,
+            ServeCommand.self, QueryCommand.self, StatusCommand.self,
+        ])
 }

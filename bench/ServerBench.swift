@@ -1,0 +1,226 @@
+import ExploreClient
+import ExploreQuery
+import ExploreServer
+import Foundation
+import Histogram
+import NIOCore
+import NIOPosix
+
+/// Results of one `bench --server` run.
+struct ServerBenchmarkReport: Sendable, CustomStringConvertible {
+    var listings: Int
+    var connections: Int
+    var pipelineDepth: Int
+    /// Closed-loop run: every connection keeps `pipelineDepth` requests in flight for the whole duration.
+    var maximumThroughput: Double
+    var maximumLoadP50Micros: UInt64
+    var maximumLoadP99Micros: UInt64
+    /// Open-loop run at half the measured maximum; latency measured from each request's scheduled send time,
+    /// so a stalled server cannot hide its queueing (no coordinated omission).
+    var halfLoadTargetRate: Double
+    var halfLoadAchievedRate: Double
+    var halfLoadP50Micros: UInt64
+    var halfLoadP99Micros: UInt64
+    /// The same queries run in-process on the index, one at a time.
+    var inProcessP50Micros: UInt64
+    var inProcessMeanMicros: Double
+    /// One connection, one request at a time: the round trip an unloaded client sees.
+    var unloadedRoundTripP50Micros: UInt64
+    /// One connection, one PING at a time: transport and protocol cost with no query at all.
+    var pingRoundTripP50Micros: UInt64
+    /// Unloaded round trip minus in-process time (p50 vs p50): what the protocol, the sockets and both sides'
+    /// event loops add to a query.
+    var protocolOverheadMicros: Int64
+    var errors: Int
+
+    var description: String {
+        """
+        server bench: \(listings) listings, \(connections) connections x depth \(pipelineDepth)
+          max load:   \(Int(maximumThroughput)) q/s, p50 \(maximumLoadP50Micros) µs, p99 \(maximumLoadP99Micros) µs
+          half load:  target \(Int(halfLoadTargetRate)) q/s, achieved \(Int(halfLoadAchievedRate)) q/s, \
+        p50 \(halfLoadP50Micros) µs, p99 \(halfLoadP99Micros) µs
+          in-process: p50 \(inProcessP50Micros) µs, mean \(String(format: "%.1f", inProcessMeanMicros)) µs
+          unloaded round trip p50 \(unloadedRoundTripP50Micros) µs -> protocol overhead \(protocolOverheadMicros) µs/query
+          ping round trip p50 \(pingRoundTripP50Micros) µs
+          errors: \(errors)
+        """
+    }
+}
+
+/// Drives an ``ExploreServer`` on loopback with the Swift client.
+enum ServerBenchmark {
+    /// Starts a server on 127.0.0.1 port 0 over `index`, measures in-process cost, unloaded round trip, maximum
+    /// throughput (closed loop) and latency at half that load (open loop), then shuts everything down.
+    /// - Parameters:
+    ///   - index: the engine to serve.
+    ///   - queries: the query mix, used round-robin.
+    ///   - connections: client connections.
+    ///   - pipelineDepth: requests in flight per connection.
+    ///   - duration: length of each loaded phase.
+    static func run(index: ExploreIndex, queries: [SearchQuery], connections: Int = 8, pipelineDepth: Int = 16,
+                    duration: Duration = .seconds(5)) async throws -> ServerBenchmarkReport {
+        precondition(!queries.isEmpty && connections > 0 && pipelineDepth > 0)
+        let inProcess = measureInProcess(index: index, queries: queries)
+        let server = try await ExploreServer.start(
+            configuration: ExploreServerConfiguration(host: "127.0.0.1", port: 0,
+                                                      maximumInFlight: max(128, pipelineDepth * 2)),
+            backend: index)
+        let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            var clients: [ExploreClient] = []
+            for _ in 0..<connections {
+                clients.append(try await ExploreClient.connect(host: "127.0.0.1", port: server.port, group: clientGroup))
+            }
+            var ping = Phase()
+            for _ in 0..<2_000 {
+                let sent = ContinuousClock.now
+                try await clients[0].ping()
+                _ = ping.histogram.record(micros(ContinuousClock.now - sent))
+            }
+            let unloaded = try await closedLoop(clients: [clients[0]], depth: 1, queries: queries,
+                                                duration: .milliseconds(500))
+            _ = try await closedLoop(clients: clients, depth: pipelineDepth, queries: queries,
+                                     duration: .milliseconds(500))
+            let maximum = try await closedLoop(clients: clients, depth: pipelineDepth, queries: queries,
+                                               duration: duration)
+            let target = maximum.rate / 2
+            let half = try await openLoop(clients: clients, depth: pipelineDepth, rate: target, queries: queries,
+                                          duration: duration)
+            for client in clients { await client.close() }
+            await server.shutdown()
+            try await clientGroup.shutdownGracefully()
+            let unloadedP50 = unloaded.histogram.valueAtPercentile(50)
+            return ServerBenchmarkReport(
+                listings: index.count, connections: connections, pipelineDepth: pipelineDepth,
+                maximumThroughput: maximum.rate, maximumLoadP50Micros: maximum.histogram.valueAtPercentile(50),
+                maximumLoadP99Micros: maximum.histogram.valueAtPercentile(99), halfLoadTargetRate: target,
+                halfLoadAchievedRate: half.rate, halfLoadP50Micros: half.histogram.valueAtPercentile(50),
+                halfLoadP99Micros: half.histogram.valueAtPercentile(99),
+                inProcessP50Micros: inProcess.histogram.valueAtPercentile(50), inProcessMeanMicros: inProcess.mean,
+                unloadedRoundTripP50Micros: unloadedP50, pingRoundTripP50Micros: ping.histogram.valueAtPercentile(50),
+                protocolOverheadMicros: Int64(unloadedP50) - Int64(inProcess.histogram.valueAtPercentile(50)),
+                errors: unloaded.errors + maximum.errors + half.errors)
+        } catch {
+            await server.shutdown()
+            try? await clientGroup.shutdownGracefully()
+            throw error
+        }
+    }
+
+    struct Phase {
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        var count = 0
+        var errors = 0
+        var rate = 0.0
+        var mean = 0.0
+    }
+
+    /// Each query once per pass, for at least a few thousand runs, in microseconds.
+    static func measureInProcess(index: ExploreIndex, queries: [SearchQuery]) -> Phase {
+        var phase = Phase()
+        let runs = max(queries.count, 5_000)
+        var totalNanos: UInt64 = 0
+        for run in 0..<runs {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = try? index.search(queries[run % queries.count])
+            let nanos = DispatchTime.now().uptimeNanoseconds - start
+            totalNanos += nanos
+            _ = phase.histogram.record(max(nanos / 1_000, 1))
+        }
+        phase.count = runs
+        phase.mean = Double(totalNanos) / Double(runs) / 1_000
+        return phase
+    }
+
+    /// Every worker sends its next query as soon as its previous answer arrives.
+    static func closedLoop(clients: [ExploreClient], depth: Int, queries: [SearchQuery],
+                           duration: Duration) async throws -> Phase {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + duration
+        var phase = try await withThrowingTaskGroup(of: Phase.self) { group in
+            for (clientIndex, client) in clients.enumerated() {
+                for slot in 0..<depth {
+                    group.addTask {
+                        var local = Phase()
+                        var next = (clientIndex * depth + slot) * 7919
+                        while clock.now < deadline {
+                            let sent = clock.now
+                            do {
+                                _ = try await client.search(queries[next % queries.count])
+                            } catch {
+                                local.errors += 1
+                            }
+                            _ = local.histogram.record(micros(clock.now - sent))
+                            local.count += 1
+                            next += 1
+                        }
+                        return local
+                    }
+                }
+            }
+            return try await merge(group)
+        }
+        phase.rate = Double(phase.count) / seconds(clock.now - start)
+        return phase
+    }
+
+    /// Requests go out on a fixed schedule at `rate` overall, spread over all workers; latency counts from the
+    /// scheduled send time.
+    static func openLoop(clients: [ExploreClient], depth: Int, rate: Double, queries: [SearchQuery],
+                         duration: Duration) async throws -> Phase {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let workers = clients.count * depth
+        let interval = Duration.nanoseconds(Int64(1e9 * Double(workers) / max(rate, 1)))
+        let total = Int(rate * seconds(duration))
+        var phase = try await withThrowingTaskGroup(of: Phase.self) { group in
+            for (clientIndex, client) in clients.enumerated() {
+                for slot in 0..<depth {
+                    let worker = clientIndex * depth + slot
+                    group.addTask {
+                        var local = Phase()
+                        var sequence = 0
+                        while sequence * workers + worker < total {
+                            let scheduled = start + interval * sequence
+                                + .nanoseconds(Int64(1e9 * Double(worker) / max(rate, 1)))
+                            if scheduled > clock.now { try await Task.sleep(until: scheduled, clock: clock) }
+                            do {
+                                _ = try await client.search(queries[(sequence * workers + worker) % queries.count])
+                            } catch {
+                                local.errors += 1
+                            }
+                            _ = local.histogram.record(micros(clock.now - scheduled))
+                            local.count += 1
+                            sequence += 1
+                        }
+                        return local
+                    }
+                }
+            }
+            return try await merge(group)
+        }
+        phase.rate = Double(phase.count) / seconds(clock.now - start)
+        return phase
+    }
+
+    static func merge(_ group: ThrowingTaskGroup<Phase, any Error>) async throws -> Phase {
+        var merged = Phase()
+        for try await local in group {
+            merged.histogram.add(local.histogram)
+            merged.count += local.count
+            merged.errors += local.errors
+        }
+        return merged
+    }
+
+    static func micros(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return UInt64(max(1, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
