@@ -6,7 +6,8 @@ import Foundation
 /// Messages are read through ``messages`` (an `AsyncSequence`) or the blocking ``poll(timeout:)``. The async
 /// sequence runs `rd_kafka_consumer_poll` on the consumer's own serial dispatch queue, never on Swift's
 /// cooperative pool. Errors librdkafka reports on the side (broker down, transport failures) arrive on
-/// ``errors`` and do not stop the sequence; only a fatal error ends it by throwing.
+/// ``errors`` and do not stop the sequence; only a fatal error ends it by throwing. As in librdkafka, those
+/// errors are served by the poll itself: they arrive while someone iterates ``messages`` or calls ``poll(timeout:)``.
 public final class KafkaConsumer: Sendable {
     let client: RDKafkaClient
     /// Serial: every `rd_kafka_consumer_poll` and the final close run here, one at a time.
@@ -109,7 +110,7 @@ public final class KafkaConsumer: Sendable {
             errorContinuation.yield(error)
             return nil
         }
-        return Self.copy(raw)
+        return Self.copy(message)
     }
 
     /// librdkafka puts the error string of a consume error in the payload.
@@ -120,12 +121,14 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Copies a message out of librdkafka's buffers.
-    private static func copy(_ raw: rd_kafka_message_t) -> KafkaMessage {
+    /// Takes the message pointer (not a copy of the struct): librdkafka finds the timestamp through it.
+    private static func copy(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaMessage {
+        let raw = message.pointee
         let topic = String(cString: rd_kafka_topic_name(raw.rkt))
         let key = raw.key.map { Array(UnsafeRawBufferPointer(start: $0, count: raw.key_len)) }
         let value = raw.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: raw.len)) }
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-        let timestamp = withUnsafePointer(to: raw) { rd_kafka_message_timestamp($0, &timestampType) }
+        let timestamp = rd_kafka_message_timestamp(message, &timestampType)
         return KafkaMessage(
             topic: topic, partition: raw.partition, offset: raw.offset, key: key, value: value,
             timestampMilliseconds: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp)

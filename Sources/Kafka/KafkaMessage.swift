@@ -63,6 +63,13 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
     public var partition: Int32
     /// The offset the broker assigned.
     public var offset: Int64
+
+    /// Creates a report.
+    public init(topic: String, partition: Int32, offset: Int64) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+    }
 }
 
 /// An offset in a partition: an absolute position (>= 0) or one of the logical positions.
