@@ -43,7 +43,7 @@ public struct ChangeEventDecoder: Sendable {
         if envelope["table"] != nil {
             return try decodeMinimal(envelope)
         }
-        throw ChangeEventError(code: .unknownEnvelope, reason: "neither a Debezium nor a {table, id} envelope")
+        throw ChangeEventError(code: .unknownEnvelope, reason: "neither a Debezium envelope nor a minimal table/id one")
     }
 
     /// Strips the JSON converter's `{"schema", "payload"}` wrapper. Nil means the payload is null.
