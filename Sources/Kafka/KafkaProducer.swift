@@ -8,6 +8,9 @@ import Foundation
 public final class KafkaProducer: Sendable {
     let client: RDKafkaClient
     private let pending: KafkaLockedValue<PendingDeliveries>
+    /// False once ``close(timeout:)`` begins: no new records are accepted.
+    private let accepting = KafkaLockedValue(true)
+    /// False once the callback thread must stop.
     private let running = KafkaLockedValue(true)
     private let errorContinuation: AsyncStream<KafkaError>.Continuation
 
@@ -92,7 +95,7 @@ public final class KafkaProducer: Sendable {
     }
 
     private func produce(_ record: KafkaProducerRecord, topic: OpaquePointer, id: UInt) throws(KafkaError) {
-        guard running.withLock({ $0 }) else { throw KafkaError(code: .closed, reason: "producer is closed") }
+        guard accepting.withLock({ $0 }) else { throw KafkaError(code: .closed, reason: "producer is closed") }
         let partition = record.partition ?? crdkafka_partition_unassigned()
         // A nil value produces a null payload (a tombstone); RD_KAFKA_MSG_F_COPY lets librdkafka copy the bytes
         // before rd_kafka_produce returns, so the Swift buffers need not outlive the call.
@@ -132,14 +135,34 @@ public final class KafkaProducer: Sendable {
     /// The number of records enqueued but not yet delivered or failed.
     public var outstandingCount: Int { Int(rd_kafka_outq_len(client.handle)) }
 
-    /// Flushes, then stops the callback thread; later sends throw `.closed`.
+    /// Stops accepting records, flushes, then stops the callback thread; later sends throw `.closed`.
+    /// Records still undelivered after `timeout` are purged, and their ``send(_:)`` callers get the purge error
+    /// rather than waiting forever.
     ///
     /// - Throws: `KafkaError` `.timedOut` when records were still in flight after `timeout`.
     public func close(timeout: Duration = .seconds(30)) async throws(KafkaError) {
-        defer {
-            running.withLock { $0 = false }
-            errorContinuation.finish()
+        accepting.withLock { $0 = false }
+        var flushError: KafkaError?
+        do throws(KafkaError) {
+            try await flush(timeout: timeout)
+        } catch {
+            flushError = error
+            let client = self.client
+            try? await RDKafkaBlocking.run { () throws(KafkaError) in
+                rd_kafka_purge(client.handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+                // Purged records get delivery reports with a purge error; serve them so their waiters resume.
+                rd_kafka_flush(client.handle, 1000)
+            }
         }
-        try await flush(timeout: timeout)
+        running.withLock { $0 = false }
+        errorContinuation.finish()
+        let abandoned = pending.withLock { state in
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
+        }
+        for waiter in abandoned {
+            waiter.resume(returning: .failure(KafkaError(code: .closed, reason: "producer closed before delivery")))
+        }
+        if let flushError { throw flushError }
     }
 }

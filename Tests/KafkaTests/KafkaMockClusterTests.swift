@@ -146,4 +146,23 @@ struct KafkaMockClusterTests {
         #expect(throws: KafkaError.self) { try cluster.pushRequestErrors(.produce, [.closed]) }
         #expect(throws: KafkaError.self) { try cluster.setBrokerDown(99) }
     }
+
+    @Test func closingWithUndeliverableRecordsFailsTheirSendsInsteadOfHanging() async throws {
+        let cluster = try KafkaMockCluster()
+        try cluster.createTopic("stuck", partitions: 1)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        _ = try await producer.send(KafkaProducerRecord(topic: "stuck", partition: 0, value: bytes("first")))
+        try cluster.setBrokerDown(1)
+        let pendingSend = Task { try await producer.send(KafkaProducerRecord(topic: "stuck", partition: 0, value: bytes("never"))) }
+        while producer.outstandingCount == 0 { await Task.yield() }
+        let closeError = await #expect(throws: KafkaError.self) { try await producer.close(timeout: .milliseconds(200)) }
+        #expect(closeError?.code == .timedOut)
+        let sendError = await #expect(throws: KafkaError.self) { _ = try await pendingSend.value }
+        #expect(sendError.map { [KafkaError.Code("_PURGE_QUEUE"), KafkaError.Code("_PURGE_INFLIGHT"), .closed].contains($0.code) } == true,
+                "\(String(describing: sendError))")
+        let afterClose = await #expect(throws: KafkaError.self) {
+            _ = try await producer.send(KafkaProducerRecord(topic: "stuck", value: nil))
+        }
+        #expect(afterClose?.code == .closed)
+    }
 }
