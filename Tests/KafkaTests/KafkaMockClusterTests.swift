@@ -153,6 +153,8 @@ struct KafkaMockClusterTests {
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
         _ = try await producer.send(KafkaProducerRecord(topic: "stuck", partition: 0, value: bytes("first")))
         try cluster.setBrokerDown(1)
+        // The mock applies set-down asynchronously; once the producer reports the outage the record is stuck.
+        _ = await firstError(in: producer.errors) { [.transport, .allBrokersDown].contains($0.code) }
         let pendingSend = Task { try await producer.send(KafkaProducerRecord(topic: "stuck", partition: 0, value: bytes("never"))) }
         while producer.outstandingCount == 0 { await Task.yield() }
         let closeError = await #expect(throws: KafkaError.self) { try await producer.close(timeout: .milliseconds(200)) }
