@@ -12,17 +12,12 @@ public final class KafkaConsumer: Sendable {
     let client: RDKafkaClient
     /// Serial: every `rd_kafka_consumer_poll` and the final close run here, one at a time.
     private let pollQueue = DispatchQueue(label: "kafka.consumer.poll")
-    private let state = KafkaLockedValue(ConsumerState())
+    private let state = KafkaLockedValue(KafkaConsumerStateMachine())
     private let errorContinuation: AsyncStream<KafkaError>.Continuation
 
     /// Errors librdkafka reported outside of a call (broker down, transport errors, fatal errors) and
     /// per-partition consume errors. Buffers the newest 1,024; read it or ignore it.
     public let errors: AsyncStream<KafkaError>
-
-    private struct ConsumerState {
-        var closed = false
-        var fatal: KafkaError?
-    }
 
     /// Creates a consumer.
     ///
@@ -41,8 +36,8 @@ public final class KafkaConsumer: Sendable {
         self.errorContinuation = continuation
         let state = self.state
         let callbacks = RDKafkaCallbacks(onError: { error in
-            if error.isFatal { state.withLock { if $0.fatal == nil { $0.fatal = error } } }
-            continuation.yield(error)
+            let action = state.withLock { $0.errorReported(error) }
+            if action != .ignore { continuation.yield(error) }
         })
         client = try RDKafkaClient.make(kind: .consumer, configuration: configuration, callbacks: callbacks)
         // Route the main queue (error callbacks) to the consumer queue so one poll serves both.
@@ -92,9 +87,11 @@ public final class KafkaConsumer: Sendable {
     /// - Returns: the next message, or nil when none arrived in time or the consumer is closed.
     /// - Throws: the fatal `KafkaError` once the handle is in a fatal state.
     public func poll(timeout: Duration) throws(KafkaError) -> KafkaMessage? {
-        let current = state.withLock { $0 }
-        if let fatal = current.fatal { throw fatal }
-        if current.closed { return nil }
+        switch state.withLock({ $0.nextPollAction(isCancelled: false) }) {
+        case .poll: break
+        case .finish: return nil
+        case .fail(let error): throw error
+        }
         guard let message = rd_kafka_consumer_poll(client.handle, Int32(clamping: timeout.wholeMilliseconds)) else {
             return nil
         }
@@ -103,11 +100,15 @@ public final class KafkaConsumer: Sendable {
         if raw.err != RD_KAFKA_RESP_ERR_NO_ERROR {
             var error = KafkaError(raw.err, reason: Self.errorText(raw))
             if raw.err == RD_KAFKA_RESP_ERR__FATAL, let fatal = client.fatalError() { error = fatal }
-            if error.isFatal {
-                state.withLock { if $0.fatal == nil { $0.fatal = error } }
-                throw error
+            switch state.withLock({ $0.errorReported(error) }) {
+            case .report:
+                errorContinuation.yield(error)
+            case .reportAndFail(let fatal):
+                errorContinuation.yield(fatal)
+                throw fatal
+            case .ignore:
+                break
             }
-            errorContinuation.yield(error)
             return nil
         }
         return Self.copy(message)
@@ -141,18 +142,27 @@ public final class KafkaConsumer: Sendable {
             await withCheckedContinuation { continuation in
                 pollQueue.async {
                     // Short polls so cancellation and close are noticed promptly.
-                    while !cancellation.withLock({ $0 }) && !self.state.withLock({ $0.closed }) {
-                        do throws(KafkaError) {
-                            if let message = try self.poll(timeout: .milliseconds(100)) {
-                                continuation.resume(returning: .success(message))
-                                return
-                            }
-                        } catch {
+                    while true {
+                        let isCancelled = cancellation.withLock { $0 }
+                        switch self.state.withLock({ $0.nextPollAction(isCancelled: isCancelled) }) {
+                        case .finish:
+                            continuation.resume(returning: .success(nil))
+                            return
+                        case .fail(let error):
                             continuation.resume(returning: .failure(error))
                             return
+                        case .poll:
+                            do throws(KafkaError) {
+                                if let message = try self.poll(timeout: .milliseconds(100)) {
+                                    continuation.resume(returning: .success(message))
+                                    return
+                                }
+                            } catch {
+                                continuation.resume(returning: .failure(error))
+                                return
+                            }
                         }
                     }
-                    continuation.resume(returning: .success(nil))
                 }
             }
         } onCancel: {
@@ -245,11 +255,7 @@ public final class KafkaConsumer: Sendable {
     ///
     /// - Throws: `KafkaError` when librdkafka reports an error while closing.
     public func close() async throws(KafkaError) {
-        let alreadyClosed = state.withLock { state in
-            defer { state.closed = true }
-            return state.closed
-        }
-        if alreadyClosed { return }
+        guard state.withLock({ $0.closeRequested() }) == .closeHandle else { return }
         errorContinuation.finish()
         let client = self.client
         let result: Result<Void, KafkaError> = await withCheckedContinuation { continuation in

@@ -195,3 +195,11 @@ extension KafkaError {
             isRetriable: retriable, rdKafkaErrorCode: numeric, file: file, line: line)
     }
 }
+
+extension KafkaError: Equatable {
+    /// Errors are equal when their code, classification and reason are; where they were raised is ignored.
+    public static func == (lhs: KafkaError, rhs: KafkaError) -> Bool {
+        lhs.code == rhs.code && lhs.isFatal == rhs.isFatal && lhs.isRetriable == rhs.isRetriable
+            && lhs.reason == rhs.reason && lhs.rdKafkaErrorCode == rhs.rdKafkaErrorCode
+    }
+}

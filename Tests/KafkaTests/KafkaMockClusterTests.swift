@@ -167,4 +167,21 @@ struct KafkaMockClusterTests {
         }
         #expect(afterClose?.code == .closed)
     }
+
+    @Test func cancellingTheIteratingTaskEndsTheSequenceAndCloseStopsIt() async throws {
+        let cluster = try KafkaMockCluster()
+        try cluster.createTopic("quiet", partitions: 1)
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster))
+        try consumer.assign([KafkaTopicPartitionOffset(topic: "quiet", partition: 0, offset: .beginning)])
+        let iterating = Task { try await collect(1, from: consumer).count }
+        iterating.cancel()
+        #expect(try await iterating.value == 0)
+
+        let waiting = Task { try await collect(1, from: consumer).count }
+        try await consumer.close()
+        #expect(try await waiting.value == 0)
+        var iterator = consumer.messages.makeAsyncIterator()
+        #expect(try await iterator.next() == nil)
+        try await consumer.close()
+    }
 }
