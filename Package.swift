@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "explore-projector", targets: ["explore-projector"]),
         .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "kafka-mock", targets: ["kafka-mock"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
@@ -93,3 +94,17 @@ let package = Package(
                     swiftSettings: swiftSettings),
     ]
 )
+
+// MARK: Kafka feed: librdkafka wrapper, change-event decoding, the mock-cluster executable and their tests.
+package.targets += [
+    .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka",
+                   providers: [.apt(["librdkafka-dev"])]),
+    .target(name: "Kafka", dependencies: ["CRdKafka"], swiftSettings: swiftSettings),
+    .target(name: "ChangeEvents", swiftSettings: swiftSettings),
+    .executableTarget(name: "kafka-mock", dependencies: [
+        "Kafka",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ], swiftSettings: swiftSettings),
+    .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
+    .testTarget(name: "ChangeEventsTests", dependencies: ["ChangeEvents"], swiftSettings: swiftSettings),
+]
