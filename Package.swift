@@ -56,7 +56,7 @@ let package = Package(
 
         // MARK: Schema management over the Postgres wrapper.
         .target(name: "Migrations", dependencies: [
-            "Postgres",
+            "Postgres", "DemoData",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
 

@@ -1,0 +1,3 @@
+DROP TABLE core.users;
+DROP TABLE core.organizations;
+DROP SCHEMA core;

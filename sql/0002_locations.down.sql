@@ -1,0 +1,2 @@
+DROP TABLE property.locations;
+DROP SCHEMA property;

@@ -1,0 +1,2 @@
+DROP VIEW explore.explore_listings;
+DROP SCHEMA explore;
