@@ -10,5 +10,5 @@ struct ExploreProjector: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "explore-projector",
         abstract: "Keeps the Explore read model of the listings database and manages its schema.",
-        subcommands: [MigrateCommand.self, DoctorCommand.self, SeedDemoCommand.self])
+        subcommands: [MigrateCommand.self, DoctorCommand.self, SeedDemoCommand.self, VerifyCommand.self])
 }
