@@ -102,23 +102,12 @@ extension ExploreStore {
 
     private func union<Postings: Collection>(_ postings: Postings, _ words: Int) -> [UInt64]
     where Postings.Element == Bitset {
-        guard let first = postings.first else { return [UInt64](repeating: 0, count: words) }
-        var result = BitOps.copy(first.words, count: words)
-        for posting in postings.dropFirst() { BitOps.formUnion(&result, posting.words) }
+        var result = [UInt64](repeating: 0, count: words)
+        for posting in postings { posting.union(into: &result) }
         return result
     }
 
     // MARK: Paging
-
-    /// The sort order as a sequence of slot lists (price orders put unpriced rows last, by id).
-    private func orderLists(_ sort: SortOrder) -> [SortedSlotList] {
-        switch sort {
-        case .priceAscending: [priceAscending, unpriced]
-        case .priceDescending: [priceDescending, unpriced]
-        case .newest: [newestFirst]
-        case .oldest: [oldestFirst]
-        }
-    }
 
     /// The position of `slot` in `sort`: group, the list's key and the id.
     private func position(of slot: Int, in sort: SortOrder) -> (group: UInt8, key: Int64, id: Int64) {
@@ -157,22 +146,30 @@ extension ExploreStore {
     }
 
     private func walkPage(_ plan: SearchPlan, matches: [UInt64], wanted: Int, into slots: inout [Int]) {
-        let lists = orderLists(plan.query.sort)
-        let startGroup = Int(plan.cursor?.group ?? 0)
-        ids.withUnsafeBufferPointer { ids in
-            matches.withUnsafeBufferPointer { bits in
-                for group in startGroup..<lists.count {
-                    let after = group == startGroup ? plan.cursor.map { (key: $0.key, id: $0.id) } : nil
-                    let finished = lists[group].walk(after: after, ids: ids) { slot, _ in
-                        let s = Int(slot)
-                        if bits[s >> 6] & (1 &<< UInt64(s & 63)) != 0 {
-                            slots.append(s)
-                            if slots.count >= wanted { return false }
-                        }
-                        return true
-                    }
-                    if !finished { return }
+        let cursor = plan.cursor
+        matches.withUnsafeBufferPointer { bits in
+            let visit: (UInt32) -> Bool = { slot in
+                let s = Int(slot)
+                if bits[s >> 6] & (1 &<< UInt64(s & 63)) != 0 {
+                    slots.append(s)
+                    if slots.count >= wanted { return false }
                 }
+                return true
+            }
+            // Cursor keys are kept in ascending form (descending orders store the complement).
+            let inFirstGroup = cursor == nil || cursor?.group == 0
+            let after = cursor.map { (key: $0.key, id: $0.id) }
+            switch plan.query.sort {
+            case .priceAscending:
+                if inFirstGroup, !priceOrder.walkAscending(after: after, visit) { return }
+                _ = unpriced.walkAscending(after: inFirstGroup ? nil : after, visit)
+            case .priceDescending:
+                if inFirstGroup, !priceOrder.walkDescending(after: after.map { (~$0.key, $0.id) }, visit) { return }
+                _ = unpriced.walkAscending(after: inFirstGroup ? nil : after, visit)
+            case .oldest:
+                _ = createdOrder.walkAscending(after: after, visit)
+            case .newest:
+                _ = createdOrder.walkDescending(after: after.map { (~$0.key, $0.id) }, visit)
             }
         }
     }
@@ -195,37 +192,91 @@ extension ExploreStore {
 
     private func facetCounts(_ field: FacetField, over base: [UInt64]) -> [(value: FacetValue, count: Int)] {
         var entries: [(value: FacetValue, count: Int)] = []
+        // Counting per row costs about one step per base row; intersecting costs one word step per value and
+        // block. Pick the cheaper for this base.
+        let baseCount = BitOps.popcount(base)
+        let perRow = baseCount < base.count * 4
         switch field {
         case .listingType:
             for type in ListingType.allCases {
-                entries.append((.listingType(type), BitOps.intersectionCount(base, typePostings[Int(type.rawValue)].words)))
+                entries.append((.listingType(type), typePostings[Int(type.rawValue)].intersectionCount(base)))
             }
         case .city:
-            let counts = tally(base, codes: cityCodes, valueCount: cityDictionary.values.count)
-            for (code, count) in counts.enumerated() { entries.append((.text(cityDictionary.values[code]), count)) }
+            if perRow || cityPostings.count > 256 {
+                let counts = tally(base, codes: cityCodes, valueCount: cityDictionary.values.count)
+                for (code, count) in counts.enumerated() { entries.append((.text(cityDictionary.values[code]), count)) }
+            } else {
+                for (code, posting) in cityPostings.enumerated() {
+                    entries.append((.text(cityDictionary.values[code]), posting.intersectionCount(base)))
+                }
+            }
         case .area:
             let counts = tally(base, codes: areaCodes, valueCount: areaDictionary.values.count)
             for (code, count) in counts.enumerated() { entries.append((.text(areaDictionary.values[code]), count)) }
         case .bedrooms:
             for (value, posting) in bedroomPostings {
-                entries.append((.bedrooms(value), BitOps.intersectionCount(base, posting.words)))
+                entries.append((.bedrooms(value), posting.intersectionCount(base)))
             }
         case .priceBucket:
-            let bounds = PriceBuckets.lowerBounds
-            var counts = [Int](repeating: 0, count: bounds.count)
-            BitOps.forEachSlot(base) { slot in
-                guard !SlotFlags(rawValue: flags[slot]).isDisjoint(with: [.hasPriceFrom, .hasPriceTo]) else { return }
-                let low = priceLow[slot]
-                let high = priceHigh[slot]
-                for i in 0..<bounds.count where high >= bounds[i] && (i + 1 == bounds.count || low < bounds[i + 1]) {
-                    counts[i] += 1
-                }
-            }
+            let counts = perRow ? priceBucketTally(base) : priceBucketIntersections(base)
             for (index, count) in counts.enumerated() { entries.append((.priceBucket(index), count)) }
         }
         return entries.filter { $0.count > 0 }.sorted { a, b in
             a.count != b.count ? a.count > b.count : FacetValue.ascending(a.value, b.value)
         }
+    }
+
+    private func priceBucketTally(_ base: [UInt64]) -> [Int] {
+        let bounds = PriceBuckets.lowerBounds
+        var counts = [Int](repeating: 0, count: bounds.count)
+        let priced = priceLowRanges.present.words
+        priceLow.withUnsafeBufferPointer { lows in
+            priceHigh.withUnsafeBufferPointer { highs in
+                priced.withUnsafeBufferPointer { priced in
+                    var rows = base
+                    let n = Swift.min(rows.count, priced.count)
+                    for i in 0..<rows.count { rows[i] &= i < n ? priced[i] : 0 }
+                    BitOps.forEachSlot(rows) { slot in
+                        let low = lows[slot]
+                        let high = highs[slot]
+                        for i in 0..<bounds.count where high >= bounds[i] && (i + 1 == bounds.count || low < bounds[i + 1]) {
+                            counts[i] += 1
+                        }
+                    }
+                }
+            }
+        }
+        return counts
+    }
+
+    /// Bucket `i` holds rows with `low < bounds[i+1]` and `high >= bounds[i]`; both are stored range bitmaps
+    /// because the price range bitmaps always include the bucket bounds (else this falls back to counting rows).
+    private func priceBucketIntersections(_ base: [UInt64]) -> [Int] {
+        let bounds = PriceBuckets.lowerBounds
+        var counts: [Int] = []
+        for i in bounds.indices {
+            guard let highBelow = priceHighRanges.storedLess(than: bounds[i]) else { return priceBucketTally(base) }
+            let lowBelow: [UInt64]
+            if i + 1 < bounds.count {
+                guard let stored = priceLowRanges.storedLess(than: bounds[i + 1]) else { return priceBucketTally(base) }
+                lowBelow = stored
+            } else {
+                lowBelow = priceLowRanges.present.words
+            }
+            let n = Swift.min(base.count, lowBelow.count)
+            var total = 0
+            base.withUnsafeBufferPointer { base in
+                lowBelow.withUnsafeBufferPointer { low in
+                    highBelow.withUnsafeBufferPointer { high in
+                        for w in 0..<n {
+                            total &+= (base[w] & low[w] & ~(w < high.count ? high[w] : 0)).nonzeroBitCount
+                        }
+                    }
+                }
+            }
+            counts.append(total)
+        }
+        return counts
     }
 
     private func tally(_ base: [UInt64], codes: [UInt32], valueCount: Int) -> [Int] {
