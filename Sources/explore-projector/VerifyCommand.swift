@@ -28,7 +28,7 @@ struct VerifyCommand: ParsableCommand {
             do {
                 report = try ProjectionVerifier.verifyTable(on: connection, sample: sample)
             } catch {
-                throw CommandFailure(error.description)
+                throw CommandFailure("\(error)")
             }
             func show(_ label: String, _ ids: [Int64]) {
                 guard !ids.isEmpty else { return }
