@@ -90,7 +90,8 @@ public struct OutboxFeedStateMachine: Sendable {
 
     /// What the driver does after a fetch.
     public enum Action: Sendable, Hashable {
-        /// Hand these entries to the batcher; fetch again at once when `more` (the page was full).
+        /// Hand these entries to the batcher; fetch again at once when `more` (the page was full, or it ended a
+        /// window opened earlier, so newer commits may be waiting).
         case deliver([OutboxEntry], more: Bool)
         /// The window was empty: wait for a notification or the poll interval.
         case idle
@@ -125,12 +126,14 @@ public struct OutboxFeedStateMachine: Sendable {
             .filter { target.isVisible($0.xid) && !read.low.isVisible($0.xid) && $0.id > read.lastID }
             .sorted { $0.id < $1.id }
         let pageIsFull = result.entries.count >= pageSize
+        // The last page of an old window says nothing about commits since: read again with a fresh snapshot.
+        let more = pageIsFull || read.target != nil
         if pageIsFull, let lastID = window.last?.id ?? result.entries.map(\.id).max() {
             read = FeedPosition(low: read.low, target: target, lastID: max(read.lastID, lastID))
         } else {
             read = FeedPosition(low: target)
         }
-        return window.isEmpty && !pageIsFull ? .idle : .deliver(window, more: pageIsFull)
+        return window.isEmpty && !more ? .idle : .deliver(window, more: more)
     }
 
     /// The batch holding every delivered entry committed: the read position is now the database's.
