@@ -26,7 +26,10 @@ struct VerifyCommand: ParsableCommand {
             defer { connection.close() }
             let report: ProjectionVerifier.Report
             do {
+                _ = try ProjectionStore.checkpoint(on: connection)
                 report = try ProjectionVerifier.verifyTable(on: connection, sample: sample)
+            } catch let error as ProjectorError where error.code == .notBuilt {
+                throw CommandFailure("the projection has not been built yet: start the projector once, then verify")
             } catch {
                 throw CommandFailure("\(error)")
             }
