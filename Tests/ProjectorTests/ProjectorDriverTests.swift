@@ -89,6 +89,50 @@ struct ProjectorDriverTests {
             #expect(table.compared > 100)
         }
     }
+
+    /// The notification only wakes the driver: an outbox entry committed without one is still applied, by the
+    /// poll. And a second projector on the same feed is refused while the first holds it.
+    @Test func pollingCatchesChangesWithoutNotificationAndASecondProjectorIsRefused() throws {
+        try TestPostgres.withDatabase { configuration in
+            try ProjectorFixtures.migrate(configuration)
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try ProjectorFixtures.seed(connection)
+            let driver = ProjectorDriver(
+                configuration: .init(postgres: configuration, pollInterval: .milliseconds(30)), index: ExploreIndex())
+            driver.start()
+            defer { driver.stop() }
+            for _ in 0..<400 where !driver.status.isBootstrapped { ProjectorFixtures.sleepMilliseconds(10) }
+            #expect(driver.status.isBootstrapped)
+
+            // Change a base table with the triggers switched off, then append the entry by hand: no NOTIFY.
+            try connection.executeScript("""
+                BEGIN;
+                SET LOCAL session_replication_role = replica;
+                UPDATE property.listings SET title = 'silent' WHERE id = 3;
+                INSERT INTO explore.change_outbox (source, key) VALUES ('listings', 3);
+                COMMIT;
+                """)
+            var seen = false
+            for _ in 0..<400 where !seen {
+                seen = driver.index.rows(ids: [3]).first?.title == "silent"
+                if !seen { ProjectorFixtures.sleepMilliseconds(10) }
+            }
+            #expect(seen)
+
+            let second = ProjectorDriver(
+                configuration: .init(
+                    postgres: configuration, pollInterval: .milliseconds(30),
+                    backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(10))),
+                index: ExploreIndex())
+            second.start()
+            for _ in 0..<400 where second.status.failures < 2 { ProjectorFixtures.sleepMilliseconds(10) }
+            second.stop()
+            #expect(second.status.failures >= 2)
+            #expect(!second.status.isBootstrapped)
+            #expect(second.index.count == 0)
+        }
+    }
 }
 
 /// Starts a joinable thread running `body`.
