@@ -56,6 +56,33 @@ struct ProjectionDatabaseTests {
         }
     }
 
+    /// Differential: the Swift visibility rule agrees with the server's `pg_visible_in_snapshot` on a real
+    /// snapshot with transactions in progress.
+    @Test func snapshotVisibilityAgreesWithTheServer() throws {
+        try TestPostgres.withDatabase { configuration in
+            let observer = try PostgresConnection.connect(configuration)
+            defer { observer.close() }
+            let writers = try (0..<4).map { _ in try PostgresConnection.connect(configuration) }
+            defer { for writer in writers { writer.close() } }
+            for writer in writers { try writer.executeScript("BEGIN; SELECT pg_current_xact_id()") }
+            try writers[1].executeScript("COMMIT")
+            try writers[2].executeScript("ROLLBACK")
+            let text = try #require(try observer.query("SELECT pg_current_snapshot()::text").first?[0])
+            let snapshot = try TransactionSnapshot(text: text)
+            #expect(snapshot.inProgress.count >= 2)
+            let xids = Array((snapshot.xmin > 3 ? snapshot.xmin - 3 : 0)...(snapshot.xmax + 3))
+            let server = try observer.query("""
+                SELECT x, pg_visible_in_snapshot(x::text::xid8, $1::pg_snapshot)
+                FROM unnest($2::bigint[]) AS x ORDER BY x
+                """, [text, ProjectionStore.int8Array(xids.map { Int64($0) })])
+            for row in server {
+                let xid = try row.decode(0, as: Int64.self)
+                #expect(snapshot.isVisible(UInt64(xid)) == (try row.decode(1, as: Bool.self)), "xid \(xid)")
+            }
+            for writer in writers { try? writer.executeScript("ROLLBACK") }
+        }
+    }
+
     @Test func initialBuildMatchesTheDefinitionAndTheCacheMatchesTheTable() throws {
         try withBuiltProjection { connection, _, index in
             let (table, cache) = try ProjectorFixtures.divergence(connection, cache: index)

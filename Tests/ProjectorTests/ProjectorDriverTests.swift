@@ -21,6 +21,15 @@ struct ProjectorDriverTests {
         var current: Int64 { lock.withLock { value } }
     }
 
+    /// Whether some writer saw, just before its COMMIT, a committed outbox entry with a higher id than its own:
+    /// that entry's transaction committed first although its ids are higher, which is exactly the trap.
+    final class CommitLog: @unchecked Sendable {
+        private let lock = ProjectorLock()
+        private var inversions = 0
+        func recordInversion() { lock.withLock { inversions += 1 } }
+        var hasOutOfOrderCommit: Bool { lock.withLock { inversions > 0 } }
+    }
+
     /// 32 writer threads, each with its own connection, run random multi-statement transactions with random
     /// pauses inside them, so commits interleave and land out of outbox-id order. Meanwhile the projector runs
     /// with a failure injected before every 7th COMMIT, and is stopped and replaced by a fresh one (new cache,
@@ -53,10 +62,11 @@ struct ProjectorDriverTests {
 
             let committedEntries = Counter()
             let writerFailures = Counter()
+            let commits = CommitLog()
             let writers = (0..<32).map { writer in
                 startThread {
                     runWriter(writer, configuration: configuration, committed: committedEntries,
-                              failures: writerFailures)
+                              failures: writerFailures, commits: commits)
                 }
             }
             // Halfway through the writers' work, replace the projector by a fresh one.
@@ -80,6 +90,8 @@ struct ProjectorDriverTests {
             #expect(status.isBootstrapped && status.batches > 0)
             #expect(attempts.current >= 7)
 
+            // The run must contain the trap: a transaction with lower outbox ids committing after a higher one.
+            #expect(commits.hasOutOfOrderCommit)
             let checkpoint = try ProjectionStore.checkpoint(on: connection)
             #expect(committedEntries.current > 500)
             #expect(checkpoint.appliedChanges == seedEntries + committedEntries.current)
@@ -152,7 +164,7 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
 /// of the transactions that commit.
 private func runWriter(
     _ writer: Int, configuration: PostgresConfiguration, committed: ProjectorDriverTests.Counter,
-    failures: ProjectorDriverTests.Counter
+    failures: ProjectorDriverTests.Counter, commits: ProjectorDriverTests.CommitLog
 ) {
     var generator = SplitMix64(seed: UInt64(writer + 1) &* 7919)
     guard let connection = try? PostgresConnection.connect(configuration) else {
@@ -208,11 +220,19 @@ private func runWriter(
                 usleep(useconds_t(generator.next() % 4_000))
             }
             let mine = try connection.query(
-                "SELECT count(*) FROM explore.change_outbox WHERE xid = pg_current_xact_id()"
-            ).first?.decode(0, as: Int64.self) ?? 0
+                "SELECT count(*), min(id) FROM explore.change_outbox WHERE xid = pg_current_xact_id()")
+            let entries = try mine.first?.decode(0, as: Int64.self) ?? 0
+            if let lowestID = try mine.first?.decode(1, as: Int64?.self) ?? nil {
+                // Rows of other transactions visible here have committed; the projector may have pruned some, so
+                // this can miss an inversion but never invent one.
+                let overtaken = try connection.query(
+                    "SELECT EXISTS (SELECT 1 FROM explore.change_outbox WHERE id > $1 AND xid <> pg_current_xact_id())",
+                    [lowestID]).first?.decode(0, as: Bool.self) ?? false
+                if overtaken { commits.recordInversion() }
+            }
             usleep(useconds_t(generator.next() % 4_000))
             try connection.executeScript("COMMIT")
-            _ = committed.add(mine)
+            _ = committed.add(entries)
         } catch {
             // Deadlocks and unique violations between writers are expected; the transaction rolled back.
             try? connection.executeScript("ROLLBACK")
