@@ -41,10 +41,18 @@ public enum DemoSeeder {
                 try connection.executeScript("SET LOCAL maintenance_work_mem = '256MB'")
                 let restore = try suspendKeysAndIndexes(connection)
                 let summary = try load(dataset, connection, progress: progress)
+                // Fresh statistics let the key validations below plan hash joins instead of row-by-row probes.
+                try connection.executeScript("ANALYZE " + tables.joined(separator: ", "))
                 progress("rebuilding indexes and validating keys")
+                let clock = ContinuousClock()
                 for statement in restore {
+                    let start = clock.now
                     try connection.executeScript(statement)
+                    if clock.now - start > .seconds(2) {
+                        progress("slow restore (\(clock.now - start)): \(statement)")
+                    }
                 }
+                progress("indexes rebuilt and keys validated; committing")
                 for table in tables where table != "property.existing_properties" && table != "property.developments" {
                     // Explicit ids were loaded: move each identity past them so later inserts do not collide.
                     try connection.query("""
@@ -215,6 +223,7 @@ public enum DemoSeeder {
             try media.flush(&writer)
         }
         media = CopyRows()
+        progress("loaded developments, existing properties and media; loading drafts")
         try connection.copyFrom("""
             COPY wizard.listing_drafts (id, owner_user_id, listing_type, step, status, payload) FROM STDIN
             """) { writer in

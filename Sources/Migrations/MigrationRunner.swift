@@ -231,7 +231,7 @@ public final class MigrationRunner {
         case let code? where code.hasPrefix("08"):
             advice = "the connection broke; check the server and run the command again"
         default:
-            advice = migration.version > 0 && direction == "up"
+            advice = direction == "up"
                 ? "fix \(migration.identifier).up.sql (it is not applied yet) and run `migrate up` again"
                 : "fix the cause and run the command again"
         }

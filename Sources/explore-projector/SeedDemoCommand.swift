@@ -30,7 +30,7 @@ struct SeedDemoCommand: ParsableCommand {
             let clock = ContinuousClock()
             let start = clock.now
             let summary = try DemoSeeder.seed(DemoDataset(listings: listings, seed: seed), into: connection,
-                                              replace: replace, progress: { printError($0) })
+                                              replace: replace, progress: { printError("[\(formatDuration(clock.now - start))] \($0)") })
             let elapsed = clock.now - start
             try connection.executeScript("ANALYZE")
             print("""

@@ -221,6 +221,20 @@ struct MigrationPlannerTests {
         }
     }
 
+    @Test("COPY text rows escape backslash, tab, newline and carriage return, and write NULL as \\N")
+    func copyEscaping() {
+        var rows = CopyRows()
+        rows.field("a\tb\\c\nd\re")
+        rows.field(-42)
+        rows.field("plain é")
+        rows.lastNull()
+        #expect(String(decoding: rows.bytes, as: UTF8.self) == "a\\tb\\\\c\\nd\\re\t-42\tplain é\t\\N\n")
+        var numbers = CopyRows()
+        for value in [Int64.min + 1, -1, 0, 7, 1_000_000, Int64.max] { numbers.last(value) }
+        #expect(String(decoding: numbers.bytes, as: UTF8.self)
+            == [Int64.min + 1, -1, 0, 7, 1_000_000, Int64.max].map { "\($0)\n" }.joined())
+    }
+
     @Test("COPY timestamps match a reference calendar for many instants")
     func copyTimestamps() {
         #expect(CopyRows.timestamp(microseconds: 0) == "1970-01-01 00:00:00.000000+00")
