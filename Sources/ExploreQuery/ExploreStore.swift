@@ -96,9 +96,9 @@ public final class ExploreStore {
             created.append(row.createdAt)
         }
         priceLowRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
-                                      + Self.quantiles(&lows, count: 24))
+                                      + Self.quantiles(&lows, count: 64))
         priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
-                                       + Self.quantiles(&highs, count: 24))
+                                       + Self.quantiles(&highs, count: 64))
         createdRanges = RangeBitmaps(bounds: Self.quantiles(&created, count: 32))
         lows = []
         highs = []
