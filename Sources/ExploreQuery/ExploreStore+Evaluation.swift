@@ -34,7 +34,11 @@ extension ExploreStore {
         var counters = facetPlans.map { FacetCounter(field: $0.field, store: self) }
         let buckets = PriceBucketBitmaps(store: self)
 
-        var matches = [UInt64](repeating: 0, count: words)
+        // Matches are kept only for the blocks that can hold any (a dense vector would cost a page-faulting
+        // allocation of `slots / 8` bytes per query): `matchBlockOffsets[block]` is the block's word offset in
+        // `matchWords`, or -1.
+        var matchBlockOffsets = [Int32](repeating: -1, count: blockCount)
+        var matchWords: [UInt64] = []
         var total = 0
         var fieldBuffers = [UInt64](repeating: 0, count: Swift.max(1, terms.count) * Bitset.blockWords)
         var base = [UInt64](repeating: 0, count: Bitset.blockWords)
@@ -58,11 +62,14 @@ extension ExploreStore {
                 }
                 // Matches for this block.
                 if needMatches {
+                    matchBlockOffsets[block] = Int32(matchWords.count)
+                    matchWords.append(contentsOf: repeatElement(0, count: Bitset.blockWords))
+                    let offset = matchWords.count - Bitset.blockWords
                     for j in 0..<n {
                         var word = terms.isEmpty ? (start + j < liveWords.count ? liveWords[start + j] : 0) : ~0
                         for index in 0..<terms.count { word &= buffers[index * Bitset.blockWords + j] }
                         blockMatches[j] = word
-                        matches[start + j] = word
+                        matchWords[offset + j] = word
                         total &+= word.nonzeroBitCount
                     }
                 }
@@ -83,6 +90,7 @@ extension ExploreStore {
             }
         }
 
+        let matches = MatchSet(blockOffsets: matchBlockOffsets, words: matchWords)
         let (rows, nextCursor) = page(plan, matches: matches, matchCount: total)
         let facets = counters.map { FacetCounts(field: $0.field, counts: $0.result()) }
         return SearchResult(total: query.includeTotal ? total : nil, rows: rows, columns: query.columns,
@@ -106,18 +114,11 @@ extension ExploreStore {
             }))
         }
         if let areas = filter.areas {
-            var bitmap = Bitset()
-            bitmap.grow(toWordCount: words)
-            for area in areas {
-                if let code = areaDictionary.code(of: area) { areaPostings[Int(code)].insert(into: &bitmap) }
-            }
-            terms.append(FilterTerm(field: .area, postings: [bitmap]))
+            let lists = areas.compactMap { areaDictionary.code(of: $0).map { areaPostings[Int($0)] } }
+            terms.append(FilterTerm(field: .area, slotLists: lists))
         }
         if let locations = filter.locationIDs {
-            var bitmap = Bitset()
-            bitmap.grow(toWordCount: words)
-            for location in locations { locationPostings[location]?.insert(into: &bitmap) }
-            terms.append(FilterTerm(field: .locationID, postings: [bitmap]))
+            terms.append(FilterTerm(field: .locationID, slotLists: locations.compactMap { locationPostings[$0] }))
         }
         if filter.priceMin != nil || filter.priceMax != nil {
             var term = FilterTerm(field: .price, present: priceLowRanges.present.words)
@@ -202,6 +203,23 @@ struct FilterTerm {
         self.blocks = blocks
     }
 
+    /// Sorted slot lists (area, location), filled per block by binary search.
+    var slotLists: [SortedSlots] = []
+
+    init(field: FilterField, slotLists: [SortedSlots]) {
+        self.field = field
+        self.slotLists = slotLists
+        var blocks: [UInt64] = []
+        for list in slotLists {
+            for slot in list.slots {
+                let block = Int(slot) >> (6 + Bitset.blockShift)
+                if block >> 6 >= blocks.count { blocks.append(contentsOf: repeatElement(0, count: (block >> 6) + 1 - blocks.count)) }
+                blocks[block >> 6] |= 1 &<< UInt64(block & 63)
+            }
+        }
+        self.blocks = blocks
+    }
+
     init(field: FilterField, present: [UInt64]) {
         self.field = field
         self.present = present
@@ -223,6 +241,23 @@ struct FilterTerm {
             return
         }
         for j in 0..<n { out[j] = 0 }
+        for list in slotLists {
+            list.slots.withUnsafeBufferPointer { slots in
+                let first = UInt32(start &<< 6)
+                var low = 0
+                var high = slots.count
+                while low < high {
+                    let mid = (low + high) / 2
+                    if slots[mid] < first { low = mid + 1 } else { high = mid }
+                }
+                let limit = UInt32(end &<< 6)
+                while low < slots.count && slots[low] < limit {
+                    let slot = Int(slots[low])
+                    out[(slot >> 6) - start] |= 1 &<< UInt64(slot & 63)
+                    low += 1
+                }
+            }
+        }
         let bit = UInt64(1) << UInt64(block & 63)
         for posting in postings where block >> 6 < posting.blocks.count && posting.blocks[block >> 6] & bit != 0 {
             posting.words.withUnsafeBufferPointer { words in
@@ -277,10 +312,28 @@ struct FacetCounter {
     let store: ExploreStore
     var counts: [Int]
     var bedroomCounts: [Int32: Int] = [:]
+    // Copies of the store's arrays (references, no data copied) so the per-block loop does not go through
+    // the class for every access.
+    private let typePostings: [Bitset]
+    private let cityPostings: [Bitset]
+    private let bedroomPostings: [(value: Int32, posting: Bitset)]
+    private let flags: [UInt8]
+    private let bedrooms: [Int32]
+    private let priceLow: [Int64]
+    private let priceHigh: [Int64]
+    private let codes: [UInt32]
 
     init(field: FacetField, store: ExploreStore) {
         self.field = field
         self.store = store
+        typePostings = field == .listingType ? store.typePostings : []
+        cityPostings = field == .city ? store.cityPostings : []
+        bedroomPostings = field == .bedrooms ? store.bedroomPostings.map { ($0.key, $0.value) } : []
+        flags = store.flags
+        bedrooms = field == .bedrooms ? store.bedrooms : []
+        priceLow = field == .priceBucket ? store.priceLow : []
+        priceHigh = field == .priceBucket ? store.priceHigh : []
+        codes = field == .city ? store.cityCodes : field == .area ? store.areaCodes : []
         switch field {
         case .listingType: counts = [Int](repeating: 0, count: ListingType.allCases.count)
         case .city: counts = [Int](repeating: 0, count: store.cityDictionary.values.count)
@@ -299,29 +352,29 @@ struct FacetCounter {
         let perRowCheaper = rows * 8 < n
         switch field {
         case .listingType:
-            for (index, posting) in store.typePostings.enumerated() {
+            for (index, posting) in typePostings.enumerated() {
                 counts[index] += Self.intersect(base, posting.words, start: start, count: n)
             }
         case .city:
-            if perRowCheaper || store.cityPostings.count > 512 {
-                tally(base, start: start, count: n, codes: store.cityCodes)
+            if perRowCheaper || cityPostings.count > 512 {
+                tally(base, start: start, count: n, codes: codes)
             } else {
-                for (index, posting) in store.cityPostings.enumerated()
+                for (index, posting) in cityPostings.enumerated()
                 where block >> 6 < posting.blocks.count && posting.blocks[block >> 6] & bit != 0 {
                     counts[index] += Self.intersect(base, posting.words, start: start, count: n)
                 }
             }
         case .area:
-            tally(base, start: start, count: n, codes: store.areaCodes)
+            tally(base, start: start, count: n, codes: codes)
         case .bedrooms:
             if perRowCheaper {
-                let flags = store.flags
-                let bedrooms = store.bedrooms
                 Self.forEachSlot(base, start: start, count: n) { slot in
-                    if SlotFlags(rawValue: flags[slot]).contains(.hasBedrooms) { bedroomCounts[bedrooms[slot], default: 0] += 1 }
+                    if SlotFlags(rawValue: flags[slot]).contains(.hasBedrooms) {
+                        bedroomCounts[bedrooms[slot], default: 0] += 1
+                    }
                 }
             } else {
-                for (value, posting) in store.bedroomPostings
+                for (value, posting) in bedroomPostings
                 where block >> 6 < posting.blocks.count && posting.blocks[block >> 6] & bit != 0 {
                     let c = Self.intersect(base, posting.words, start: start, count: n)
                     if c > 0 { bedroomCounts[value, default: 0] += c }
@@ -330,13 +383,10 @@ struct FacetCounter {
         case .priceBucket:
             if perRowCheaper || !buckets.available {
                 let bounds = PriceBuckets.lowerBounds
-                let flags = store.flags
-                let lows = store.priceLow
-                let highs = store.priceHigh
                 Self.forEachSlot(base, start: start, count: n) { slot in
                     guard !SlotFlags(rawValue: flags[slot]).isDisjoint(with: [.hasPriceFrom, .hasPriceTo]) else { return }
-                    let low = lows[slot]
-                    let high = highs[slot]
+                    let low = priceLow[slot]
+                    let high = priceHigh[slot]
                     for i in 0..<bounds.count where high >= bounds[i] && (i + 1 == bounds.count || low < bounds[i + 1]) {
                         counts[i] += 1
                     }
@@ -377,6 +427,7 @@ struct FacetCounter {
     }
 
     private mutating func tally(_ base: [UInt64], start: Int, count n: Int, codes: [UInt32]) {
+        guard !codes.isEmpty else { return }
         var local = counts
         counts = []
         Self.forEachSlot(base, start: start, count: n) { local[Int(codes[$0])] += 1 }
@@ -401,6 +452,34 @@ struct FacetCounter {
         }
         return entries.filter { $0.count > 0 }.sorted { a, b in
             a.count != b.count ? a.count > b.count : FacetValue.ascending(a.value, b.value)
+        }
+    }
+}
+
+/// The matching slots of one query, stored only for blocks that were evaluated.
+struct MatchSet {
+    let blockOffsets: [Int32]
+    let words: [UInt64]
+
+    @inline(__always)
+    func contains(_ slot: Int) -> Bool {
+        let block = slot >> (6 + Bitset.blockShift)
+        guard block < blockOffsets.count else { return false }
+        let offset = Int(blockOffsets[block])
+        guard offset >= 0 else { return false }
+        return words[offset + ((slot >> 6) & (Bitset.blockWords - 1))] & (1 &<< UInt64(slot & 63)) != 0
+    }
+
+    /// Calls `body` with every matching slot in ascending order.
+    func forEachSlot(_ body: (Int) -> Void) {
+        for (block, offset) in blockOffsets.enumerated() where offset >= 0 {
+            for j in 0..<Bitset.blockWords {
+                var word = words[Int(offset) + j]
+                while word != 0 {
+                    body((block &* Bitset.blockWords &+ j) &<< 6 | word.trailingZeroBitCount)
+                    word &= word &- 1
+                }
+            }
         }
     }
 }

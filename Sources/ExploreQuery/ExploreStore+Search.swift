@@ -14,7 +14,7 @@ extension ExploreStore {
         }
     }
 
-    func page(_ plan: SearchPlan, matches: [UInt64], matchCount: Int) -> ([ExploreListing], SearchCursor?) {
+    func page(_ plan: SearchPlan, matches: MatchSet, matchCount: Int) -> ([ExploreListing], SearchCursor?) {
         let query = plan.query
         let wanted = plan.offset + query.limit + 1
         guard matchCount > 0 else { return ([], nil) }
@@ -39,12 +39,12 @@ extension ExploreStore {
         return (rows, next)
     }
 
-    private func walkPage(_ plan: SearchPlan, matches: [UInt64], wanted: Int, into slots: inout [Int]) {
+    private func walkPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int]) {
         let cursor = plan.cursor
-        matches.withUnsafeBufferPointer { bits in
+        do {
             let visit: (UInt32) -> Bool = { slot in
                 let s = Int(slot)
-                if bits[s >> 6] & (1 &<< UInt64(s & 63)) != 0 {
+                if matches.contains(s) {
                     slots.append(s)
                     if slots.count >= wanted { return false }
                 }
@@ -68,10 +68,10 @@ extension ExploreStore {
         }
     }
 
-    private func collectPage(_ plan: SearchPlan, matches: [UInt64], wanted: Int, into slots: inout [Int]) {
+    private func collectPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int]) {
         let sort = plan.query.sort
         var candidates: [(group: UInt8, key: Int64, id: Int64, slot: Int)] = []
-        BitOps.forEachSlot(matches) { slot in
+        matches.forEachSlot { slot in
             let p = position(of: slot, in: sort)
             if let cursor = plan.cursor {
                 guard (p.group, p.key, p.id) > (cursor.group, cursor.key, cursor.id) else { return }
