@@ -50,20 +50,43 @@ extension ExploreStore {
                 }
                 return true
             }
-            // Cursor keys are kept in ascending form (descending orders store the complement).
+            // Cursor keys are kept in ascending form (descending orders store the complement). Without a cursor
+            // (or with one before it), the walk starts where the filter's bound on the sort key allows matches.
+            let filter = plan.query.filter
             let inFirstGroup = cursor == nil || cursor?.group == 0
             let after = cursor.map { (key: $0.key, id: $0.id) }
             switch plan.query.sort {
             case .priceAscending:
-                if inFirstGroup, !priceOrder.walkAscending(after: after, visit) { return }
+                var start = after
+                if inFirstGroup, let minimum = filter.priceMin {
+                    let (floor, overflow) = minimum.subtractingReportingOverflow(maxPriceSpread)
+                    if !overflow, floor > Int64.min, start.map({ $0.key < floor }) ?? true {
+                        start = (floor - 1, Int64.max)
+                    }
+                }
+                if inFirstGroup, !priceOrder.walkAscending(after: start, visit) { return }
                 _ = unpriced.walkAscending(after: inFirstGroup ? nil : after, visit)
             case .priceDescending:
-                if inFirstGroup, !priceOrder.walkDescending(after: after.map { (~$0.key, $0.id) }, visit) { return }
+                var start = after.map { (key: ~$0.key, id: $0.id) }
+                if inFirstGroup, let maximum = filter.priceMax, start.map({ $0.key > maximum }) ?? true {
+                    start = (maximum, Int64.max)
+                    // Rows priced exactly `maximum` come first; `(maximum, Int64.max)` would skip them.
+                    if !priceOrder.walkDescending(group: maximum, visit) { return }
+                }
+                if inFirstGroup, !priceOrder.walkDescending(after: start, visit) { return }
                 _ = unpriced.walkAscending(after: inFirstGroup ? nil : after, visit)
             case .oldest:
-                _ = createdOrder.walkAscending(after: after, visit)
+                var start = after
+                if let from = filter.createdAfter, from > Int64.min, start.map({ $0.key < from }) ?? true {
+                    start = (from - 1, Int64.max)
+                }
+                _ = createdOrder.walkAscending(after: start, visit)
             case .newest:
-                _ = createdOrder.walkDescending(after: after.map { (~$0.key, $0.id) }, visit)
+                var start = after.map { (key: ~$0.key, id: $0.id) }
+                if let before = filter.createdBefore, start.map({ $0.key >= before }) ?? true {
+                    start = (before, Int64.max)
+                }
+                _ = createdOrder.walkDescending(after: start, visit)
             }
         }
     }
