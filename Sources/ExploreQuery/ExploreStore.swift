@@ -46,6 +46,9 @@ public final class ExploreStore {
     var priceLowRanges: RangeBitmaps
     var priceHighRanges: RangeBitmaps
     var createdRanges: RangeBitmaps
+    /// The widest `priceHigh - priceLow` ever stored (never lowered): rows with `priceLow` below
+    /// `priceMin - maxPriceSpread` cannot overlap a price filter, so price-sorted walks start past them.
+    var maxPriceSpread: Int64 = 0
 
     /// Priced rows by `(priceLow, id)` and unpriced rows by id; descending price walks the first backwards.
     var priceOrder = SortedSlotList()
@@ -96,9 +99,9 @@ public final class ExploreStore {
             created.append(row.createdAt)
         }
         priceLowRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
-                                      + Self.quantiles(&lows, count: 24))
+                                      + Self.quantiles(&lows, count: 64))
         priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
-                                       + Self.quantiles(&highs, count: 24))
+                                       + Self.quantiles(&highs, count: 64))
         createdRanges = RangeBitmaps(bounds: Self.quantiles(&created, count: 32))
         lows = []
         highs = []
@@ -289,9 +292,15 @@ public final class ExploreStore {
         if hasPrice(slot) {
             priceLowRanges.insert(slot, priceLow[slot])
             priceHighRanges.insert(slot, priceHigh[slot])
+            noteSpread(priceLow[slot], priceHigh[slot])
         }
         createdRanges.insert(slot, createdAt[slot])
         if includingOrders { insertOrders(slot) }
+    }
+
+    private func noteSpread(_ low: Int64, _ high: Int64) {
+        let (spread, overflow) = high.subtractingReportingOverflow(low)
+        maxPriceSpread = Swift.max(maxPriceSpread, overflow ? Int64.max : spread)
     }
 
     private static func insert(_ slot: Int, code: UInt32, into postings: inout [Bitset]) {
@@ -433,6 +442,7 @@ public final class ExploreStore {
         }
         priceLow[slot] = newLow ?? 0
         priceHigh[slot] = newHigh ?? 0
+        if let newLow, let newHigh { noteSpread(newLow, newHigh) }
 
         let newBedrooms = row.bedrooms
         if newBedrooms != (old.contains(.hasBedrooms) ? bedrooms[slot] : nil) {

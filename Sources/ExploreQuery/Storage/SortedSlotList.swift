@@ -212,6 +212,16 @@ struct SortedSlotList {
         return true
     }
 
+    /// Calls `body(slot)` for the entries with exactly `key`, ids ascending, until it returns false.
+    func walkDescending(group key: Int64, _ body: (UInt32) -> Bool) -> Bool {
+        var p = seek(key: key, id: Int64.min, strict: false)
+        while p.chunk < chunks.count, chunks[p.chunk].keys[p.index] == key {
+            if !body(chunks[p.chunk].slots[p.index]) { return false }
+            p = next(p)
+        }
+        return true
+    }
+
     @inline(__always)
     private func next(_ p: Position) -> Position {
         if p.index + 1 < chunks[p.chunk].keys.count { return Position(chunk: p.chunk, index: p.index + 1) }
