@@ -1,12 +1,13 @@
 /// A PostgreSQL transaction snapshot (`pg_snapshot`): which transactions' effects are visible.
 ///
-/// Every transaction id below `xmin` has finished; ids from `xmax` on had not started; ids in between are
+/// Every transaction id below `xmin` has finished; ids from `xmax` on are treated as running (PostgreSQL sets
+/// `xmax` one past the latest completed transaction, so newer running ones are not listed); ids in between are
 /// finished unless listed in `inProgress`. A committed transaction is visible exactly when ``isVisible(_:)``;
 /// the rule is the one of `pg_visible_in_snapshot`, so the feed can reason about visibility without a server.
 public struct TransactionSnapshot: Sendable, Hashable, CustomStringConvertible {
     /// The oldest transaction still running when the snapshot was taken.
     public var xmin: UInt64
-    /// One past the newest transaction id assigned when the snapshot was taken.
+    /// One past the latest completed transaction when the snapshot was taken; later ids are invisible.
     public var xmax: UInt64
     /// Transactions between `xmin` and `xmax` still running, ascending.
     public var inProgress: [UInt64]

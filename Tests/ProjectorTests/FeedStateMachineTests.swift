@@ -26,9 +26,13 @@ struct TransactionModel {
         nextRowID += 1
     }
 
+    /// As PostgreSQL builds it: xmax is one past the latest completed transaction, running transactions at or
+    /// above it are not listed, xmin is the oldest running one (or xmax).
     var snapshot: TransactionSnapshot {
-        let running = transactions.filter { $0.state == .running }.map(\.xid)
-        return TransactionSnapshot(xmin: running.min() ?? nextXID, xmax: nextXID, inProgress: running)
+        let completed = transactions.filter { $0.state != .running }.map(\.xid)
+        let xmax = (completed.max() ?? 99) + 1
+        let running = transactions.filter { $0.state == .running && $0.xid < xmax }.map(\.xid)
+        return TransactionSnapshot(xmin: min(running.min() ?? xmax, xmax), xmax: xmax, inProgress: running)
     }
 
     /// What the fetch statement returns: committed rows of the window, in id order, up to the limit.
