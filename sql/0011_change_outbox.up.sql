@@ -10,7 +10,9 @@ CREATE TABLE explore.change_outbox (
     xid    xid8   NOT NULL DEFAULT pg_current_xact_id(),
     source text   NOT NULL CHECK (source IN ('listings', 'developments', 'existing_properties', 'media', 'locations')),
     key    bigint NOT NULL
-);
+)
+-- A queue: rows are deleted soon after they are written, so vacuum it by dead-row count, not by table size.
+WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
 
 CREATE INDEX change_outbox_xid_idx ON explore.change_outbox (xid, id);
 
