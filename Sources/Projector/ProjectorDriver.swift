@@ -67,7 +67,7 @@ public final class ProjectorDriver: @unchecked Sendable {
     private var stopRequested = false
     private var currentStatus = Status()
     private var thread: pthread_t?
-    private var finished = false
+    private var started = false
 
     /// Creates a driver that will update `index`.
     public init(configuration: Configuration, index: ExploreIndex, logger: Logger = Logger(label: "projector")) {
@@ -79,8 +79,13 @@ public final class ProjectorDriver: @unchecked Sendable {
     /// A snapshot of the counters.
     public var status: Status { lock.withLock { currentStatus } }
 
-    /// Starts the loop on its own thread.
+    /// Starts the loop on its own thread; does nothing when it is already running or has been stopped.
     public func start() {
+        let alreadyStarted = lock.withLock { () -> Bool in
+            defer { started = true }
+            return started
+        }
+        guard !alreadyStarted else { return }
         let unmanaged = Unmanaged.passRetained(self)
         var handle = pthread_t()
         let created = pthread_create(&handle, nil, { argument in
