@@ -61,9 +61,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
 
+        // MARK: The projector: keeps the read model materialized in PostgreSQL and in the cache.
+        .target(name: "Projector", dependencies: [
+            "Postgres", "ExploreQuery",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+
         // MARK: Executables.
         .executableTarget(name: "explore-projector", dependencies: [
-            "Postgres", "Migrations", "ExploreQuery", "DemoData", "ExploreServer", "ExploreClient",
+            "Postgres", "Migrations", "Projector", "ExploreQuery", "DemoData", "ExploreServer", "ExploreClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -79,6 +85,9 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "MigrationsTests", dependencies: ["Migrations", "Postgres", "DemoData", "TestSupport"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "ProjectorTests", dependencies: ["Projector", "Migrations", "Postgres", "ExploreQuery",
+                    "TestSupport"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ExploreQueryTests", dependencies: ["ExploreQuery", "DemoData"],
                     swiftSettings: swiftSettings),

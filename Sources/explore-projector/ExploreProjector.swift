@@ -10,7 +10,7 @@ struct ExploreProjector: AsyncParsableCommand {
         commandName: "explore-projector",
         abstract: "Keeps the Explore read model of the listings database and serves searches over it.",
         subcommands: [
-            MigrateCommand.self, DoctorCommand.self, SeedDemoCommand.self,
+            MigrateCommand.self, DoctorCommand.self, SeedDemoCommand.self, VerifyCommand.self,
             ServeCommand.self, QueryCommand.self, StatusCommand.self,
         ])
 }

@@ -1,0 +1,107 @@
+/// The listings and locations a batch must recompute, and the outbox entries it consumes.
+public struct ChangeSet: Sendable, Hashable {
+    /// Listing ids to recompute, ascending and distinct.
+    public var listingIDs: [Int64]
+    /// Locations whose listings must be recomputed, ascending and distinct.
+    public var locationIDs: [Int64]
+    /// The outbox entries the batch consumes, ascending.
+    public var entryIDs: [Int64]
+
+    /// Creates a change set.
+    public init(listingIDs: [Int64], locationIDs: [Int64], entryIDs: [Int64]) {
+        self.listingIDs = listingIDs
+        self.locationIDs = locationIDs
+        self.entryIDs = entryIDs
+    }
+
+    /// Whether the batch consumes nothing.
+    public var isEmpty: Bool { entryIDs.isEmpty }
+}
+
+/// Groups outbox entries into batches by a time window and a size limit; a key changed many times while the
+/// batch is open is recomputed once.
+///
+/// Pure: the caller passes the current time (any monotonic nanosecond count) and performs the returned action.
+public struct ChangeBatcher: Sendable {
+    /// When a batch closes.
+    public struct Configuration: Sendable, Hashable {
+        /// How long the first entry of a batch may wait for others; zero flushes at once.
+        public var window: Duration
+        /// A batch closes as soon as it holds this many distinct keys (listings plus locations).
+        public var maximumKeys: Int
+
+        /// Creates a configuration; the defaults trade ≤ 5 ms of latency for fewer, larger transactions.
+        public init(window: Duration = .milliseconds(5), maximumKeys: Int = 5_000) {
+            self.window = window
+            self.maximumKeys = max(1, maximumKeys)
+        }
+    }
+
+    /// What the driver does next.
+    public enum Action: Sendable, Hashable {
+        /// Nothing is pending.
+        case idle
+        /// Close the batch now (``takeBatch()``) and apply it.
+        case flushNow
+        /// Flush at this instant (nanoseconds) unless more entries fill the batch first.
+        case flushAt(nanoseconds: UInt64)
+    }
+
+    /// The configuration.
+    public let configuration: Configuration
+    private var listingIDs: Set<Int64> = []
+    private var locationIDs: Set<Int64> = []
+    private var entryIDs: [Int64] = []
+    private var deadline: UInt64?
+
+    /// Creates an empty batcher.
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+    }
+
+    /// Distinct keys pending.
+    public var pendingKeys: Int { listingIDs.count + locationIDs.count }
+    /// Outbox entries pending.
+    public var pendingEntries: Int { entryIDs.count }
+
+    /// Adds entries read at `now`; returns when to flush.
+    public mutating func add(_ entries: [OutboxEntry], now: UInt64) -> Action {
+        for entry in entries {
+            entryIDs.append(entry.id)
+            switch entry.source.keyKind {
+            case .listingID: listingIDs.insert(entry.key)
+            case .locationID: locationIDs.insert(entry.key)
+            }
+        }
+        if !entryIDs.isEmpty && deadline == nil {
+            let (seconds, attoseconds) = configuration.window.components
+            let nanoseconds = UInt64(clamping: max(0, seconds)) &* 1_000_000_000
+                &+ UInt64(clamping: max(0, attoseconds / 1_000_000_000))
+            deadline = now.addingReportingOverflow(nanoseconds).overflow ? UInt64.max : now + nanoseconds
+        }
+        return tick(now: now)
+    }
+
+    /// What to do at `now` without new entries.
+    public func tick(now: UInt64) -> Action {
+        guard let deadline, !entryIDs.isEmpty else { return .idle }
+        if pendingKeys >= configuration.maximumKeys || now >= deadline { return .flushNow }
+        return .flushAt(nanoseconds: deadline)
+    }
+
+    /// Closes the batch: returns what it holds and starts an empty one.
+    public mutating func takeBatch() -> ChangeSet {
+        let batch = ChangeSet(
+            listingIDs: listingIDs.sorted(), locationIDs: locationIDs.sorted(), entryIDs: entryIDs.sorted())
+        discard()
+        return batch
+    }
+
+    /// Drops everything pending (the feed will deliver it again after a rollback).
+    public mutating func discard() {
+        listingIDs = []
+        locationIDs = []
+        entryIDs = []
+        deadline = nil
+    }
+}

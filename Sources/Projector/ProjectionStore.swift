@@ -1,0 +1,277 @@
+public import ExploreQuery
+public import Postgres
+
+/// The projection's SQL: initial build, feed reads, incremental refresh, cache bootstrap and verification.
+///
+/// Owns no connection: every call runs on the connection it is given, which must have a single owner.
+public enum ProjectionStore {
+    /// What one applied batch changed.
+    public struct AppliedBatch: Sendable, Hashable {
+        /// The changes to apply to the cache after commit (unchanged rows are left out).
+        public var changes: ListingChangeBatch
+        /// Listings recomputed (after expanding locations).
+        public var recomputedListings: Int
+        /// Outbox entries consumed.
+        public var consumedEntries: Int
+    }
+
+    /// The checkpoint row of a feed.
+    public struct Checkpoint: Sendable, Hashable {
+        /// Where the feed stands.
+        public var position: FeedPosition
+        /// Outbox entries applied since the projection was built (the initial build counts the ones it covered).
+        public var appliedChanges: Int64
+    }
+
+    // MARK: Build
+
+    /// Builds the projection from the defining query when the feed has no checkpoint yet; returns whether it did.
+    ///
+    /// Runs in one REPEATABLE READ transaction: the rows, the checkpoint (that transaction's snapshot) and the
+    /// pruning of the entries that snapshot covers are consistent with each other.
+    @discardableResult
+    public static func buildIfNeeded(
+        on connection: PostgresConnection, feed: String = ProjectionDefinition.feedName
+    ) throws(ProjectorError) -> Bool {
+        do {
+            try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            do {
+                let existing = try connection.query(
+                    "SELECT 1 FROM explore.checkpoint WHERE feed = $1 FOR UPDATE", [feed])
+                if !existing.isEmpty {
+                    try connection.executeScript("COMMIT")
+                    return false
+                }
+                let columns = ProjectionDefinition.columns.joined(separator: ", ")
+                try connection.query("DELETE FROM explore.listings_projection")
+                try connection.query("""
+                    INSERT INTO explore.listings_projection (\(columns))
+                    SELECT \(columns) FROM (\(ProjectionDefinition.fullQuery)) AS definition
+                    """)
+                let pruned = try connection.query("""
+                    DELETE FROM explore.change_outbox WHERE pg_visible_in_snapshot(xid, pg_current_snapshot())
+                    """).affectedRows
+                try connection.query("""
+                    INSERT INTO explore.checkpoint (feed, low_snapshot, applied_changes)
+                    VALUES ($1, pg_current_snapshot(), $2)
+                    """, [feed, Int64(pruned)])
+                try connection.executeScript("COMMIT")
+                return true
+            } catch {
+                try? connection.executeScript("ROLLBACK")
+                throw error
+            }
+        } catch {
+            throw ProjectorError.database("building the projection failed", error)
+        }
+    }
+
+    // MARK: Feed
+
+    /// Reads the feed's checkpoint.
+    /// - Throws: `.notBuilt` when there is none.
+    public static func checkpoint(
+        on connection: PostgresConnection, feed: String = ProjectionDefinition.feedName
+    ) throws(ProjectorError) -> Checkpoint {
+        let result: PostgresResult
+        do {
+            result = try connection.query("""
+                SELECT low_snapshot::text, target_snapshot::text, last_id, applied_changes
+                FROM explore.checkpoint WHERE feed = $1
+                """, [feed])
+        } catch {
+            throw ProjectorError.database("reading the checkpoint failed", error)
+        }
+        guard let row = result.first else {
+            throw ProjectorError(code: .notBuilt, message: "the projection '\(feed)' has not been built")
+        }
+        let low = try TransactionSnapshot(text: row[0] ?? "")
+        let target = try row[1].map { text throws(ProjectorError) in try TransactionSnapshot(text: text) }
+        guard let lastID = row[2].flatMap({ Int64($0) }), let applied = row[3].flatMap({ Int64($0) }) else {
+            throw ProjectorError(code: .invalidRow, message: "malformed checkpoint row")
+        }
+        return Checkpoint(position: FeedPosition(low: low, target: target, lastID: lastID), appliedChanges: applied)
+    }
+
+    /// Runs a feed read: the entries of the request's window, and the window's closing snapshot, taken by the
+    /// same statement when the request has none.
+    public static func fetch(
+        _ request: OutboxFeedStateMachine.FetchRequest, on connection: PostgresConnection
+    ) throws(ProjectorError) -> OutboxFeedStateMachine.FetchResult {
+        let result: PostgresResult
+        do {
+            // pg_current_snapshot() is the statement's own snapshot, so every row this statement can see is
+            // visible in it, and every transaction visible in it has committed.
+            result = try connection.query("""
+                WITH w AS (SELECT COALESCE($2::pg_snapshot, pg_current_snapshot()) AS target)
+                SELECT w.target::text, o.id, o.xid::text, o.source, o.key
+                FROM w LEFT JOIN LATERAL (
+                    SELECT id, xid, source, key FROM explore.change_outbox
+                    WHERE xid >= pg_snapshot_xmin($1::pg_snapshot) AND xid < pg_snapshot_xmax(w.target)
+                      AND pg_visible_in_snapshot(xid, w.target) AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot)
+                      AND id > $3
+                    ORDER BY id LIMIT $4
+                ) o ON true
+                ORDER BY o.id
+                """, [request.low.description, request.target?.description, request.afterID, Int64(request.limit)])
+        } catch {
+            throw ProjectorError.database("reading the outbox failed", error)
+        }
+        guard let first = result.first, let targetText = first[0] else {
+            throw ProjectorError(code: .invalidRow, message: "the outbox read returned no snapshot")
+        }
+        let target = try TransactionSnapshot(text: targetText)
+        var entries: [OutboxEntry] = []
+        entries.reserveCapacity(result.count)
+        for row in result where row[1] != nil {
+            guard let id = row[1].flatMap({ Int64($0) }), let xid = row[2].flatMap({ UInt64($0) }),
+                  let source = row[3].flatMap({ ProjectionDefinition.Source(rawValue: $0) }),
+                  let key = row[4].flatMap({ Int64($0) })
+            else {
+                throw ProjectorError(code: .invalidRow, message: "malformed outbox entry")
+            }
+            entries.append(OutboxEntry(id: id, xid: xid, source: source, key: key))
+        }
+        return OutboxFeedStateMachine.FetchResult(target: target, entries: entries)
+    }
+
+    // MARK: Incremental refresh
+
+    /// Applies one batch in one transaction: recomputes the affected listings from the defining query, upserts
+    /// the rows that exist, deletes those that no longer appear, deletes the consumed outbox entries and moves
+    /// the checkpoint from `expected` to `position`. A crash anywhere leaves either all of it or none.
+    ///
+    /// - Parameter beforeCommit: called inside the transaction just before COMMIT (tests inject faults here).
+    /// - Throws: `.checkpointConflict` when the stored checkpoint is not `expected` (another projector ran);
+    ///   `.database` for PostgreSQL failures. Nothing is changed when it throws.
+    public static func apply(
+        _ batch: ChangeSet, from expected: FeedPosition, to position: FeedPosition,
+        on connection: PostgresConnection, feed: String = ProjectionDefinition.feedName,
+        beforeCommit: () throws -> Void = {}
+    ) throws(ProjectorError) -> AppliedBatch {
+        do {
+            return try connection.transaction { () throws -> AppliedBatch in
+                var ids = Set(batch.listingIDs)
+                if !batch.locationIDs.isEmpty {
+                    let atLocations = try connection.query(
+                        ProjectionDefinition.listingsAtLocationsQuery, [int8Array(batch.locationIDs)])
+                    for row in atLocations { if let id = row[0].flatMap({ Int64($0) }) { ids.insert(id) } }
+                }
+                let affected = int8Array(ids.sorted())
+                let changes = try recompute(affected, on: connection)
+                try connection.query(
+                    "DELETE FROM explore.change_outbox WHERE id = ANY($1::bigint[])", [int8Array(batch.entryIDs)])
+                let moved = try connection.query("""
+                    UPDATE explore.checkpoint
+                    SET low_snapshot = $2::pg_snapshot, target_snapshot = $3::pg_snapshot, last_id = $4,
+                        applied_changes = applied_changes + $5, updated_at = now()
+                    WHERE feed = $1 AND low_snapshot::text = $6 AND target_snapshot::text IS NOT DISTINCT FROM $7
+                      AND last_id = $8
+                    """, [feed, position.low.description, position.target?.description, position.lastID,
+                          Int64(batch.entryIDs.count), expected.low.description, expected.target?.description,
+                          expected.lastID])
+                guard moved.affectedRows == 1 else {
+                    throw ProjectorError(
+                        code: .checkpointConflict,
+                        message: "the checkpoint of '\(feed)' is not the one this projector last wrote")
+                }
+                try beforeCommit()
+                return AppliedBatch(
+                    changes: changes, recomputedListings: ids.count, consumedEntries: batch.entryIDs.count)
+            }
+        } catch {
+            throw ProjectorError.database("applying a batch failed", error)
+        }
+    }
+
+    /// Recomputes `ids` (a `bigint[]` literal) into the projection table; returns the changes actually made.
+    private static func recompute(_ ids: String, on connection: PostgresConnection) throws -> ListingChangeBatch {
+        let columns = ProjectionDefinition.columns
+        let list = columns.joined(separator: ", ")
+        let assignments = columns.dropFirst().map { "\($0) = EXCLUDED.\($0)" }.joined(separator: ", ")
+        let current = columns.dropFirst().map { "p.\($0)" }.joined(separator: ", ")
+        let incoming = columns.dropFirst().map { "EXCLUDED.\($0)" }.joined(separator: ", ")
+        let nulls = columns.dropFirst().map { _ in "NULL" }.joined(separator: ", ")
+        // One statement: the CTEs share a snapshot, and the upsert and the delete touch disjoint ids.
+        let result = try connection.query("""
+            WITH fresh AS (\(ProjectionDefinition.restrictedQuery(parameter: 1))),
+            upserted AS (
+                INSERT INTO explore.listings_projection AS p (\(list))
+                SELECT \(list) FROM fresh
+                ON CONFLICT (id) DO UPDATE SET \(assignments)
+                WHERE (\(current)) IS DISTINCT FROM (\(incoming))
+                RETURNING p.*
+            ),
+            removed AS (
+                DELETE FROM explore.listings_projection p
+                WHERE p.id = ANY($1::bigint[]) AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.id = p.id)
+                RETURNING p.id
+            )
+            SELECT 'u', \(ProjectionDefinition.cacheColumns("upserted")) FROM upserted
+            UNION ALL
+            SELECT 'd', removed.id, \(nulls) FROM removed
+            """, [ids])
+        var changes: [ListingChange] = []
+        changes.reserveCapacity(result.count)
+        for row in result {
+            if row[0] == "d" {
+                guard let id = row[1].flatMap({ Int64($0) }) else {
+                    throw ProjectorError(code: .invalidRow, message: "malformed deleted id")
+                }
+                changes.append(.delete(id))
+            } else {
+                changes.append(.upsert(try ProjectionRowDecoder.decode((1..<row.count).map { row[$0] })))
+            }
+        }
+        return ListingChangeBatch(changes)
+    }
+
+    // MARK: Cache bootstrap
+
+    /// Reads the whole projection and the checkpoint in one REPEATABLE READ snapshot, streaming the rows with
+    /// COPY, and builds a store from them.
+    /// - Throws: `.notBuilt` without a checkpoint; `.invalidRow` for a row the cache cannot hold.
+    public static func loadCache(
+        on connection: PostgresConnection, feed: String = ProjectionDefinition.feedName
+    ) throws(ProjectorError) -> (store: ExploreStore, checkpoint: Checkpoint) {
+        do {
+            try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            do {
+                let checkpoint = try checkpoint(on: connection, feed: feed)
+                let rows = try copyProjectionRows(on: connection)
+                try connection.executeScript("COMMIT")
+                return (ExploreStore(bulk: rows), checkpoint)
+            } catch {
+                try? connection.executeScript("ROLLBACK")
+                throw error
+            }
+        } catch {
+            throw ProjectorError.database("loading the cache failed", error)
+        }
+    }
+
+    /// Every row of the projection table in the cache's representation, by COPY, in id order.
+    public static func copyProjectionRows(on connection: PostgresConnection) throws(ProjectorError)
+        -> [ExploreListing]
+    {
+        var rows: [ExploreListing] = []
+        do {
+            try connection.copyTo("""
+                COPY (SELECT \(ProjectionDefinition.cacheColumns("p")) FROM explore.listings_projection p
+                      ORDER BY p.id) TO STDOUT
+                """) { chunk in
+                rows.append(try ProjectionRowDecoder.decode(copyLine: chunk))
+            }
+        } catch {
+            throw ProjectorError.database("reading the projection failed", error)
+        }
+        return rows
+    }
+
+    // MARK: Helpers
+
+    /// A `bigint[]` literal; values are integers, so nothing needs escaping.
+    static func int8Array(_ values: [Int64]) -> String {
+        "{" + values.map(String.init).joined(separator: ",") + "}"
+    }
+}

@@ -1,0 +1,238 @@
+public import ExploreQuery
+public import Logging
+public import Postgres
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Runs the projector: builds the projection if needed, bootstraps the cache, then follows the outbox and
+/// applies batches to PostgreSQL and, after each commit, to the cache.
+///
+/// The loop runs on its own thread (every libpq call blocks) and only performs what ``OutboxFeedStateMachine``
+/// and ``ChangeBatcher`` decide. A notification only wakes it; it also polls every `pollInterval`, so a missed
+/// notification costs latency, not data. After any failure it reconnects with backoff, re-reads the checkpoint
+/// and reloads the cache from the projection table, so a batch whose COMMIT outcome was unknown can never leave
+/// the cache behind or ahead of the table.
+public final class ProjectorDriver: @unchecked Sendable {
+    /// How the driver batches and polls.
+    public struct Configuration: Sendable {
+        /// The database.
+        public var postgres: PostgresConfiguration
+        /// Batch window and size.
+        public var batching: ChangeBatcher.Configuration
+        /// How often to look at the outbox without a notification.
+        public var pollInterval: Duration
+        /// Outbox entries per read.
+        public var pageSize: Int
+        /// Delay before reconnecting after a failure.
+        public var backoff: ReconnectBackoff
+        /// Called inside each batch transaction just before COMMIT; throwing rolls the batch back. For tests.
+        public var beforeCommit: (@Sendable () throws -> Void)?
+
+        /// Creates a configuration with defaults suited to production.
+        public init(
+            postgres: PostgresConfiguration, batching: ChangeBatcher.Configuration = .init(),
+            pollInterval: Duration = .milliseconds(500), pageSize: Int = 10_000,
+            backoff: ReconnectBackoff = ReconnectBackoff(), beforeCommit: (@Sendable () throws -> Void)? = nil
+        ) {
+            self.postgres = postgres
+            self.batching = batching
+            self.pollInterval = pollInterval
+            self.pageSize = pageSize
+            self.backoff = backoff
+            self.beforeCommit = beforeCommit
+        }
+    }
+
+    /// Counters for monitoring and tests.
+    public struct Status: Sendable, Hashable {
+        /// The cache holds the projection (bootstrapped at least once).
+        public var isBootstrapped = false
+        /// The checkpoint's `applied_changes` the cache reflects.
+        public var appliedChanges: Int64 = 0
+        /// Batches committed by this driver.
+        public var batches = 0
+        /// Failures recovered from.
+        public var failures = 0
+    }
+
+    /// The cache this driver keeps current.
+    public let index: ExploreIndex
+    private let configuration: Configuration
+    private let logger: Logger
+    private let lock = ProjectorLock()
+    private var stopRequested = false
+    private var currentStatus = Status()
+    private var thread: pthread_t?
+    private var started = false
+
+    /// Creates a driver that will update `index`.
+    public init(configuration: Configuration, index: ExploreIndex, logger: Logger = Logger(label: "projector")) {
+        self.configuration = configuration
+        self.index = index
+        self.logger = logger
+    }
+
+    /// A snapshot of the counters.
+    public var status: Status { lock.withLock { currentStatus } }
+
+    /// Starts the loop on its own thread; does nothing when it is already running or has been stopped.
+    public func start() {
+        let alreadyStarted = lock.withLock { () -> Bool in
+            defer { started = true }
+            return started
+        }
+        guard !alreadyStarted else { return }
+        let unmanaged = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        let created = pthread_create(&handle, nil, { argument in
+            let driver = Unmanaged<ProjectorDriver>.fromOpaque(argument!).takeRetainedValue()
+            driver.run()
+            return nil
+        }, unmanaged.toOpaque())
+        precondition(created == 0, "pthread_create failed with \(created)")
+        lock.withLock { thread = handle }
+    }
+
+    /// Asks the loop to stop after the batch in flight and waits for it.
+    public func stop() {
+        let handle: pthread_t? = lock.withLock {
+            stopRequested = true
+            defer { thread = nil }
+            return thread
+        }
+        if let handle { pthread_join(handle, nil) }
+    }
+
+    private var shouldStop: Bool { lock.withLock { stopRequested } }
+
+    // MARK: Loop
+
+    private func run() {
+        var backoff = configuration.backoff
+        while !shouldStop {
+            do {
+                try follow()
+            } catch {
+                lock.withLock { currentStatus.failures += 1 }
+                logger.warning("projector failed; restarting from the checkpoint", metadata: [
+                    "error": "\(error)",
+                ])
+                let delay = backoff.nextDelay()
+                sleepUnlessStopped(delay)
+                continue
+            }
+        }
+    }
+
+    /// One connected session: build, bootstrap, then follow the feed until stopped or a failure.
+    private func follow() throws {
+        let connection: PostgresConnection
+        do {
+            connection = try PostgresConnection.connect(configuration.postgres)
+        } catch {
+            throw ProjectorError.database("connecting failed", error)
+        }
+        defer { connection.close() }
+        let locked = try connection.query(
+            "SELECT pg_try_advisory_lock(hashtext('explore.projector'), hashtext($1))",
+            [ProjectionDefinition.feedName])
+        guard locked.first?[0] == "t" else {
+            throw ProjectorError(code: .feedLocked, message: "another projector follows this feed")
+        }
+        try connection.listen(ProjectionDefinition.notificationChannel)
+        try ProjectionStore.buildIfNeeded(on: connection)
+        let (store, checkpoint) = try ProjectionStore.loadCache(on: connection)
+        index.replace(with: store)
+        lock.withLock {
+            currentStatus.isBootstrapped = true
+            currentStatus.appliedChanges = checkpoint.appliedChanges
+        }
+        logger.info("cache bootstrapped", metadata: ["rows": "\(store.count)"])
+
+        var feed = OutboxFeedStateMachine(checkpoint: checkpoint.position, pageSize: configuration.pageSize)
+        var batcher = ChangeBatcher(configuration: configuration.batching)
+        var appliedChanges = checkpoint.appliedChanges
+        let clock = ContinuousClock()
+        let origin = clock.now
+        func now() -> UInt64 {
+            let elapsed = origin.duration(to: clock.now).components
+            return UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000)
+        }
+        func flush() throws {
+            let batch = batcher.takeBatch()
+            guard !batch.isEmpty else { return }
+            do {
+                let applied = try ProjectionStore.apply(
+                    batch, from: feed.committed, to: feed.read, on: connection,
+                    beforeCommit: { try self.configuration.beforeCommit?() })
+                feed.batchCommitted()
+                index.apply(applied.changes)
+                appliedChanges += Int64(applied.consumedEntries)
+                let total = appliedChanges
+                lock.withLock {
+                    currentStatus.appliedChanges = total
+                    currentStatus.batches += 1
+                }
+            } catch {
+                feed.batchRolledBack()
+                throw error
+            }
+        }
+
+        while !shouldStop {
+            // Drain what is committed now; pages of a large window follow each other at once.
+            var more = true
+            while more && !shouldStop {
+                switch feed.fetched(try ProjectionStore.fetch(feed.nextFetch(), on: connection)) {
+                case .idle:
+                    more = false
+                case .deliver(let entries, let hasMore):
+                    more = hasMore
+                    if batcher.add(entries, now: now()) == .flushNow { try flush() }
+                }
+            }
+            // Wait for the batch window, a notification or the poll interval, whichever ends first.
+            var wait = configuration.pollInterval
+            switch batcher.tick(now: now()) {
+            case .flushNow:
+                try flush()
+                continue
+            case .flushAt(let deadline):
+                let current = now()
+                wait = min(wait, .nanoseconds(Int64(clamping: deadline > current ? deadline - current : 0)))
+            case .idle:
+                break
+            }
+            _ = try connection.waitForNotifications(timeout: wait)
+            if case .flushNow = batcher.tick(now: now()) { try flush() }
+        }
+        // Graceful stop: the batch in flight is finished, not dropped.
+        try flush()
+    }
+
+    private func sleepUnlessStopped(_ duration: Duration) {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: duration)
+        while !shouldStop && clock.now < deadline {
+            usleep(10_000)
+        }
+    }
+}
+
+/// A pthread mutex; `withLock` scopes every access.
+final class ProjectorLock: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}

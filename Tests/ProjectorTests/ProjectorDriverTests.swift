@@ -1,0 +1,242 @@
+import ExploreQuery
+import Postgres
+@testable import Projector
+import Testing
+import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The driver under concurrent writers committing out of order, with injected failures and a restart.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct ProjectorDriverTests {
+    /// A counter shared by threads.
+    final class Counter: @unchecked Sendable {
+        private let lock = ProjectorLock()
+        private var value: Int64 = 0
+        func add(_ amount: Int64) -> Int64 { lock.withLock { value += amount; return value } }
+        var current: Int64 { lock.withLock { value } }
+    }
+
+    /// Whether some writer saw, just before its COMMIT, a committed outbox entry with a higher id than its own:
+    /// that entry's transaction committed first although its ids are higher, which is exactly the trap.
+    final class CommitLog: @unchecked Sendable {
+        private let lock = ProjectorLock()
+        private var inversions = 0
+        func recordInversion() { lock.withLock { inversions += 1 } }
+        var hasOutOfOrderCommit: Bool { lock.withLock { inversions > 0 } }
+    }
+
+    /// 32 writer threads, each with its own connection, run random multi-statement transactions with random
+    /// pauses inside them, so commits interleave and land out of outbox-id order. Meanwhile the projector runs
+    /// with a failure injected before every 7th COMMIT, and is stopped and replaced by a fresh one (new cache,
+    /// restart from the checkpoint) halfway. Afterwards: no divergence, the cache equals the table, and the
+    /// checkpoint counted every committed outbox entry exactly once.
+    @Test func concurrentWritersOutOfOrderWithFailuresAndARestart() throws {
+        try TestPostgres.withDatabase { configuration in
+            try ProjectorFixtures.migrate(configuration)
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try ProjectorFixtures.seed(connection)
+            let seedEntries = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
+
+            let attempts = Counter()
+            let failing: @Sendable () throws -> Void = {
+                struct InjectedCrash: Error {}
+                if attempts.add(1) % 7 == 0 { throw InjectedCrash() }
+            }
+            func makeDriver() -> ProjectorDriver {
+                ProjectorDriver(
+                    configuration: .init(
+                        postgres: configuration, batching: .init(window: .milliseconds(2), maximumKeys: 64),
+                        pollInterval: .milliseconds(50), pageSize: 50,
+                        backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(20)),
+                        beforeCommit: failing),
+                    index: ExploreIndex())
+            }
+            var driver = makeDriver()
+            driver.start()
+
+            let committedEntries = Counter()
+            let writerFailures = Counter()
+            let commits = CommitLog()
+            let writers = (0..<32).map { writer in
+                startThread {
+                    runWriter(writer, configuration: configuration, committed: committedEntries,
+                              failures: writerFailures, commits: commits)
+                }
+            }
+            // Halfway through the writers' work, replace the projector by a fresh one.
+            ProjectorFixtures.sleepMilliseconds(400)
+            driver.stop()
+            driver = makeDriver()
+            driver.start()
+            for writer in writers { pthread_join(writer, nil) }
+
+            // Wait (bounded) until the outbox is drained and the cache has caught up with the checkpoint.
+            var caughtUp = false
+            for _ in 0..<600 where !caughtUp {
+                let pending = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
+                let checkpoint = try ProjectionStore.checkpoint(on: connection)
+                caughtUp = pending == 0 && driver.status.appliedChanges == checkpoint.appliedChanges
+                if !caughtUp { ProjectorFixtures.sleepMilliseconds(50) }
+            }
+            driver.stop()
+            #expect(caughtUp)
+            let status = driver.status
+            #expect(status.isBootstrapped && status.batches > 0)
+            #expect(attempts.current >= 7)
+
+            // The run must contain the trap: a transaction with lower outbox ids committing after a higher one.
+            #expect(commits.hasOutOfOrderCommit)
+            let checkpoint = try ProjectionStore.checkpoint(on: connection)
+            #expect(committedEntries.current > 500)
+            #expect(checkpoint.appliedChanges == seedEntries + committedEntries.current)
+            let (table, cache) = try ProjectorFixtures.divergence(connection, cache: driver.index)
+            #expect(table.isClean && table.pending.isEmpty)
+            #expect(cache?.isClean == true)
+            #expect(table.compared > 100)
+        }
+    }
+
+    /// The notification only wakes the driver: an outbox entry committed without one is still applied, by the
+    /// poll. And a second projector on the same feed is refused while the first holds it.
+    @Test func pollingCatchesChangesWithoutNotificationAndASecondProjectorIsRefused() throws {
+        try TestPostgres.withDatabase { configuration in
+            try ProjectorFixtures.migrate(configuration)
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try ProjectorFixtures.seed(connection)
+            let driver = ProjectorDriver(
+                configuration: .init(postgres: configuration, pollInterval: .milliseconds(30)), index: ExploreIndex())
+            driver.start()
+            defer { driver.stop() }
+            for _ in 0..<400 where !driver.status.isBootstrapped { ProjectorFixtures.sleepMilliseconds(10) }
+            #expect(driver.status.isBootstrapped)
+
+            // Change a base table with the triggers switched off, then append the entry by hand: no NOTIFY.
+            try connection.executeScript("""
+                BEGIN;
+                SET LOCAL session_replication_role = replica;
+                UPDATE property.listings SET title = 'silent' WHERE id = 3;
+                INSERT INTO explore.change_outbox (source, key) VALUES ('listings', 3);
+                COMMIT;
+                """)
+            var seen = false
+            for _ in 0..<400 where !seen {
+                seen = driver.index.rows(ids: [3]).first?.title == "silent"
+                if !seen { ProjectorFixtures.sleepMilliseconds(10) }
+            }
+            #expect(seen)
+
+            let second = ProjectorDriver(
+                configuration: .init(
+                    postgres: configuration, pollInterval: .milliseconds(30),
+                    backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(10))),
+                index: ExploreIndex())
+            second.start()
+            for _ in 0..<400 where second.status.failures < 2 { ProjectorFixtures.sleepMilliseconds(10) }
+            second.stop()
+            #expect(second.status.failures >= 2)
+            #expect(!second.status.isBootstrapped)
+            #expect(second.index.count == 0)
+        }
+    }
+}
+
+/// Starts a joinable thread running `body`.
+func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
+    var handle = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    let created = pthread_create(&handle, nil, { argument in
+        Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue().body()
+        return nil
+    }, box)
+    precondition(created == 0)
+    return handle
+}
+
+/// One writer: 12 random transactions, each of 1–3 statements with pauses inside, counting the outbox entries
+/// of the transactions that commit.
+private func runWriter(
+    _ writer: Int, configuration: PostgresConfiguration, committed: ProjectorDriverTests.Counter,
+    failures: ProjectorDriverTests.Counter, commits: ProjectorDriverTests.CommitLog
+) {
+    var generator = SplitMix64(seed: UInt64(writer + 1) &* 7919)
+    guard let connection = try? PostgresConnection.connect(configuration) else {
+        _ = failures.add(1)
+        return
+    }
+    defer { connection.close() }
+    var created: [Int64] = []
+    for _ in 0..<12 {
+        do {
+            try connection.executeScript("BEGIN")
+            for _ in 0..<(1 + Int(generator.next() % 3)) {
+                let listing = Int64(1 + generator.next() % 120)
+                switch generator.next() % 8 {
+                case 0:
+                    try connection.query("UPDATE property.listings SET title = $2, updated_at = now() WHERE id = $1",
+                                         [listing, "Title \(writer)-\(generator.next() % 1000)"])
+                case 1:
+                    let status = ["draft", "published", "active", "archived"][Int(generator.next() % 4)]
+                    try connection.query("UPDATE property.listings SET status = $2 WHERE id = $1", [listing, status])
+                case 2:
+                    try connection.query("UPDATE property.existing_properties SET price = price + 1 WHERE listing_id = $1",
+                                         [listing])
+                    try connection.query("UPDATE property.developments SET price_to = price_to + 1 WHERE listing_id = $1",
+                                         [listing])
+                case 3:
+                    try connection.query("DELETE FROM property.media WHERE listing_id = $1", [listing])
+                    try connection.query("""
+                        INSERT INTO property.media (listing_id, url, is_primary, position)
+                        VALUES ($1, $2, true, 0)
+                        """, [listing, "https://img.example.com/\(writer)/\(generator.next() % 1000).jpg"])
+                case 4:
+                    let location = Int64(1 + generator.next() % 6)
+                    try connection.query("UPDATE property.locations SET area = $2 WHERE id = $1",
+                                         [location, "Area \(location) v\(writer)-\(generator.next() % 1000)"])
+                case 5, 6:
+                    let id = try connection.query("""
+                        INSERT INTO property.listings (type, status, title, location_id, owner_user_id)
+                        VALUES ('existing', 'published', $1, $2, 1) RETURNING id
+                        """, ["New \(writer)", Int64(1 + generator.next() % 6)]).first?.decode(0, as: Int64.self)
+                    if let id {
+                        try connection.query("""
+                            INSERT INTO property.existing_properties (listing_id, price, bedrooms, bathrooms)
+                            VALUES ($1, 1000, 1, 1)
+                            """, [id])
+                        created.append(id)
+                    }
+                default:
+                    if let id = created.popLast() {
+                        try connection.query("DELETE FROM property.listings WHERE id = $1", [id])
+                    }
+                }
+                usleep(useconds_t(generator.next() % 4_000))
+            }
+            let mine = try connection.query(
+                "SELECT count(*), min(id) FROM explore.change_outbox WHERE xid = pg_current_xact_id()")
+            let entries = try mine.first?.decode(0, as: Int64.self) ?? 0
+            if let lowestID = try mine.first?.decode(1, as: Int64?.self) ?? nil {
+                // Rows of other transactions visible here have committed; the projector may have pruned some, so
+                // this can miss an inversion but never invent one.
+                let overtaken = try connection.query(
+                    "SELECT EXISTS (SELECT 1 FROM explore.change_outbox WHERE id > $1 AND xid <> pg_current_xact_id())",
+                    [lowestID]).first?.decode(0, as: Bool.self) ?? false
+                if overtaken { commits.recordInversion() }
+            }
+            usleep(useconds_t(generator.next() % 4_000))
+            try connection.executeScript("COMMIT")
+            _ = committed.add(entries)
+        } catch {
+            // Deadlocks and unique violations between writers are expected; the transaction rolled back.
+            try? connection.executeScript("ROLLBACK")
+            _ = failures.add(1)
+        }
+    }
+}

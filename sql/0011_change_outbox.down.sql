@@ -1,0 +1,17 @@
+DROP TRIGGER listings_capture_insert ON property.listings;
+DROP TRIGGER listings_capture_update ON property.listings;
+DROP TRIGGER listings_capture_delete ON property.listings;
+DROP TRIGGER developments_capture_insert ON property.developments;
+DROP TRIGGER developments_capture_update ON property.developments;
+DROP TRIGGER developments_capture_delete ON property.developments;
+DROP TRIGGER existing_properties_capture_insert ON property.existing_properties;
+DROP TRIGGER existing_properties_capture_update ON property.existing_properties;
+DROP TRIGGER existing_properties_capture_delete ON property.existing_properties;
+DROP TRIGGER media_capture_insert ON property.media;
+DROP TRIGGER media_capture_update ON property.media;
+DROP TRIGGER media_capture_delete ON property.media;
+DROP TRIGGER locations_capture_insert ON property.locations;
+DROP TRIGGER locations_capture_update ON property.locations;
+DROP TRIGGER locations_capture_delete ON property.locations;
+DROP FUNCTION explore.capture_change();
+DROP TABLE explore.change_outbox;
