@@ -33,14 +33,7 @@ final class SQLiteExplore {
                 location_id INTEGER NOT NULL, price_from INTEGER, price_to INTEGER, bedrooms INTEGER,
                 bathrooms INTEGER, primary_image_url TEXT, city TEXT NOT NULL, area TEXT NOT NULL,
                 created_at INTEGER NOT NULL);
-            CREATE TABLE price_buckets (bucket INTEGER PRIMARY KEY, lower_bound INTEGER NOT NULL,
-                upper_bound INTEGER NOT NULL);
             """)
-        let bounds = PriceBuckets.lowerBounds
-        for (index, lower) in bounds.enumerated() {
-            let upper = index + 1 < bounds.count ? bounds[index + 1] : Int64.max
-            try execute("INSERT INTO price_buckets VALUES (\(index), \(lower), \(upper))")
-        }
     }
 
     deinit {
@@ -148,12 +141,13 @@ final class SQLiteExplore {
                                    Int(sqlite3_column_int64(statement, 1))))
                 }
             case .priceBucket:
-                // A listing counts in every bucket its [price_from, price_to] overlaps.
-                try run("SELECT b.bucket, COUNT(*) FROM explore_listings JOIN price_buckets b "
-                        + "ON price_from < b.upper_bound AND price_to >= b.lower_bound"
-                        + "\(Self.whereClause(facetConditions)) GROUP BY b.bucket", facetValues) { statement in
-                    counts.append((.priceBucket(Int(sqlite3_column_int64(statement, 0))),
-                                   Int(sqlite3_column_int64(statement, 1))))
+                // A listing counts in every bucket its [price_from, price_to] overlaps: one pass with one sum
+                // per bucket (a join against a bucket table costs a nested loop per row).
+                try run("SELECT \(Self.bucketSums) FROM explore_listings\(Self.whereClause(facetConditions))",
+                        facetValues) { statement in
+                    for bucket in PriceBuckets.lowerBounds.indices {
+                        counts.append((.priceBucket(bucket), Int(sqlite3_column_int64(statement, Int32(bucket)))))
+                    }
                 }
             }
             facets.append(FacetOrdering.sorted(field: facet, counts))
@@ -162,6 +156,15 @@ final class SQLiteExplore {
     }
 
     // MARK: SQL building
+
+    /// `SUM(CASE ...)` for every price bucket; the bounds are constants of the schema, not parameters.
+    private static let bucketSums: String = {
+        let bounds = PriceBuckets.lowerBounds
+        return bounds.indices.map { index in
+            let upper = index + 1 < bounds.count ? "price_from < \(bounds[index + 1]) AND " : ""
+            return "COALESCE(SUM(CASE WHEN \(upper)price_to >= \(bounds[index]) THEN 1 ELSE 0 END), 0)"
+        }.joined(separator: ", ")
+    }()
 
     private static func whereClause(_ conditions: [String]) -> String {
         conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
