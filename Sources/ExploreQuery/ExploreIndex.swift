@@ -1,36 +1,104 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The live in-memory explore cache: many concurrent readers, one writer applying change batches.
 ///
 /// A reader always sees a consistent state: a batch is visible entirely or not at all. A full rebuild is built
 /// off to the side as an ``ExploreStore`` and swapped in with ``replace(with:)``.
+///
+/// Concurrency design: one store guarded by a readers-writer lock. Searches take the read lock and run in
+/// parallel; ``apply(_:)`` takes the write lock for the whole batch, so a reader sees a batch entirely or not
+/// at all. The alternative (copy-on-write snapshots) would double memory for a million rows or need
+/// persistent structures that slow every query; batches are applied in microseconds per row, so holding
+/// the write lock for one batch is short. On Linux the lock prefers writers so a steady read load cannot
+/// starve the projector.
 public final class ExploreIndex: Sendable {
+    private let state: LockedStore
+
     /// Creates an empty index, or one serving `store`.
-    public init(store: ExploreStore = ExploreStore()) { fatalError("skeleton") }
+    public init(store: ExploreStore = ExploreStore()) {
+        state = LockedStore(store)
+    }
 
     /// Runs a search against the current state.
     /// - Throws: ``QueryError`` for an invalid query; never returns a silent empty result for one.
-    public func search(_ query: SearchQuery) throws(QueryError) -> SearchResult { fatalError("skeleton") }
+    public func search(_ query: SearchQuery) throws(QueryError) -> SearchResult {
+        let plan = try query.validated()
+        return state.read { $0.search(plan) }
+    }
 
     /// Rows by id, in the order asked; ids not in the read model are skipped.
-    public func rows(ids: [ListingID]) -> [ExploreListing] { fatalError("skeleton") }
+    public func rows(ids: [ListingID]) -> [ExploreListing] {
+        state.read { store in ids.compactMap { store.row(id: $0) } }
+    }
 
     /// Applies a batch atomically. Only one writer may call this at a time.
-    public func apply(_ batch: ListingChangeBatch) { fatalError("skeleton") }
+    public func apply(_ batch: ListingChangeBatch) {
+        state.write { $0.apply(batch) }
+    }
 
     /// Swaps in a store built off to the side (a full rebuild).
-    public func replace(with store: ExploreStore) { fatalError("skeleton") }
+    public func replace(with store: ExploreStore) {
+        state.swap(store)
+    }
 
     /// Number of listings currently served.
-    public var count: Int { fatalError("skeleton") }
+    public var count: Int { state.read { $0.count } }
 
     /// Bytes held by the current store (columns, indexes and strings), measured from its buffers.
-    public var memoryBytes: Int { fatalError("skeleton") }
+    public var memoryBytes: Int { state.read { $0.memoryBytes } }
 }
 
-/// The columnar store and its indexes; not thread-safe on its own, owned by an ``ExploreIndex`` once served.
-public final class ExploreStore {
-    /// An empty store.
-    public init() { fatalError("skeleton") }
+/// The store behind a pthread readers-writer lock.
+///
+/// `@unchecked Sendable` is sound because `store` is only touched inside `read` (shared lock, and the store's
+/// read paths do not mutate it) or `write`/`swap` (exclusive lock).
+private final class LockedStore: @unchecked Sendable {
+    private var store: ExploreStore
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 
-    /// Bulk-loads rows (the rebuild path); later rows with the same id replace earlier ones.
-    public init<Rows: Sequence>(bulk rows: Rows) where Rows.Element == ExploreListing { fatalError("skeleton") }
+    init(_ store: ExploreStore) {
+        self.store = store
+        lock = .allocate(capacity: 1)
+        #if canImport(Glibc)
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(lock, &attributes)
+        pthread_rwlockattr_destroy(&attributes)
+        #else
+        pthread_rwlock_init(lock, nil)
+        #endif
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    func read<T>(_ body: (ExploreStore) -> T) -> T {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return body(store)
+    }
+
+    func write(_ body: (ExploreStore) -> Void) {
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        body(store)
+    }
+
+    func swap(_ newStore: ExploreStore) {
+        pthread_rwlock_wrlock(lock)
+        let old = store
+        store = newStore
+        pthread_rwlock_unlock(lock)
+        // The old store is released outside the lock so readers do not wait for its deallocation.
+        _ = old
+    }
 }

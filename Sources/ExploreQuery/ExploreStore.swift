@@ -1,0 +1,478 @@
+/// The columnar store and its indexes; not thread-safe on its own, owned by an ``ExploreIndex`` once served.
+///
+/// Layout: every listing lives in a row slot; each column is an array indexed by slot, freed slots are reused
+/// through a free list, and `slotByID` maps listing ids to slots. Low-cardinality text is dictionary encoded,
+/// titles and image URLs live in byte arenas. Indexes over slots: bitset postings for listing type, status,
+/// city, bedrooms and bathrooms; sorted slot lists for area and location id; range-encoded bitmaps for the
+/// price ends and creation time; and sorted slot lists for every sort order.
+public final class ExploreStore {
+    // MARK: Columns
+
+    var ids: [Int64] = []
+    var types: [UInt8] = []
+    /// ``SlotFlags`` per slot.
+    var flags: [UInt8] = []
+    var statusCodes: [UInt32] = []
+    var cityCodes: [UInt32] = []
+    var areaCodes: [UInt32] = []
+    var locationIDs: [Int64] = []
+    /// Effective price range: `priceLow = priceFrom ?? priceTo`, `priceHigh = priceTo ?? priceFrom`; the
+    /// flags record which ends the row really had, so the original optionals can be rebuilt.
+    var priceLow: [Int64] = []
+    var priceHigh: [Int64] = []
+    var bedrooms: [Int32] = []
+    var bathrooms: [Int32] = []
+    var createdAt: [Int64] = []
+    var titles = StringArena()
+    var imageURLs = StringArena()
+
+    var statusDictionary = StringDictionary()
+    var cityDictionary = StringDictionary()
+    var areaDictionary = StringDictionary()
+
+    var slotByID: [Int64: UInt32] = [:]
+    var freeSlots: [UInt32] = []
+
+    // MARK: Indexes
+
+    var live = Bitset()
+    var typePostings = [Bitset](repeating: Bitset(), count: ListingType.allCases.count)
+    var statusPostings: [Bitset] = []
+    var cityPostings: [Bitset] = []
+    var areaPostings: [SortedSlots] = []
+    var locationPostings: [Int64: SortedSlots] = [:]
+    var bedroomPostings: [Int32: Bitset] = [:]
+    var bathroomPostings: [Int32: Bitset] = [:]
+    var priceLowRanges: RangeBitmaps
+    var priceHighRanges: RangeBitmaps
+    var createdRanges: RangeBitmaps
+
+    /// Priced rows by `(priceLow, id)`, by `(~priceLow, id)` (descending price), and unpriced rows by id.
+    var priceAscending = SortedSlotList()
+    var priceDescending = SortedSlotList()
+    var unpriced = SortedSlotList()
+    /// Rows by `(~createdAt, id)` and `(createdAt, id)`.
+    var newestFirst = SortedSlotList()
+    var oldestFirst = SortedSlotList()
+
+    /// Number of slots ever used (live or free).
+    var slotCount: Int { ids.count }
+    /// Words in a bitset covering every slot.
+    var wordCount: Int { (slotCount + 63) >> 6 }
+
+    /// Number of live listings.
+    public var count: Int { slotByID.count }
+
+    /// An empty store.
+    public init() {
+        priceLowRanges = RangeBitmaps(bounds: Self.defaultPriceBounds)
+        priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds)
+        createdRanges = RangeBitmaps(bounds: [])
+    }
+
+    /// Bulk-loads rows (the rebuild path); later rows with the same id replace earlier ones.
+    public init<Rows: Sequence>(bulk rows: Rows) where Rows.Element == ExploreListing {
+        var positionByID: [Int64: Int] = [:]
+        var unique: [ExploreListing] = []
+        for row in rows {
+            if let position = positionByID[row.id] {
+                unique[position] = row
+            } else {
+                positionByID[row.id] = unique.count
+                unique.append(row)
+            }
+        }
+        positionByID = [:]
+        // Cluster slots by city and area so their postings are dense where they are used.
+        unique.sort { ($0.city, $0.area, $0.id) < ($1.city, $1.area, $1.id) }
+
+        var lows: [Int64] = []
+        var highs: [Int64] = []
+        var created: [Int64] = []
+        lows.reserveCapacity(unique.count)
+        highs.reserveCapacity(unique.count)
+        created.reserveCapacity(unique.count)
+        for row in unique {
+            if let low = row.priceFrom ?? row.priceTo { lows.append(low) }
+            if let high = row.priceTo ?? row.priceFrom { highs.append(high) }
+            created.append(row.createdAt)
+        }
+        priceLowRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
+                                      + Self.quantiles(&lows, count: 24))
+        priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
+                                       + Self.quantiles(&highs, count: 24))
+        createdRanges = RangeBitmaps(bounds: Self.quantiles(&created, count: 32))
+        lows = []
+        highs = []
+        created = []
+
+        reserve(unique.count)
+        slotByID.reserveCapacity(unique.count)
+        for row in unique { insertColumns(row, slot: allocateSlot(for: row.id)) }
+        for slot in 0..<slotCount { indexRow(slot, includingOrders: false) }
+        buildOrders()
+    }
+
+    static let defaultPriceBounds: [Int64] = PriceBuckets.lowerBounds + [
+        50_000, 150_000, 250_000, 350_000, 450_000, 600_000, 875_000, 1_500_000, 3_000_000, 10_000_000,
+    ]
+
+    /// `count - 1` evenly spaced quantiles of `values` (sorted in place).
+    private static func quantiles(_ values: inout [Int64], count: Int) -> [Int64] {
+        guard values.count > count else { return [] }
+        values.sort()
+        return (1..<count).map { values[$0 * values.count / count] }
+    }
+
+    private func reserve(_ count: Int) {
+        ids.reserveCapacity(count)
+        types.reserveCapacity(count)
+        flags.reserveCapacity(count)
+        statusCodes.reserveCapacity(count)
+        cityCodes.reserveCapacity(count)
+        areaCodes.reserveCapacity(count)
+        locationIDs.reserveCapacity(count)
+        priceLow.reserveCapacity(count)
+        priceHigh.reserveCapacity(count)
+        bedrooms.reserveCapacity(count)
+        bathrooms.reserveCapacity(count)
+        createdAt.reserveCapacity(count)
+    }
+
+    // MARK: Reading rows
+
+    func row(id: ListingID) -> ExploreListing? {
+        guard let slot = slotByID[id] else { return nil }
+        return row(slot: Int(slot))
+    }
+
+    func row(slot: Int) -> ExploreListing {
+        let flag = SlotFlags(rawValue: flags[slot])
+        return ExploreListing(
+            id: ids[slot], listingType: ListingType(rawValue: types[slot]) ?? .existing,
+            status: statusDictionary.values[Int(statusCodes[slot])], title: titles.get(slot) ?? "",
+            locationID: locationIDs[slot],
+            priceFrom: flag.contains(.hasPriceFrom) ? priceLow[slot] : nil,
+            priceTo: flag.contains(.hasPriceTo) ? priceHigh[slot] : nil,
+            bedrooms: flag.contains(.hasBedrooms) ? bedrooms[slot] : nil,
+            bathrooms: flag.contains(.hasBathrooms) ? bathrooms[slot] : nil,
+            primaryImageURL: imageURLs.get(slot),
+            city: cityDictionary.values[Int(cityCodes[slot])], area: areaDictionary.values[Int(areaCodes[slot])],
+            createdAt: createdAt[slot])
+    }
+
+    /// Bytes held by columns, strings and indexes, from the buffers' capacities.
+    var memoryBytes: Int {
+        var total = ids.capacity * 8 + types.capacity + flags.capacity + statusCodes.capacity * 4
+        total += cityCodes.capacity * 4 + areaCodes.capacity * 4 + locationIDs.capacity * 8
+        total += priceLow.capacity * 8 + priceHigh.capacity * 8 + bedrooms.capacity * 4 + bathrooms.capacity * 4
+        total += createdAt.capacity * 8 + titles.memoryBytes + imageURLs.memoryBytes
+        total += statusDictionary.memoryBytes + cityDictionary.memoryBytes + areaDictionary.memoryBytes
+        // A native Swift dictionary stores keys and values in separate arrays plus one metadata bit per bucket.
+        total += slotByID.capacity * (8 + 4) + slotByID.capacity / 8 + freeSlots.capacity * 4
+        total += live.memoryBytes
+        for posting in typePostings { total += posting.memoryBytes }
+        for posting in statusPostings { total += posting.memoryBytes }
+        for posting in cityPostings { total += posting.memoryBytes }
+        for posting in areaPostings { total += posting.memoryBytes }
+        total += locationPostings.capacity * (8 + MemoryLayout<SortedSlots>.stride)
+        for posting in locationPostings.values { total += posting.memoryBytes }
+        for posting in bedroomPostings.values { total += posting.memoryBytes + 16 }
+        for posting in bathroomPostings.values { total += posting.memoryBytes + 16 }
+        total += priceLowRanges.memoryBytes + priceHighRanges.memoryBytes + createdRanges.memoryBytes
+        total += priceAscending.memoryBytes + priceDescending.memoryBytes + unpriced.memoryBytes
+        total += newestFirst.memoryBytes + oldestFirst.memoryBytes
+        return total
+    }
+
+    // MARK: Changes
+
+    func apply(_ batch: ListingChangeBatch) {
+        for change in batch.changes {
+            switch change {
+            case .upsert(let row): upsert(row)
+            case .delete(let id): delete(id)
+            }
+        }
+    }
+
+    func delete(_ id: ListingID) {
+        guard let slot = slotByID.removeValue(forKey: id) else { return }
+        unindexRow(Int(slot))
+        titles.set(Int(slot), nil)
+        imageURLs.set(Int(slot), nil)
+        flags[Int(slot)] = 0
+        freeSlots.append(slot)
+    }
+
+    func upsert(_ row: ExploreListing) {
+        if let slot = slotByID[row.id] {
+            update(Int(slot), to: row)
+        } else {
+            let slot = allocateSlot(for: row.id)
+            insertColumns(row, slot: slot)
+            indexRow(slot, includingOrders: true)
+        }
+    }
+
+    private func allocateSlot(for id: ListingID) -> Int {
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = Int(free)
+            ids[slot] = id
+        } else {
+            slot = ids.count
+            ids.append(id)
+            types.append(0)
+            flags.append(0)
+            statusCodes.append(0)
+            cityCodes.append(0)
+            areaCodes.append(0)
+            locationIDs.append(0)
+            priceLow.append(0)
+            priceHigh.append(0)
+            bedrooms.append(0)
+            bathrooms.append(0)
+            createdAt.append(0)
+            titles.ensureSlots(slot + 1)
+            imageURLs.ensureSlots(slot + 1)
+        }
+        slotByID[id] = UInt32(slot)
+        return slot
+    }
+
+    /// Writes every column of `row` into `slot` (indexes untouched).
+    private func insertColumns(_ row: ExploreListing, slot: Int) {
+        types[slot] = row.listingType.rawValue
+        statusCodes[slot] = encode(row.status, in: &statusDictionary)
+        cityCodes[slot] = encode(row.city, in: &cityDictionary)
+        areaCodes[slot] = encode(row.area, in: &areaDictionary)
+        locationIDs[slot] = row.locationID
+        var flag: SlotFlags = .live
+        priceLow[slot] = row.priceFrom ?? row.priceTo ?? 0
+        priceHigh[slot] = row.priceTo ?? row.priceFrom ?? 0
+        if row.priceFrom != nil { flag.insert(.hasPriceFrom) }
+        if row.priceTo != nil { flag.insert(.hasPriceTo) }
+        bedrooms[slot] = row.bedrooms ?? 0
+        if row.bedrooms != nil { flag.insert(.hasBedrooms) }
+        bathrooms[slot] = row.bathrooms ?? 0
+        if row.bathrooms != nil { flag.insert(.hasBathrooms) }
+        createdAt[slot] = row.createdAt
+        flags[slot] = flag.rawValue
+        titles.set(slot, row.title)
+        imageURLs.set(slot, row.primaryImageURL)
+    }
+
+    private func encode(_ value: String, in dictionary: inout StringDictionary) -> UInt32 {
+        dictionary.encode(value)
+    }
+
+    private func hasPrice(_ slot: Int) -> Bool {
+        !SlotFlags(rawValue: flags[slot]).isDisjoint(with: [.hasPriceFrom, .hasPriceTo])
+    }
+
+    private func hasFlag(_ slot: Int, _ flag: SlotFlags) -> Bool {
+        SlotFlags(rawValue: flags[slot]).contains(flag)
+    }
+
+    /// Adds `slot` (columns already written) to every index.
+    private func indexRow(_ slot: Int, includingOrders: Bool) {
+        let s = UInt32(slot)
+        live.insert(slot)
+        typePostings[Int(types[slot])].insert(slot)
+        Self.insert(slot, code: statusCodes[slot], into: &statusPostings)
+        Self.insert(slot, code: cityCodes[slot], into: &cityPostings)
+        let area = Int(areaCodes[slot])
+        while areaPostings.count <= area { areaPostings.append(SortedSlots()) }
+        areaPostings[area].insert(s)
+        locationPostings[locationIDs[slot], default: SortedSlots()].insert(s)
+        if hasFlag(slot, .hasBedrooms) { bedroomPostings[bedrooms[slot], default: Bitset()].insert(slot) }
+        if hasFlag(slot, .hasBathrooms) { bathroomPostings[bathrooms[slot], default: Bitset()].insert(slot) }
+        if hasPrice(slot) {
+            priceLowRanges.insert(slot, priceLow[slot])
+            priceHighRanges.insert(slot, priceHigh[slot])
+        }
+        createdRanges.insert(slot, createdAt[slot])
+        if includingOrders { insertOrders(slot) }
+    }
+
+    private static func insert(_ slot: Int, code: UInt32, into postings: inout [Bitset]) {
+        while postings.count <= Int(code) { postings.append(Bitset()) }
+        postings[Int(code)].insert(slot)
+    }
+
+    private func insertOrders(_ slot: Int) {
+        let s = UInt32(slot)
+        ids.withUnsafeBufferPointer { ids in
+            if hasPrice(slot) {
+                priceAscending.insert(key: priceLow[slot], slot: s, ids: ids)
+                priceDescending.insert(key: ~priceLow[slot], slot: s, ids: ids)
+            } else {
+                unpriced.insert(key: 0, slot: s, ids: ids)
+            }
+            newestFirst.insert(key: ~createdAt[slot], slot: s, ids: ids)
+            oldestFirst.insert(key: createdAt[slot], slot: s, ids: ids)
+        }
+    }
+
+    private func removeOrders(_ slot: Int) {
+        let s = UInt32(slot)
+        ids.withUnsafeBufferPointer { ids in
+            if hasPrice(slot) {
+                priceAscending.remove(key: priceLow[slot], slot: s, ids: ids)
+                priceDescending.remove(key: ~priceLow[slot], slot: s, ids: ids)
+            } else {
+                unpriced.remove(key: 0, slot: s, ids: ids)
+            }
+            newestFirst.remove(key: ~createdAt[slot], slot: s, ids: ids)
+            oldestFirst.remove(key: createdAt[slot], slot: s, ids: ids)
+        }
+    }
+
+    /// Builds every sort order from scratch (bulk load).
+    private func buildOrders() {
+        var priced: [UInt32] = []
+        var unpricedSlots: [UInt32] = []
+        var all: [UInt32] = []
+        for slot in 0..<slotCount where hasFlag(slot, .live) {
+            if hasPrice(slot) { priced.append(UInt32(slot)) } else { unpricedSlots.append(UInt32(slot)) }
+            all.append(UInt32(slot))
+        }
+        func build(_ slots: inout [UInt32], key: (Int) -> Int64) -> SortedSlotList {
+            slots.sort { a, b in
+                let ka = key(Int(a))
+                let kb = key(Int(b))
+                return ka < kb || (ka == kb && ids[Int(a)] < ids[Int(b)])
+            }
+            return SortedSlotList(sorted: slots.map { key(Int($0)) }, slots: slots)
+        }
+        priceAscending = build(&priced) { self.priceLow[$0] }
+        priceDescending = build(&priced) { ~self.priceLow[$0] }
+        unpriced = build(&unpricedSlots) { _ in 0 }
+        newestFirst = build(&all) { ~self.createdAt[$0] }
+        oldestFirst = build(&all) { self.createdAt[$0] }
+    }
+
+    /// Removes `slot` from every index (columns still hold its values).
+    private func unindexRow(_ slot: Int) {
+        let s = UInt32(slot)
+        removeOrders(slot)
+        live.remove(slot)
+        typePostings[Int(types[slot])].remove(slot)
+        statusPostings[Int(statusCodes[slot])].remove(slot)
+        cityPostings[Int(cityCodes[slot])].remove(slot)
+        areaPostings[Int(areaCodes[slot])].remove(s)
+        removeLocation(slot)
+        if hasFlag(slot, .hasBedrooms) { bedroomPostings[bedrooms[slot]]?.remove(slot) }
+        if hasFlag(slot, .hasBathrooms) { bathroomPostings[bathrooms[slot]]?.remove(slot) }
+        if hasPrice(slot) {
+            priceLowRanges.remove(slot, priceLow[slot])
+            priceHighRanges.remove(slot, priceHigh[slot])
+        }
+        createdRanges.remove(slot, createdAt[slot])
+    }
+
+    private func removeLocation(_ slot: Int) {
+        let location = locationIDs[slot]
+        locationPostings[location]?.remove(UInt32(slot))
+        if locationPostings[location]?.slots.isEmpty == true { locationPostings[location] = nil }
+    }
+
+    /// Moves `slot` to `row`'s values, touching only the indexes of fields that changed.
+    private func update(_ slot: Int, to row: ExploreListing) {
+        let s = UInt32(slot)
+        let old = SlotFlags(rawValue: flags[slot])
+        let newLow = row.priceFrom ?? row.priceTo
+        let newHigh = row.priceTo ?? row.priceFrom
+        let oldHasPrice = hasPrice(slot)
+        let priceOrderChanged = oldHasPrice != (newLow != nil) || (newLow != nil && newLow! != priceLow[slot])
+        let createdChanged = row.createdAt != createdAt[slot]
+        if priceOrderChanged || createdChanged {
+            removeOrders(slot)
+        }
+
+        if row.listingType.rawValue != types[slot] {
+            typePostings[Int(types[slot])].remove(slot)
+            types[slot] = row.listingType.rawValue
+            typePostings[Int(types[slot])].insert(slot)
+        }
+        let status = statusDictionary.encode(row.status)
+        if status != statusCodes[slot] {
+            statusPostings[Int(statusCodes[slot])].remove(slot)
+            statusCodes[slot] = status
+            Self.insert(slot, code: status, into: &statusPostings)
+        }
+        let city = cityDictionary.encode(row.city)
+        if city != cityCodes[slot] {
+            cityPostings[Int(cityCodes[slot])].remove(slot)
+            cityCodes[slot] = city
+            Self.insert(slot, code: city, into: &cityPostings)
+        }
+        let area = areaDictionary.encode(row.area)
+        if area != areaCodes[slot] {
+            areaPostings[Int(areaCodes[slot])].remove(s)
+            areaCodes[slot] = area
+            while areaPostings.count <= Int(area) { areaPostings.append(SortedSlots()) }
+            areaPostings[Int(area)].insert(s)
+        }
+        if row.locationID != locationIDs[slot] {
+            removeLocation(slot)
+            locationIDs[slot] = row.locationID
+            locationPostings[row.locationID, default: SortedSlots()].insert(s)
+        }
+
+        var flag: SlotFlags = .live
+        if row.priceFrom != nil { flag.insert(.hasPriceFrom) }
+        if row.priceTo != nil { flag.insert(.hasPriceTo) }
+        if row.bedrooms != nil { flag.insert(.hasBedrooms) }
+        if row.bathrooms != nil { flag.insert(.hasBathrooms) }
+
+        // Price range bitmaps.
+        if let newLow, let newHigh, oldHasPrice {
+            priceLowRanges.update(slot, from: priceLow[slot], to: newLow)
+            priceHighRanges.update(slot, from: priceHigh[slot], to: newHigh)
+        } else if oldHasPrice {
+            priceLowRanges.remove(slot, priceLow[slot])
+            priceHighRanges.remove(slot, priceHigh[slot])
+        } else if let newLow, let newHigh {
+            priceLowRanges.insert(slot, newLow)
+            priceHighRanges.insert(slot, newHigh)
+        }
+        priceLow[slot] = newLow ?? 0
+        priceHigh[slot] = newHigh ?? 0
+
+        let newBedrooms = row.bedrooms
+        if newBedrooms != (old.contains(.hasBedrooms) ? bedrooms[slot] : nil) {
+            if old.contains(.hasBedrooms) { bedroomPostings[bedrooms[slot]]?.remove(slot) }
+            if let newBedrooms { bedroomPostings[newBedrooms, default: Bitset()].insert(slot) }
+        }
+        bedrooms[slot] = newBedrooms ?? 0
+        let newBathrooms = row.bathrooms
+        if newBathrooms != (old.contains(.hasBathrooms) ? bathrooms[slot] : nil) {
+            if old.contains(.hasBathrooms) { bathroomPostings[bathrooms[slot]]?.remove(slot) }
+            if let newBathrooms { bathroomPostings[newBathrooms, default: Bitset()].insert(slot) }
+        }
+        bathrooms[slot] = newBathrooms ?? 0
+
+        if createdChanged {
+            createdRanges.update(slot, from: createdAt[slot], to: row.createdAt)
+            createdAt[slot] = row.createdAt
+        }
+        flags[slot] = flag.rawValue
+        if priceOrderChanged || createdChanged {
+            insertOrders(slot)
+        }
+        if !titles.equals(slot, row.title) { titles.set(slot, row.title) }
+        if !imageURLs.equals(slot, row.primaryImageURL) { imageURLs.set(slot, row.primaryImageURL) }
+    }
+}
+
+/// Per-slot presence bits.
+struct SlotFlags: OptionSet {
+    let rawValue: UInt8
+    static let live = SlotFlags(rawValue: 1 << 0)
+    static let hasPriceFrom = SlotFlags(rawValue: 1 << 1)
+    static let hasPriceTo = SlotFlags(rawValue: 1 << 2)
+    static let hasBedrooms = SlotFlags(rawValue: 1 << 3)
+    static let hasBathrooms = SlotFlags(rawValue: 1 << 4)
+}

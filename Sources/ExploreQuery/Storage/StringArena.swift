@@ -1,0 +1,103 @@
+/// Per-slot strings packed into one UTF-8 byte buffer with an offset and length per slot.
+///
+/// Titles and image URLs are unique per listing, so dictionary encoding would not help; one arena avoids an
+/// object (and its header) per string. A replaced or deleted string leaves garbage that is reclaimed by
+/// compacting once it outweighs the live bytes.
+struct StringArena {
+    private(set) var bytes: [UInt8] = []
+    private var offsets: [UInt32] = []
+    /// `UInt32.max` marks "no string" (nil).
+    private var lengths: [UInt32] = []
+    private var garbage = 0
+
+    private static let nilLength = UInt32.max
+
+    var memoryBytes: Int { bytes.capacity + offsets.capacity * 4 + lengths.capacity * 4 }
+
+    mutating func ensureSlots(_ count: Int) {
+        if offsets.count < count {
+            let extra = count - offsets.count
+            offsets.append(contentsOf: repeatElement(0, count: extra))
+            lengths.append(contentsOf: repeatElement(Self.nilLength, count: extra))
+        }
+    }
+
+    mutating func set(_ slot: Int, _ value: String?) {
+        clear(slot)
+        guard var text = value else { return }
+        text.withUTF8 { utf8 in
+            offsets[slot] = UInt32(bytes.count)
+            lengths[slot] = UInt32(utf8.count)
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
+    mutating func clear(_ slot: Int) {
+        let length = lengths[slot]
+        if length != Self.nilLength {
+            garbage += Int(length)
+            lengths[slot] = Self.nilLength
+        }
+        if garbage > 1 << 20 && garbage > bytes.count / 2 { compact() }
+    }
+
+    func get(_ slot: Int) -> String? {
+        let length = lengths[slot]
+        if length == Self.nilLength { return nil }
+        let start = Int(offsets[slot])
+        return bytes.withUnsafeBufferPointer { buffer in
+            String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<start + Int(length)]), as: UTF8.self)
+        }
+    }
+
+    func equals(_ slot: Int, _ value: String?) -> Bool {
+        let length = lengths[slot]
+        guard let value else { return length == Self.nilLength }
+        if length == Self.nilLength { return false }
+        var copy = value
+        let start = Int(offsets[slot])
+        return copy.withUTF8 { utf8 in
+            utf8.count == Int(length) && bytes.withUnsafeBufferPointer { buffer in
+                utf8.elementsEqual(UnsafeBufferPointer(rebasing: buffer[start..<start + Int(length)]))
+            }
+        }
+    }
+
+    /// Rewrites the arena with live strings only, in slot order.
+    mutating func compact() {
+        var packed: [UInt8] = []
+        packed.reserveCapacity(bytes.count - garbage + 64)
+        bytes.withUnsafeBufferPointer { old in
+            for slot in 0..<offsets.count where lengths[slot] != Self.nilLength {
+                let start = Int(offsets[slot])
+                offsets[slot] = UInt32(packed.count)
+                packed.append(contentsOf: UnsafeBufferPointer(rebasing: old[start..<start + Int(lengths[slot])]))
+            }
+        }
+        bytes = packed
+        garbage = 0
+    }
+}
+
+/// Dictionary encoding for low-cardinality text columns (status, city, area): each distinct value gets a small
+/// code for the life of the store. Codes are never reused, so postings indexed by code stay valid.
+struct StringDictionary {
+    private(set) var values: [String] = []
+    private var codes: [String: UInt32] = [:]
+
+    func code(of value: String) -> UInt32? { codes[value] }
+
+    mutating func encode(_ value: String) -> UInt32 {
+        if let code = codes[value] { return code }
+        let code = UInt32(values.count)
+        values.append(value)
+        codes[value] = code
+        return code
+    }
+
+    var memoryBytes: Int {
+        var total = values.capacity * 16 + codes.capacity * 24
+        for value in values where value.utf8.count > 15 { total += value.utf8.count * 2 }
+        return total
+    }
+}
