@@ -20,7 +20,9 @@ struct PageKey: Equatable {
 
     init(row: ExploreListing, sort: SortOrder) {
         switch sort {
-        case .priceAscending, .priceDescending: self.init(value: row.priceFrom, id: row.id)
+        case .priceAscending, .priceDescending:
+            // A listing with only one end of its range set sorts by that end.
+            self.init(value: row.priceFrom ?? row.priceTo, id: row.id)
         case .newest, .oldest: self.init(value: row.createdAt, id: row.id)
         }
     }

@@ -86,7 +86,7 @@ struct ReferenceExplore {
             if counts(.area) { areaCounts[row.area, default: 0] += 1 }
             if counts(.listingType) { typeCounts[row.listingType, default: 0] += 1 }
             if counts(.bedrooms), let bedrooms = row.bedrooms { bedroomCounts[bedrooms, default: 0] += 1 }
-            if counts(.priceBucket), let from = row.priceFrom, let to = row.priceTo,
+            if counts(.priceBucket), let from = row.priceFrom ?? row.priceTo, let to = row.priceTo ?? row.priceFrom,
                let range = FacetOrdering.buckets(priceFrom: from, priceTo: to) {
                 for bucket in range { bucketCounts[bucket] += 1 }
             }
@@ -136,7 +136,8 @@ struct ReferenceExplore {
         if let locations = filter.locationIDs, !locations.contains(row.locationID), fail(.locationID) { return outcome }
         if filter.priceMin != nil || filter.priceMax != nil {
             let matches: Bool
-            if let from = row.priceFrom, let to = row.priceTo {
+            // A listing with only one end of its range set is priced at that end.
+            if let from = row.priceFrom ?? row.priceTo, let to = row.priceTo ?? row.priceFrom {
                 matches = (filter.priceMax.map { from <= $0 } ?? true) && (filter.priceMin.map { to >= $0 } ?? true)
             } else {
                 matches = false
