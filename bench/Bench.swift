@@ -56,7 +56,7 @@ struct Bench: ParsableCommand {
         let settings = BenchSettings(
             listings: listings ?? (quick ? 100_000 : 1_000_000), seed: seed,
             queriesPerClass: queries ?? (quick ? 400 : 2_000),
-            checkQueriesPerClass: checkQueries ?? (quick ? 100 : 60),
+            checkQueriesPerClass: checkQueries ?? 60,
             deepPages: deepPages, updateBatches: updateBatches ?? (quick ? 50 : 200), batchSize: batchSize,
             threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let report = try BenchRun(settings: settings).run()
