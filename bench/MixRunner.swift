@@ -13,8 +13,7 @@ struct ItemOutcome {
 /// Runs mix items against each engine, following deep-paging chains the way that engine pages: the cache
 /// with its opaque cursor, the reference and SQLite with the last row's sort key.
 enum MixRunner {
-    /// The query for page `page` (0-based) of a chain: later pages ask for no total and no facets, as a
-    /// "load more" request does.
+    /// The query for the pages after the first of a chain: no total and no facets, as a "load more" request.
     static func followUp(_ query: SearchQuery) -> SearchQuery {
         var next = query
         next.includeTotal = false

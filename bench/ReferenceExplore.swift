@@ -107,7 +107,7 @@ struct ReferenceExplore {
         return Answer(ids: Array(page), total: query.includeTotal ? total : nil, facets: facets)
     }
 
-    /// The sort keys of rows by id, for continuing a keyset page.
+    /// The row with `id`, whose sort key continues a keyset page.
     func row(id: ListingID) -> ExploreListing? {
         positionByID[id].map { rows[$0] }
     }

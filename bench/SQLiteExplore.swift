@@ -198,6 +198,8 @@ final class SQLiteExplore {
             values += locations.sorted().map(SQLValue.integer)
         }
         if except != .price, filter.priceMin != nil || filter.priceMax != nil {
+            // The read model sets both ends of a range or neither, so plain columns keep the price indexes
+            // usable (the reference also prices a half-set range at its one end).
             conditions.append("price_from IS NOT NULL AND price_to IS NOT NULL")
             if let maximum = filter.priceMax {
                 conditions.append("price_from <= ?")
