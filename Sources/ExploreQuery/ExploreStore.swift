@@ -46,14 +46,15 @@ public final class ExploreStore {
     var priceLowRanges: RangeBitmaps
     var priceHighRanges: RangeBitmaps
     var createdRanges: RangeBitmaps
+    /// The widest `priceHigh - priceLow` ever stored (never lowered): rows with `priceLow` below
+    /// `priceMin - maxPriceSpread` cannot overlap a price filter, so price-sorted walks start past them.
+    var maxPriceSpread: Int64 = 0
 
-    /// Priced rows by `(priceLow, id)`, by `(~priceLow, id)` (descending price), and unpriced rows by id.
-    var priceAscending = SortedSlotList()
-    var priceDescending = SortedSlotList()
+    /// Priced rows by `(priceLow, id)` and unpriced rows by id; descending price walks the first backwards.
+    var priceOrder = SortedSlotList()
     var unpriced = SortedSlotList()
-    /// Rows by `(~createdAt, id)` and `(createdAt, id)`.
-    var newestFirst = SortedSlotList()
-    var oldestFirst = SortedSlotList()
+    /// Rows by `(createdAt, id)`; newest-first walks it backwards.
+    var createdOrder = SortedSlotList()
 
     /// Number of slots ever used (live or free).
     var slotCount: Int { ids.count }
@@ -98,9 +99,9 @@ public final class ExploreStore {
             created.append(row.createdAt)
         }
         priceLowRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
-                                      + Self.quantiles(&lows, count: 24))
+                                      + Self.quantiles(&lows, count: 64))
         priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
-                                       + Self.quantiles(&highs, count: 24))
+                                       + Self.quantiles(&highs, count: 64))
         createdRanges = RangeBitmaps(bounds: Self.quantiles(&created, count: 32))
         lows = []
         highs = []
@@ -180,8 +181,7 @@ public final class ExploreStore {
         for posting in bedroomPostings.values { total += posting.memoryBytes + 16 }
         for posting in bathroomPostings.values { total += posting.memoryBytes + 16 }
         total += priceLowRanges.memoryBytes + priceHighRanges.memoryBytes + createdRanges.memoryBytes
-        total += priceAscending.memoryBytes + priceDescending.memoryBytes + unpriced.memoryBytes
-        total += newestFirst.memoryBytes + oldestFirst.memoryBytes
+        total += priceOrder.memoryBytes + unpriced.memoryBytes + createdOrder.memoryBytes
         return total
     }
 
@@ -222,6 +222,7 @@ public final class ExploreStore {
             ids[slot] = id
         } else {
             slot = ids.count
+            if ids.count == ids.capacity { reserve(ids.count + ids.count / 8 + 1024) }
             ids.append(id)
             types.append(0)
             flags.append(0)
@@ -291,9 +292,15 @@ public final class ExploreStore {
         if hasPrice(slot) {
             priceLowRanges.insert(slot, priceLow[slot])
             priceHighRanges.insert(slot, priceHigh[slot])
+            noteSpread(priceLow[slot], priceHigh[slot])
         }
         createdRanges.insert(slot, createdAt[slot])
         if includingOrders { insertOrders(slot) }
+    }
+
+    private func noteSpread(_ low: Int64, _ high: Int64) {
+        let (spread, overflow) = high.subtractingReportingOverflow(low)
+        maxPriceSpread = Swift.max(maxPriceSpread, overflow ? Int64.max : spread)
     }
 
     private static func insert(_ slot: Int, code: UInt32, into postings: inout [Bitset]) {
@@ -301,32 +308,29 @@ public final class ExploreStore {
         postings[Int(code)].insert(slot)
     }
 
-    private func insertOrders(_ slot: Int) {
+    private func insertOrders(_ slot: Int, price: Bool = true, created: Bool = true) {
         let s = UInt32(slot)
-        ids.withUnsafeBufferPointer { ids in
+        let id = ids[slot]
+        if price {
             if hasPrice(slot) {
-                priceAscending.insert(key: priceLow[slot], slot: s, ids: ids)
-                priceDescending.insert(key: ~priceLow[slot], slot: s, ids: ids)
+                priceOrder.insert(key: priceLow[slot], id: id, slot: s)
             } else {
-                unpriced.insert(key: 0, slot: s, ids: ids)
+                unpriced.insert(key: 0, id: id, slot: s)
             }
-            newestFirst.insert(key: ~createdAt[slot], slot: s, ids: ids)
-            oldestFirst.insert(key: createdAt[slot], slot: s, ids: ids)
         }
+        if created { createdOrder.insert(key: createdAt[slot], id: id, slot: s) }
     }
 
-    private func removeOrders(_ slot: Int) {
-        let s = UInt32(slot)
-        ids.withUnsafeBufferPointer { ids in
+    private func removeOrders(_ slot: Int, price: Bool = true, created: Bool = true) {
+        let id = ids[slot]
+        if price {
             if hasPrice(slot) {
-                priceAscending.remove(key: priceLow[slot], slot: s, ids: ids)
-                priceDescending.remove(key: ~priceLow[slot], slot: s, ids: ids)
+                priceOrder.remove(key: priceLow[slot], id: id)
             } else {
-                unpriced.remove(key: 0, slot: s, ids: ids)
+                unpriced.remove(key: 0, id: id)
             }
-            newestFirst.remove(key: ~createdAt[slot], slot: s, ids: ids)
-            oldestFirst.remove(key: createdAt[slot], slot: s, ids: ids)
         }
+        if created { createdOrder.remove(key: createdAt[slot], id: id) }
     }
 
     /// Builds every sort order from scratch (bulk load).
@@ -344,13 +348,11 @@ public final class ExploreStore {
                 let kb = key(Int(b))
                 return ka < kb || (ka == kb && ids[Int(a)] < ids[Int(b)])
             }
-            return SortedSlotList(sorted: slots.map { key(Int($0)) }, slots: slots)
+            return SortedSlotList(sorted: slots.map { key(Int($0)) }, ids: slots.map { ids[Int($0)] }, slots: slots)
         }
-        priceAscending = build(&priced) { self.priceLow[$0] }
-        priceDescending = build(&priced) { ~self.priceLow[$0] }
+        priceOrder = build(&priced) { self.priceLow[$0] }
         unpriced = build(&unpricedSlots) { _ in 0 }
-        newestFirst = build(&all) { ~self.createdAt[$0] }
-        oldestFirst = build(&all) { self.createdAt[$0] }
+        createdOrder = build(&all) { self.createdAt[$0] }
     }
 
     /// Removes `slot` from every index (columns still hold its values).
@@ -388,7 +390,7 @@ public final class ExploreStore {
         let priceOrderChanged = oldHasPrice != (newLow != nil) || (newLow != nil && newLow! != priceLow[slot])
         let createdChanged = row.createdAt != createdAt[slot]
         if priceOrderChanged || createdChanged {
-            removeOrders(slot)
+            removeOrders(slot, price: priceOrderChanged, created: createdChanged)
         }
 
         if row.listingType.rawValue != types[slot] {
@@ -440,6 +442,7 @@ public final class ExploreStore {
         }
         priceLow[slot] = newLow ?? 0
         priceHigh[slot] = newHigh ?? 0
+        if let newLow, let newHigh { noteSpread(newLow, newHigh) }
 
         let newBedrooms = row.bedrooms
         if newBedrooms != (old.contains(.hasBedrooms) ? bedrooms[slot] : nil) {
@@ -460,7 +463,7 @@ public final class ExploreStore {
         }
         flags[slot] = flag.rawValue
         if priceOrderChanged || createdChanged {
-            insertOrders(slot)
+            insertOrders(slot, price: priceOrderChanged, created: createdChanged)
         }
         if !titles.equals(slot, row.title) { titles.set(slot, row.title) }
         if !imageURLs.equals(slot, row.primaryImageURL) { imageURLs.set(slot, row.primaryImageURL) }

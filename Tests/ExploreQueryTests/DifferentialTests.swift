@@ -42,7 +42,8 @@ import Testing
         return query
     }
 
-    @Test(arguments: [(UInt64(1), 0, 40), (2, 60, 200), (3, 500, 2000), (4, 3000, 6000)])
+    /// The last case spans several 4,096-slot blocks, so block skipping and cross-block facets are covered.
+    @Test(arguments: [(UInt64(1), 0, 40), (2, 60, 200), (3, 500, 2000), (4, 3000, 6000), (5, 20_000, 26_000)])
     func bulkLoadThenChanges(seed: UInt64, initial: Int, idSpace: Int) throws {
         var generator = RandomListings(seed: seed, idRange: 1...Int64(idSpace))
         var reference = ReferenceSearch()

@@ -5,6 +5,12 @@
 /// range: missing words read as zero, which keeps growth lazy and cheap.
 struct Bitset {
     var words: [UInt64] = []
+    /// One bit per block of ``blockWords`` words that may hold set bits (set on insert, never cleared), so
+    /// clustered postings (bulk loads group slots by city and area) are read only where they have rows.
+    var blocks: [UInt64] = []
+
+    static let blockWords = 64
+    static let blockShift = 6
 
     @inline(__always)
     func contains(_ slot: Int) -> Bool {
@@ -17,6 +23,49 @@ struct Bitset {
         let index = slot >> 6
         if index >= words.count { grow(toWordCount: index + 1) }
         words[index] |= 1 &<< UInt64(slot & 63)
+        let block = index >> Self.blockShift
+        if block >> 6 >= blocks.count { blocks.append(contentsOf: repeatElement(0, count: (block >> 6) + 1 - blocks.count)) }
+        blocks[block >> 6] |= 1 &<< UInt64(block & 63)
+    }
+
+    /// Calls `body(firstWord, endWord)` for every block that may hold set bits, clipped to `wordCount`.
+    @inline(__always)
+    func forEachBlock(wordCount: Int, _ body: (Int, Int) -> Void) {
+        let limit = Swift.min(wordCount, words.count)
+        for (index, summary) in blocks.enumerated() {
+            var bits = summary
+            while bits != 0 {
+                let block = index &<< 6 | bits.trailingZeroBitCount
+                bits &= bits &- 1
+                let start = block &<< Self.blockShift
+                if start >= limit { return }
+                body(start, Swift.min(start + Self.blockWords, limit))
+            }
+        }
+    }
+
+    /// Number of slots in both `self` and `other` (a query bitmap of at least `wordCount` words).
+    func intersectionCount(_ other: [UInt64]) -> Int {
+        var total = 0
+        words.withUnsafeBufferPointer { mine in
+            other.withUnsafeBufferPointer { theirs in
+                forEachBlock(wordCount: theirs.count) { start, end in
+                    for i in start..<end { total &+= (mine[i] & theirs[i]).nonzeroBitCount }
+                }
+            }
+        }
+        return total
+    }
+
+    /// `target |= self`, touching only blocks that may hold bits.
+    func union(into target: inout [UInt64]) {
+        words.withUnsafeBufferPointer { mine in
+            target.withUnsafeMutableBufferPointer { out in
+                forEachBlock(wordCount: out.count) { start, end in
+                    for i in start..<end { out[i] |= mine[i] }
+                }
+            }
+        }
     }
 
     @inline(__always)
@@ -27,13 +76,13 @@ struct Bitset {
 
     mutating func grow(toWordCount count: Int) {
         guard count > words.count else { return }
-        if words.capacity < count { words.reserveCapacity(Swift.max(count, words.capacity * 2)) }
+        if words.capacity < count { words.reserveCapacity(Swift.max(count, words.capacity + words.capacity / 8 + 16)) }
         words.append(contentsOf: repeatElement(0, count: count - words.count))
     }
 
     var isEmpty: Bool { !words.contains { $0 != 0 } }
 
-    var memoryBytes: Int { words.capacity * 8 }
+    var memoryBytes: Int { words.capacity * 8 + blocks.capacity * 8 }
 }
 
 /// Word-at-a-time operations on query-time bit vectors (plain `[UInt64]` of one fixed length per query).

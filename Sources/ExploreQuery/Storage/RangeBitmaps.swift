@@ -49,6 +49,12 @@ struct RangeBitmaps {
         }
     }
 
+    /// The stored bitmap of slots below `x` when `x` is one of the bounds.
+    func storedLess(than x: Int64) -> [UInt64]? {
+        let b = bucket(x)
+        return b >= 1 && bounds[b - 1] == x ? less[b - 1].words : nil
+    }
+
     /// Slots whose value is `< x`, as `wordCount` words; `value(slot)` reads the column for the straddling bucket.
     func slotsLess(than x: Int64, wordCount: Int, value: (Int) -> Int64) -> [UInt64] {
         let b = bucket(x)

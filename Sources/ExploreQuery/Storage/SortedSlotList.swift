@@ -1,157 +1,237 @@
 /// Slots kept in `(key, id)` order, as a list of small sorted chunks (a flat, two-level B-tree).
 ///
-/// Sorted paging walks this order and tests each slot against the query's match bitmap until a page is full,
-/// so a page costs about `limit × rows / matches` steps instead of sorting every match. An insert or remove
-/// touches one chunk of at most ``maximumChunk`` entries (a short memmove), which keeps upserts cheap; a
-/// bulk load builds full chunks directly. Entries hold the sort key and the slot; ties are broken by the
-/// listing id read from the store's id column (ties are rare, so this costs little and saves 8 bytes a row).
+/// Sorted paging walks this order (forwards, or backwards by groups of equal keys for descending orders,
+/// so ids stay ascending on ties) and tests each slot against the query's match bitmap until a page is
+/// full: a page costs about `limit × rows / matches` steps instead of sorting every match. An insert or
+/// remove touches one chunk of at most ``maximumChunk`` entries (a short memmove), which keeps upserts
+/// cheap; a bulk load builds chunks directly. Ids are stored inline because prices repeat a lot: comparing
+/// ties through the id column would cost a cache miss per step.
 struct SortedSlotList {
     struct Chunk {
         var keys: [Int64]
+        var ids: [Int64]
         var slots: [UInt32]
     }
 
+    /// A position: chunk index and index inside the chunk.
+    struct Position {
+        var chunk: Int
+        var index: Int
+    }
+
     private(set) var chunks: [Chunk] = []
+    /// The last `(key, id)` of each chunk, so routing a key is a binary search over two flat arrays.
+    private var lastKeys: [Int64] = []
+    private var lastIDs: [Int64] = []
     private(set) var count = 0
 
     static let maximumChunk = 512
 
     var memoryBytes: Int {
-        var total = chunks.capacity * MemoryLayout<Chunk>.stride
-        for chunk in chunks { total += chunk.keys.capacity * 8 + chunk.slots.capacity * 4 + 64 }
+        var total = chunks.capacity * MemoryLayout<Chunk>.stride + lastKeys.capacity * 8 + lastIDs.capacity * 8
+        for chunk in chunks { total += chunk.keys.capacity * 8 + chunk.ids.capacity * 8 + chunk.slots.capacity * 4 + 96 }
         return total
     }
 
+    init() {}
+
     /// Builds the list from entries already sorted by `(key, id)`.
-    init(sorted keys: [Int64], slots: [UInt32]) {
+    init(sorted keys: [Int64], ids: [Int64], slots: [UInt32]) {
         var start = 0
-        let fill = Self.maximumChunk * 3 / 4
+        let fill = Self.maximumChunk * 7 / 8
         while start < keys.count {
             let end = Swift.min(start + fill, keys.count)
-            var chunk = Chunk(keys: [], slots: [])
-            chunk.keys.reserveCapacity(Self.maximumChunk)
-            chunk.slots.reserveCapacity(Self.maximumChunk)
+            var chunk = Self.emptyChunk()
             chunk.keys.append(contentsOf: keys[start..<end])
+            chunk.ids.append(contentsOf: ids[start..<end])
             chunk.slots.append(contentsOf: slots[start..<end])
             chunks.append(chunk)
+            lastKeys.append(keys[end - 1])
+            lastIDs.append(ids[end - 1])
             start = end
         }
         count = keys.count
     }
 
-    init() {}
+    private static func emptyChunk() -> Chunk {
+        var chunk = Chunk(keys: [], ids: [], slots: [])
+        chunk.keys.reserveCapacity(maximumChunk + 1)
+        chunk.ids.reserveCapacity(maximumChunk + 1)
+        chunk.slots.reserveCapacity(maximumChunk + 1)
+        return chunk
+    }
 
     @inline(__always)
-    private static func less(_ key: Int64, _ id: Int64, _ otherKey: Int64, _ otherID: Int64) -> Bool {
-        key < otherKey || (key == otherKey && id < otherID)
+    private static func before(_ key: Int64, _ id: Int64, _ otherKey: Int64, _ otherID: Int64, strict: Bool) -> Bool {
+        // strict: is (key, id) <= (otherKey, otherID)?  else: is (key, id) < (otherKey, otherID)?
+        key < otherKey || (key == otherKey && (strict ? id <= otherID : id < otherID))
     }
 
-    /// Index of the first chunk whose last entry is not less than `(key, id)`; `chunks.count` if none.
-    private func chunkIndex(key: Int64, id: Int64, ids: UnsafeBufferPointer<Int64>, strict: Bool) -> Int {
+    /// The first position holding an entry `> (key, id)` (strict) or `>= (key, id)`.
+    func seek(key: Int64, id: Int64, strict: Bool) -> Position {
         var low = 0
-        var high = chunks.count
+        var high = lastKeys.count
         while low < high {
             let mid = (low + high) / 2
-            let chunk = chunks[mid]
-            let lastKey = chunk.keys[chunk.keys.count - 1]
-            let lastID = ids[Int(chunk.slots[chunk.slots.count - 1])]
-            // strict: find the first chunk holding an entry > (key, id); else >= (key, id).
-            let before = strict ? !Self.less(key, id, lastKey, lastID) : Self.less(lastKey, lastID, key, id)
-            if before { low = mid + 1 } else { high = mid }
+            if Self.before(lastKeys[mid], lastIDs[mid], key, id, strict: strict) { low = mid + 1 } else { high = mid }
         }
-        return low
+        guard low < chunks.count else { return Position(chunk: chunks.count, index: 0) }
+        let chunk = chunks[low]
+        let index = chunk.keys.withUnsafeBufferPointer { keys in
+            chunk.ids.withUnsafeBufferPointer { ids in
+                var a = 0
+                var b = keys.count
+                while a < b {
+                    let mid = (a + b) / 2
+                    if Self.before(keys[mid], ids[mid], key, id, strict: strict) { a = mid + 1 } else { b = mid }
+                }
+                return a
+            }
+        }
+        return Position(chunk: low, index: index)
     }
 
-    /// Position in `chunk` of the first entry `> (key, id)` (strict) or `>= (key, id)`.
-    private static func position(in chunk: Chunk, key: Int64, id: Int64, ids: UnsafeBufferPointer<Int64>,
-                                 strict: Bool) -> Int {
-        var low = 0
-        var high = chunk.keys.count
-        while low < high {
-            let mid = (low + high) / 2
-            let k = chunk.keys[mid]
-            let i = ids[Int(chunk.slots[mid])]
-            let before = strict ? !less(key, id, k, i) : less(k, i, key, id)
-            if before { low = mid + 1 } else { high = mid }
-        }
-        return low
+    private mutating func refreshLast(_ index: Int) {
+        lastKeys[index] = chunks[index].keys[chunks[index].keys.count - 1]
+        lastIDs[index] = chunks[index].ids[chunks[index].ids.count - 1]
     }
 
-    mutating func insert(key: Int64, slot: UInt32, ids: UnsafeBufferPointer<Int64>) {
-        let id = ids[Int(slot)]
+    mutating func insert(key: Int64, id: Int64, slot: UInt32) {
         count += 1
         if chunks.isEmpty {
-            var chunk = Chunk(keys: [key], slots: [slot])
-            chunk.keys.reserveCapacity(Self.maximumChunk)
-            chunk.slots.reserveCapacity(Self.maximumChunk)
+            var chunk = Self.emptyChunk()
+            chunk.keys.append(key)
+            chunk.ids.append(id)
+            chunk.slots.append(slot)
             chunks.append(chunk)
+            lastKeys.append(key)
+            lastIDs.append(id)
             return
         }
-        var index = chunkIndex(key: key, id: id, ids: ids, strict: false)
-        if index == chunks.count { index -= 1 }
-        let at = Self.position(in: chunks[index], key: key, id: id, ids: ids, strict: false)
-        chunks[index].keys.insert(key, at: at)
-        chunks[index].slots.insert(slot, at: at)
-        if chunks[index].keys.count > Self.maximumChunk { split(index) }
+        var at = seek(key: key, id: id, strict: false)
+        if at.chunk == chunks.count { at = Position(chunk: chunks.count - 1, index: chunks[chunks.count - 1].keys.count) }
+        chunks[at.chunk].keys.insert(key, at: at.index)
+        chunks[at.chunk].ids.insert(id, at: at.index)
+        chunks[at.chunk].slots.insert(slot, at: at.index)
+        if chunks[at.chunk].keys.count > Self.maximumChunk {
+            split(at.chunk)
+            refreshLast(at.chunk + 1)
+        }
+        refreshLast(at.chunk)
     }
 
     private mutating func split(_ index: Int) {
         let half = chunks[index].keys.count / 2
-        var upper = Chunk(keys: [], slots: [])
-        upper.keys.reserveCapacity(Self.maximumChunk)
-        upper.slots.reserveCapacity(Self.maximumChunk)
+        var upper = Self.emptyChunk()
         upper.keys.append(contentsOf: chunks[index].keys[half...])
+        upper.ids.append(contentsOf: chunks[index].ids[half...])
         upper.slots.append(contentsOf: chunks[index].slots[half...])
         chunks[index].keys.removeSubrange(half...)
+        chunks[index].ids.removeSubrange(half...)
         chunks[index].slots.removeSubrange(half...)
         chunks.insert(upper, at: index + 1)
+        lastKeys.insert(0, at: index + 1)
+        lastIDs.insert(0, at: index + 1)
     }
 
-    /// Removes the entry for `slot` stored under `key`; the slot's id must still be in `ids`.
-    mutating func remove(key: Int64, slot: UInt32, ids: UnsafeBufferPointer<Int64>) {
-        let id = ids[Int(slot)]
-        let index = chunkIndex(key: key, id: id, ids: ids, strict: false)
-        guard index < chunks.count else { return }
-        let at = Self.position(in: chunks[index], key: key, id: id, ids: ids, strict: false)
-        guard at < chunks[index].slots.count, chunks[index].slots[at] == slot else { return }
+    /// Removes the entry `(key, id)`.
+    mutating func remove(key: Int64, id: Int64) {
+        let at = seek(key: key, id: id, strict: false)
+        guard at.chunk < chunks.count, at.index < chunks[at.chunk].keys.count,
+              chunks[at.chunk].keys[at.index] == key, chunks[at.chunk].ids[at.index] == id else { return }
         count -= 1
-        if chunks[index].keys.count == 1 {
-            chunks.remove(at: index)
+        if chunks[at.chunk].keys.count == 1 {
+            chunks.remove(at: at.chunk)
+            lastKeys.remove(at: at.chunk)
+            lastIDs.remove(at: at.chunk)
         } else {
-            chunks[index].keys.remove(at: at)
-            chunks[index].slots.remove(at: at)
+            chunks[at.chunk].keys.remove(at: at.index)
+            chunks[at.chunk].ids.remove(at: at.index)
+            chunks[at.chunk].slots.remove(at: at.index)
+            refreshLast(at.chunk)
         }
     }
 
-    /// Calls `body(slot, key)` for entries after `(key, id)` (or from the start), in order, until it returns false.
-    /// - Returns: false when `body` stopped the walk.
+    /// Calls `body(slot)` for entries after `(key, id)` (or from the start) in ascending order until it
+    /// returns false. - Returns: false when `body` stopped the walk.
     @inline(__always)
-    func walk(after start: (key: Int64, id: Int64)?, ids: UnsafeBufferPointer<Int64>,
-              _ body: (UInt32, Int64) -> Bool) -> Bool {
-        var chunkIndex = 0
-        var at = 0
-        if let start {
-            chunkIndex = self.chunkIndex(key: start.key, id: start.id, ids: ids, strict: true)
-            if chunkIndex < chunks.count {
-                at = Self.position(in: chunks[chunkIndex], key: start.key, id: start.id, ids: ids, strict: true)
-            }
-        }
+    func walkAscending(after start: (key: Int64, id: Int64)?, _ body: (UInt32) -> Bool) -> Bool {
+        var position = Position(chunk: 0, index: 0)
+        if let start { position = seek(key: start.key, id: start.id, strict: true) }
+        var chunkIndex = position.chunk
+        var at = position.index
         while chunkIndex < chunks.count {
-            let chunk = chunks[chunkIndex]
-            let stop = chunk.keys.withUnsafeBufferPointer { keys in
-                chunk.slots.withUnsafeBufferPointer { slots in
-                    var i = at
-                    while i < slots.count {
-                        if !body(slots[i], keys[i]) { return true }
-                        i += 1
-                    }
-                    return false
+            let stopped = chunks[chunkIndex].slots.withUnsafeBufferPointer { slots in
+                var i = at
+                while i < slots.count {
+                    if !body(slots[i]) { return true }
+                    i += 1
                 }
+                return false
             }
-            if stop { return false }
+            if stopped { return false }
             chunkIndex += 1
             at = 0
         }
         return true
+    }
+
+    /// Calls `body(slot)` in `(key descending, id ascending)` order for entries after `(key, id)` in that
+    /// order (or from the start) until it returns false. - Returns: false when `body` stopped the walk.
+    func walkDescending(after start: (key: Int64, id: Int64)?, _ body: (UInt32) -> Bool) -> Bool {
+        var back: Position?
+        if let start {
+            // The rest of the cursor's own key group, ids ascending.
+            var p = seek(key: start.key, id: start.id, strict: true)
+            while p.chunk < chunks.count {
+                if chunks[p.chunk].keys[p.index] != start.key { break }
+                if !body(chunks[p.chunk].slots[p.index]) { return false }
+                p = next(p)
+            }
+            back = previous(seek(key: start.key, id: Int64.min, strict: false))
+        } else {
+            back = chunks.isEmpty ? nil : Position(chunk: chunks.count - 1, index: chunks[chunks.count - 1].keys.count - 1)
+        }
+        // Then earlier groups, each emitted front to back.
+        while let last = back {
+            let key = chunks[last.chunk].keys[last.index]
+            var first = last
+            var before = previous(first)
+            while let candidate = before, chunks[candidate.chunk].keys[candidate.index] == key {
+                first = candidate
+                before = previous(candidate)
+            }
+            var p = first
+            while true {
+                if !body(chunks[p.chunk].slots[p.index]) { return false }
+                if p.chunk == last.chunk && p.index == last.index { break }
+                p = next(p)
+            }
+            back = before
+        }
+        return true
+    }
+
+    /// Calls `body(slot)` for the entries with exactly `key`, ids ascending, until it returns false.
+    func walkDescending(group key: Int64, _ body: (UInt32) -> Bool) -> Bool {
+        var p = seek(key: key, id: Int64.min, strict: false)
+        while p.chunk < chunks.count, chunks[p.chunk].keys[p.index] == key {
+            if !body(chunks[p.chunk].slots[p.index]) { return false }
+            p = next(p)
+        }
+        return true
+    }
+
+    @inline(__always)
+    private func next(_ p: Position) -> Position {
+        if p.index + 1 < chunks[p.chunk].keys.count { return Position(chunk: p.chunk, index: p.index + 1) }
+        return Position(chunk: p.chunk + 1, index: 0)
+    }
+
+    @inline(__always)
+    private func previous(_ p: Position) -> Position? {
+        if p.chunk < chunks.count && p.index > 0 { return Position(chunk: p.chunk, index: p.index - 1) }
+        if p.chunk == 0 { return nil }
+        return Position(chunk: p.chunk - 1, index: chunks[p.chunk - 1].keys.count - 1)
     }
 }

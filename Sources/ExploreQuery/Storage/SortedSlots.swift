@@ -23,10 +23,8 @@ struct SortedSlots {
         if low < slots.count && slots[low] == slot { slots.remove(at: low) }
     }
 
-    func setBits(in words: inout [UInt64]) {
-        words.withUnsafeMutableBufferPointer { out in
-            for slot in slots { out[Int(slot >> 6)] |= 1 &<< UInt64(slot & 63) }
-        }
+    func insert(into bitmap: inout Bitset) {
+        for slot in slots { bitmap.insert(Int(slot)) }
     }
 
     var memoryBytes: Int { slots.capacity * 4 + 32 }

@@ -1,0 +1,485 @@
+/// Query evaluation a block at a time: filters, total and facets in one pass over the slots.
+///
+/// Every constrained field `F` is a bit vector `B_F` over slots. The match set is the AND of all of them; a
+/// facet on `F` counts over the AND of all of them except `B_F` (faceted-search semantics). Instead of
+/// materialising each `B_F` for a million slots, the slots are processed in blocks of 64 words (4,096 slots):
+/// each field is evaluated for the block into a small buffer that stays in L1 cache, then the block's matches,
+/// facet bases and facet counts are derived from those buffers. Blocks where a categorical filter has no rows
+/// (postings keep a per-block summary) are skipped for every output that needs that filter, so a city filter
+/// confines most work to that city's blocks (bulk loads cluster slots by city).
+extension ExploreStore {
+    func search(_ plan: SearchPlan) -> SearchResult {
+        let query = plan.query
+        let words = wordCount
+        let blockCount = (words + Bitset.blockWords - 1) / Bitset.blockWords
+        let terms = filterTerms(query.filter, wordCount: words)
+        let facetFields = FacetField.allCases.filter { query.facets.contains($0) }
+
+        // Which blocks each output needs: the AND of the block summaries of the terms it uses.
+        let maskWords = (blockCount + 63) / 64
+        func mask(excluding skipped: FilterField?) -> [UInt64] {
+            var result = [UInt64](repeating: ~0, count: maskWords)
+            for term in terms where term.field != skipped {
+                guard let blocks = term.blocks else { continue }
+                for i in 0..<maskWords { result[i] &= i < blocks.count ? blocks[i] : 0 }
+            }
+            return result
+        }
+        let matchMask = mask(excluding: nil)
+        let facetPlans: [FacetPlan] = facetFields.map { field in
+            let own = terms.contains { $0.field == field.ownFilter }
+            return FacetPlan(field: field, usesOwnBase: own, mask: own ? mask(excluding: field.ownFilter) : matchMask,
+                             skipIndex: terms.firstIndex { $0.field == field.ownFilter })
+        }
+        var counters = facetPlans.map { FacetCounter(field: $0.field, store: self) }
+        let buckets = PriceBucketBitmaps(store: self)
+
+        // Matches are kept only for the blocks that can hold any (a dense vector would cost a page-faulting
+        // allocation of `slots / 8` bytes per query): `matchBlockOffsets[block]` is the block's word offset in
+        // `matchWords`, or -1.
+        var matchBlockOffsets = [Int32](repeating: -1, count: blockCount)
+        var matchWords: [UInt64] = []
+        var total = 0
+        var fieldBuffers = [UInt64](repeating: 0, count: Swift.max(1, terms.count) * Bitset.blockWords)
+        var base = [UInt64](repeating: 0, count: Bitset.blockWords)
+        var blockMatches = [UInt64](repeating: 0, count: Bitset.blockWords)
+        let liveWords = live.words
+
+        for block in 0..<blockCount {
+            let bit = UInt64(1) << UInt64(block & 63)
+            let needMatches = matchMask[block >> 6] & bit != 0
+            let needFacets = facetPlans.contains { $0.usesOwnBase && $0.mask[block >> 6] & bit != 0 }
+            let needMatchFacets = needMatches && facetPlans.contains { !$0.usesOwnBase }
+            guard needMatches || needFacets else { continue }
+            let start = block * Bitset.blockWords
+            let end = Swift.min(start + Bitset.blockWords, words)
+            let n = end - start
+
+            fieldBuffers.withUnsafeMutableBufferPointer { buffers in
+                for (index, term) in terms.enumerated() {
+                    let out = UnsafeMutableBufferPointer(rebasing: buffers[index * Bitset.blockWords..<(index + 1) * Bitset.blockWords])
+                    term.fill(store: self, block: block, start: start, end: end, into: out)
+                }
+                // Matches for this block.
+                if needMatches {
+                    matchBlockOffsets[block] = Int32(matchWords.count)
+                    matchWords.append(contentsOf: repeatElement(0, count: Bitset.blockWords))
+                    let offset = matchWords.count - Bitset.blockWords
+                    for j in 0..<n {
+                        var word = terms.isEmpty ? (start + j < liveWords.count ? liveWords[start + j] : 0) : ~0
+                        for index in 0..<terms.count { word &= buffers[index * Bitset.blockWords + j] }
+                        blockMatches[j] = word
+                        matchWords[offset + j] = word
+                        total &+= word.nonzeroBitCount
+                    }
+                }
+                for (planIndex, facet) in facetPlans.enumerated() where facet.mask[block >> 6] & bit != 0 {
+                    if facet.usesOwnBase {
+                        for j in 0..<n {
+                            var word = terms.count == 1 ? (start + j < liveWords.count ? liveWords[start + j] : 0) : ~0
+                            for index in 0..<terms.count where index != facet.skipIndex {
+                                word &= buffers[index * Bitset.blockWords + j]
+                            }
+                            base[j] = word
+                        }
+                        counters[planIndex].count(base, start: start, count: n, block: block, buckets: buckets)
+                    } else if needMatchFacets {
+                        counters[planIndex].count(blockMatches, start: start, count: n, block: block, buckets: buckets)
+                    }
+                }
+            }
+        }
+
+        let matches = MatchSet(blockOffsets: matchBlockOffsets, words: matchWords)
+        let (rows, nextCursor) = page(plan, matches: matches, matchCount: total)
+        let facets = counters.map { FacetCounts(field: $0.field, counts: $0.result()) }
+        return SearchResult(total: query.includeTotal ? total : nil, rows: rows, columns: query.columns,
+                            nextCursor: nextCursor, facets: facets)
+    }
+
+    /// The terms of a filter, one per constrained field.
+    func filterTerms(_ filter: SearchFilter, wordCount words: Int) -> [FilterTerm] {
+        var terms: [FilterTerm] = []
+        if let types = filter.listingTypes {
+            terms.append(FilterTerm(field: .listingType, postings: types.map { typePostings[Int($0.rawValue)] }))
+        }
+        if let statuses = filter.statuses {
+            terms.append(FilterTerm(field: .status, postings: statuses.compactMap {
+                statusDictionary.code(of: $0).map { statusPostings[Int($0)] }
+            }))
+        }
+        if let cities = filter.cities {
+            terms.append(FilterTerm(field: .city, postings: cities.compactMap {
+                cityDictionary.code(of: $0).map { cityPostings[Int($0)] }
+            }))
+        }
+        if let areas = filter.areas {
+            let lists = areas.compactMap { areaDictionary.code(of: $0).map { areaPostings[Int($0)] } }
+            terms.append(FilterTerm(field: .area, slotLists: lists))
+        }
+        if let locations = filter.locationIDs {
+            terms.append(FilterTerm(field: .locationID, slotLists: locations.compactMap { locationPostings[$0] }))
+        }
+        if filter.priceMin != nil || filter.priceMax != nil {
+            var term = FilterTerm(field: .price, present: priceLowRanges.present.words)
+            if let high = filter.priceMax, high < Int64.max {
+                term.below = LessThan(priceLowRanges, high + 1, values: priceLow)
+            }
+            if let low = filter.priceMin { term.notBelow = LessThan(priceHighRanges, low, values: priceHigh) }
+            terms.append(term)
+        }
+        if filter.bedroomsMin != nil || filter.bedroomsMax != nil {
+            let low = filter.bedroomsMin ?? Int32.min
+            let high = filter.bedroomsMax ?? Int32.max
+            terms.append(FilterTerm(field: .bedrooms,
+                                    postings: bedroomPostings.filter { $0.key >= low && $0.key <= high }.map(\.value)))
+        }
+        if let low = filter.bathroomsMin {
+            terms.append(FilterTerm(field: .bathrooms, postings: bathroomPostings.filter { $0.key >= low }.map(\.value)))
+        }
+        if filter.createdAfter != nil || filter.createdBefore != nil {
+            var term = FilterTerm(field: .createdAt, present: createdRanges.present.words)
+            if let before = filter.createdBefore { term.below = LessThan(createdRanges, before, values: createdAt) }
+            if let after = filter.createdAfter { term.notBelow = LessThan(createdRanges, after, values: createdAt) }
+            terms.append(term)
+        }
+        return terms
+    }
+}
+
+/// `value < x` over one range-bitmap index: a stored bitmap plus an exact check of the straddling bucket.
+struct LessThan {
+    let full: [UInt64]
+    /// Candidates needing a per-row check: `upper & ~full`; empty when `x` is a bound.
+    let upper: [UInt64]
+    let exact: Bool
+    let x: Int64
+    let values: [Int64]
+
+    init(_ index: RangeBitmaps, _ x: Int64, values: [Int64]) {
+        let b = index.bucket(x)
+        full = b >= 1 ? index.less[b - 1].words : []
+        exact = b >= 1 && index.bounds[b - 1] == x
+        upper = exact ? [] : (b < index.bounds.count ? index.less[b].words : index.present.words)
+        self.x = x
+        self.values = values
+    }
+
+    @inline(__always)
+    func word(_ i: Int) -> UInt64 {
+        var word = i < full.count ? full[i] : 0
+        if !exact, i < upper.count {
+            var candidates = upper[i] & ~word
+            while candidates != 0 {
+                let bit = candidates.trailingZeroBitCount
+                candidates &= candidates &- 1
+                if values[i &<< 6 | bit] < x { word |= 1 &<< UInt64(bit) }
+            }
+        }
+        return word
+    }
+}
+
+/// One constrained field: an OR of postings, or a range (`present`, `< below`, `>= notBelow`).
+struct FilterTerm {
+    let field: FilterField
+    var postings: [Bitset] = []
+    var present: [UInt64]?
+    var below: LessThan?
+    var notBelow: LessThan?
+    /// Block summary (nil: any block may match).
+    let blocks: [UInt64]?
+
+    init(field: FilterField, postings: [Bitset]) {
+        self.field = field
+        self.postings = postings
+        var blocks: [UInt64] = []
+        for posting in postings {
+            if posting.blocks.count > blocks.count {
+                blocks.append(contentsOf: repeatElement(0, count: posting.blocks.count - blocks.count))
+            }
+            for (i, word) in posting.blocks.enumerated() { blocks[i] |= word }
+        }
+        self.blocks = blocks
+    }
+
+    /// Sorted slot lists (area, location), filled per block by binary search.
+    var slotLists: [SortedSlots] = []
+
+    init(field: FilterField, slotLists: [SortedSlots]) {
+        self.field = field
+        self.slotLists = slotLists
+        var blocks: [UInt64] = []
+        for list in slotLists {
+            for slot in list.slots {
+                let block = Int(slot) >> (6 + Bitset.blockShift)
+                if block >> 6 >= blocks.count { blocks.append(contentsOf: repeatElement(0, count: (block >> 6) + 1 - blocks.count)) }
+                blocks[block >> 6] |= 1 &<< UInt64(block & 63)
+            }
+        }
+        self.blocks = blocks
+    }
+
+    init(field: FilterField, present: [UInt64]) {
+        self.field = field
+        self.present = present
+        blocks = nil
+    }
+
+    /// Writes this term's words `start..<end` (block `block`) into `out`.
+    @inline(__always)
+    func fill(store: ExploreStore, block: Int, start: Int, end: Int, into out: UnsafeMutableBufferPointer<UInt64>) {
+        let n = end - start
+        if let present {
+            for j in 0..<n {
+                let i = start + j
+                var word = i < present.count ? present[i] : 0
+                if word != 0, let below { word &= below.word(i) }
+                if word != 0, let notBelow { word &= ~notBelow.word(i) }
+                out[j] = word
+            }
+            return
+        }
+        for j in 0..<n { out[j] = 0 }
+        for list in slotLists {
+            list.slots.withUnsafeBufferPointer { slots in
+                let first = UInt32(start &<< 6)
+                var low = 0
+                var high = slots.count
+                while low < high {
+                    let mid = (low + high) / 2
+                    if slots[mid] < first { low = mid + 1 } else { high = mid }
+                }
+                let limit = UInt32(end &<< 6)
+                while low < slots.count && slots[low] < limit {
+                    let slot = Int(slots[low])
+                    out[(slot >> 6) - start] |= 1 &<< UInt64(slot & 63)
+                    low += 1
+                }
+            }
+        }
+        let bit = UInt64(1) << UInt64(block & 63)
+        for posting in postings where block >> 6 < posting.blocks.count && posting.blocks[block >> 6] & bit != 0 {
+            posting.words.withUnsafeBufferPointer { words in
+                let limit = Swift.min(end, words.count)
+                var i = start
+                while i < limit {
+                    out[i - start] |= words[i]
+                    i += 1
+                }
+            }
+        }
+    }
+}
+
+struct FacetPlan {
+    let field: FacetField
+    /// Whether the facet's own filter is used, so its base differs from the matches.
+    let usesOwnBase: Bool
+    let mask: [UInt64]
+    let skipIndex: Int?
+}
+
+/// The stored bitmaps behind the price-bucket facet: bucket `i` is `low < bounds[i+1] && high >= bounds[i]`.
+struct PriceBucketBitmaps {
+    /// Per bucket: rows with `low < upper bound` (present rows for the last), rows with `high < lower bound`.
+    let lowBelow: [[UInt64]]
+    let highBelow: [[UInt64]]
+    let available: Bool
+
+    init(store: ExploreStore) {
+        let bounds = PriceBuckets.lowerBounds
+        var lows: [[UInt64]] = []
+        var highs: [[UInt64]] = []
+        var ok = true
+        for i in bounds.indices {
+            if let high = store.priceHighRanges.storedLess(than: bounds[i]) { highs.append(high) } else { ok = false }
+            if i + 1 < bounds.count {
+                if let low = store.priceLowRanges.storedLess(than: bounds[i + 1]) { lows.append(low) } else { ok = false }
+            } else {
+                lows.append(store.priceLowRanges.present.words)
+            }
+        }
+        lowBelow = lows
+        highBelow = highs
+        available = ok
+    }
+}
+
+/// Accumulates one facet's counts block by block, by postings or by reading the rows, whichever is cheaper.
+struct FacetCounter {
+    let field: FacetField
+    let store: ExploreStore
+    var counts: [Int]
+    var bedroomCounts: [Int32: Int] = [:]
+    // Copies of the store's arrays (references, no data copied) so the per-block loop does not go through
+    // the class for every access.
+    private let typePostings: [Bitset]
+    private let cityPostings: [Bitset]
+    private let bedroomPostings: [(value: Int32, posting: Bitset)]
+    private let flags: [UInt8]
+    private let bedrooms: [Int32]
+    private let priceLow: [Int64]
+    private let priceHigh: [Int64]
+    private let codes: [UInt32]
+
+    init(field: FacetField, store: ExploreStore) {
+        self.field = field
+        self.store = store
+        typePostings = field == .listingType ? store.typePostings : []
+        cityPostings = field == .city ? store.cityPostings : []
+        bedroomPostings = field == .bedrooms ? store.bedroomPostings.map { ($0.key, $0.value) } : []
+        flags = store.flags
+        bedrooms = field == .bedrooms ? store.bedrooms : []
+        priceLow = field == .priceBucket ? store.priceLow : []
+        priceHigh = field == .priceBucket ? store.priceHigh : []
+        codes = field == .city ? store.cityCodes : field == .area ? store.areaCodes : []
+        switch field {
+        case .listingType: counts = [Int](repeating: 0, count: ListingType.allCases.count)
+        case .city: counts = [Int](repeating: 0, count: store.cityDictionary.values.count)
+        case .area: counts = [Int](repeating: 0, count: store.areaDictionary.values.count)
+        case .bedrooms: counts = []
+        case .priceBucket: counts = [Int](repeating: 0, count: PriceBuckets.lowerBounds.count)
+        }
+    }
+
+    mutating func count(_ base: [UInt64], start: Int, count n: Int, block: Int, buckets: PriceBucketBitmaps) {
+        var rows = 0
+        for j in 0..<n { rows &+= base[j].nonzeroBitCount }
+        guard rows > 0 else { return }
+        let bit = UInt64(1) << UInt64(block & 63)
+        // Reading a row costs a few nanoseconds; a posting costs `n` word operations.
+        let perRowCheaper = rows * 8 < n
+        switch field {
+        case .listingType:
+            for (index, posting) in typePostings.enumerated() {
+                counts[index] += Self.intersect(base, posting.words, start: start, count: n)
+            }
+        case .city:
+            if perRowCheaper || cityPostings.count > 512 {
+                tally(base, start: start, count: n, codes: codes)
+            } else {
+                for (index, posting) in cityPostings.enumerated()
+                where block >> 6 < posting.blocks.count && posting.blocks[block >> 6] & bit != 0 {
+                    counts[index] += Self.intersect(base, posting.words, start: start, count: n)
+                }
+            }
+        case .area:
+            tally(base, start: start, count: n, codes: codes)
+        case .bedrooms:
+            if perRowCheaper {
+                Self.forEachSlot(base, start: start, count: n) { slot in
+                    if SlotFlags(rawValue: flags[slot]).contains(.hasBedrooms) {
+                        bedroomCounts[bedrooms[slot], default: 0] += 1
+                    }
+                }
+            } else {
+                for (value, posting) in bedroomPostings
+                where block >> 6 < posting.blocks.count && posting.blocks[block >> 6] & bit != 0 {
+                    let c = Self.intersect(base, posting.words, start: start, count: n)
+                    if c > 0 { bedroomCounts[value, default: 0] += c }
+                }
+            }
+        case .priceBucket:
+            if perRowCheaper || !buckets.available {
+                let bounds = PriceBuckets.lowerBounds
+                Self.forEachSlot(base, start: start, count: n) { slot in
+                    guard !SlotFlags(rawValue: flags[slot]).isDisjoint(with: [.hasPriceFrom, .hasPriceTo]) else { return }
+                    let low = priceLow[slot]
+                    let high = priceHigh[slot]
+                    for i in 0..<bounds.count where high >= bounds[i] && (i + 1 == bounds.count || low < bounds[i + 1]) {
+                        counts[i] += 1
+                    }
+                }
+            } else {
+                for i in 0..<buckets.lowBelow.count {
+                    let low = buckets.lowBelow[i]
+                    let high = buckets.highBelow[i]
+                    var c = 0
+                    for j in 0..<n {
+                        let w = start + j
+                        c &+= (base[j] & (w < low.count ? low[w] : 0) & ~(w < high.count ? high[w] : 0)).nonzeroBitCount
+                    }
+                    counts[i] += c
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func intersect(_ base: [UInt64], _ words: [UInt64], start: Int, count n: Int) -> Int {
+        let limit = Swift.min(n, words.count - start)
+        guard limit > 0 else { return 0 }
+        var c = 0
+        for j in 0..<limit { c &+= (base[j] & words[start + j]).nonzeroBitCount }
+        return c
+    }
+
+    @inline(__always)
+    private static func forEachSlot(_ base: [UInt64], start: Int, count n: Int, _ body: (Int) -> Void) {
+        for j in 0..<n {
+            var word = base[j]
+            while word != 0 {
+                body((start + j) &<< 6 | word.trailingZeroBitCount)
+                word &= word &- 1
+            }
+        }
+    }
+
+    private mutating func tally(_ base: [UInt64], start: Int, count n: Int, codes: [UInt32]) {
+        guard !codes.isEmpty else { return }
+        var local = counts
+        counts = []
+        Self.forEachSlot(base, start: start, count: n) { local[Int(codes[$0])] += 1 }
+        counts = local
+    }
+
+    func result() -> [(value: FacetValue, count: Int)] {
+        var entries: [(value: FacetValue, count: Int)] = []
+        switch field {
+        case .listingType:
+            for (index, count) in counts.enumerated() {
+                entries.append((.listingType(ListingType(rawValue: UInt8(index)) ?? .existing), count))
+            }
+        case .city:
+            for (code, count) in counts.enumerated() { entries.append((.text(store.cityDictionary.values[code]), count)) }
+        case .area:
+            for (code, count) in counts.enumerated() { entries.append((.text(store.areaDictionary.values[code]), count)) }
+        case .bedrooms:
+            for (value, count) in bedroomCounts { entries.append((.bedrooms(value), count)) }
+        case .priceBucket:
+            for (index, count) in counts.enumerated() { entries.append((.priceBucket(index), count)) }
+        }
+        return entries.filter { $0.count > 0 }.sorted { a, b in
+            a.count != b.count ? a.count > b.count : FacetValue.ascending(a.value, b.value)
+        }
+    }
+}
+
+/// The matching slots of one query, stored only for blocks that were evaluated.
+struct MatchSet {
+    let blockOffsets: [Int32]
+    let words: [UInt64]
+
+    @inline(__always)
+    func contains(_ slot: Int) -> Bool {
+        let block = slot >> (6 + Bitset.blockShift)
+        guard block < blockOffsets.count else { return false }
+        let offset = Int(blockOffsets[block])
+        guard offset >= 0 else { return false }
+        return words[offset + ((slot >> 6) & (Bitset.blockWords - 1))] & (1 &<< UInt64(slot & 63)) != 0
+    }
+
+    /// Calls `body` with every matching slot in ascending order.
+    func forEachSlot(_ body: (Int) -> Void) {
+        for (block, offset) in blockOffsets.enumerated() where offset >= 0 {
+            for j in 0..<Bitset.blockWords {
+                var word = words[Int(offset) + j]
+                while word != 0 {
+                    body((block &* Bitset.blockWords &+ j) &<< 6 | word.trailingZeroBitCount)
+                    word &= word &- 1
+                }
+            }
+        }
+    }
+}
