@@ -119,6 +119,9 @@ struct BenchRun {
         var started = monotonicNanoseconds()
         let rows = dataset.exploreRows()
         let generationSeconds = seconds(since: started)
+        guard !rows.isEmpty else {
+            throw ValidationError("the data set has no listings visible in explore; use a larger --listings")
+        }
 
         progress("bulk-loading \(rows.count) rows")
         let bulkLoadSeconds: Double = {
