@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Histogram
+
+/// Monotonic time in nanoseconds; cheap enough to wrap every single query.
+@inline(__always) func monotonicNanoseconds() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+}
+
+/// The process's memory as the kernel sees it, so "bytes per listing" is measured rather than estimated.
+enum ProcessMemory {
+    /// Resident set size in bytes, from `/proc/self/statm` (second field, in pages); `nil` where unavailable.
+    static func residentBytes() -> Int? {
+        guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        let fields = statm.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// Returns freed heap pages to the kernel so a later resident-set reading counts live data only.
+    static func releaseFreedMemory() {
+        // glibc's malloc_trim is not in the Glibc module map; look it up at run time and skip it elsewhere.
+        typealias MallocTrim = @convention(c) (Int) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
+    }
+}
+
+/// Latency distribution of one query class, in nanoseconds.
+struct LatencyRecorder {
+    private(set) var histogram = Histogram<UInt64>(
+        lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+
+    mutating func record(nanoseconds: UInt64) {
+        _ = histogram.record(max(1, nanoseconds))
+    }
+
+    mutating func add(_ other: LatencyRecorder) {
+        histogram.add(other.histogram)
+    }
+
+    var summary: LatencySummary {
+        LatencySummary(
+            count: Int(histogram.totalCount),
+            p50Microseconds: Double(histogram.valueAtPercentile(50)) / 1_000,
+            p99Microseconds: Double(histogram.valueAtPercentile(99)) / 1_000,
+            p999Microseconds: Double(histogram.valueAtPercentile(99.9)) / 1_000,
+            maxMicroseconds: Double(histogram.max) / 1_000,
+            meanMicroseconds: histogram.mean / 1_000)
+    }
+}
+
+/// Percentiles as reported in the table and the JSON file.
+struct LatencySummary: Codable {
+    var count: Int
+    var p50Microseconds: Double
+    var p99Microseconds: Double
+    var p999Microseconds: Double
+    var maxMicroseconds: Double
+    var meanMicroseconds: Double
+}
