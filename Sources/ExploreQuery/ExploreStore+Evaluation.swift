@@ -43,6 +43,9 @@ extension ExploreStore {
         var fieldBuffers = [UInt64](repeating: 0, count: Swift.max(1, terms.count) * Bitset.blockWords)
         var base = [UInt64](repeating: 0, count: Bitset.blockWords)
         var blockMatches = [UInt64](repeating: 0, count: Bitset.blockWords)
+        var need = [UInt64](repeating: 0, count: Bitset.blockWords)
+        let rangeIndices = terms.indices.filter { terms[$0].present != nil }
+        let plainIndices = terms.indices.filter { terms[$0].present == nil }
         let liveWords = live.words
 
         for block in 0..<blockCount {
@@ -56,9 +59,29 @@ extension ExploreStore {
             let n = end - start
 
             fieldBuffers.withUnsafeMutableBufferPointer { buffers in
-                for (index, term) in terms.enumerated() {
+                for index in plainIndices {
                     let out = UnsafeMutableBufferPointer(rebasing: buffers[index * Bitset.blockWords..<(index + 1) * Bitset.blockWords])
-                    term.fill(store: self, block: block, start: start, end: end, into: out)
+                    terms[index].fill(block: block, start: start, end: end, into: out, need: nil)
+                }
+                // Range terms check rows against the column only where the outcome matters: rows that pass the
+                // other (categorical) terms of at least one output using the range. Reading a row's value is a
+                // likely cache miss, so this is where most of a query's time would otherwise go.
+                for index in rangeIndices {
+                    for j in 0..<n { need[j] = 0 }
+                    func addOutput(skipping skipped: Int?) {
+                        guard skipped != index else { return }
+                        for j in 0..<n {
+                            var word = UInt64.max
+                            for plain in plainIndices where plain != skipped { word &= buffers[plain * Bitset.blockWords + j] }
+                            need[j] |= word
+                        }
+                    }
+                    if needMatches { addOutput(skipping: nil) }
+                    for facet in facetPlans where facet.usesOwnBase && facet.mask[block >> 6] & bit != 0 {
+                        addOutput(skipping: facet.skipIndex)
+                    }
+                    let out = UnsafeMutableBufferPointer(rebasing: buffers[index * Bitset.blockWords..<(index + 1) * Bitset.blockWords])
+                    terms[index].fill(block: block, start: start, end: end, into: out, need: need)
                 }
                 // Matches for this block.
                 if needMatches {
@@ -166,10 +189,10 @@ struct LessThan {
     }
 
     @inline(__always)
-    func word(_ i: Int) -> UInt64 {
+    func word(_ i: Int, need: UInt64) -> UInt64 {
         var word = i < full.count ? full[i] : 0
         if !exact, i < upper.count {
-            var candidates = upper[i] & ~word
+            var candidates = upper[i] & ~word & need
             while candidates != 0 {
                 let bit = candidates.trailingZeroBitCount
                 candidates &= candidates &- 1
@@ -228,14 +251,16 @@ struct FilterTerm {
 
     /// Writes this term's words `start..<end` (block `block`) into `out`.
     @inline(__always)
-    func fill(store: ExploreStore, block: Int, start: Int, end: Int, into out: UnsafeMutableBufferPointer<UInt64>) {
+    /// For range terms, bits outside `need` may be wrong (the caller does not use them).
+    func fill(block: Int, start: Int, end: Int, into out: UnsafeMutableBufferPointer<UInt64>, need: [UInt64]?) {
         let n = end - start
         if let present {
             for j in 0..<n {
                 let i = start + j
                 var word = i < present.count ? present[i] : 0
-                if word != 0, let below { word &= below.word(i) }
-                if word != 0, let notBelow { word &= ~notBelow.word(i) }
+                let wanted = need.map { $0[j] } ?? UInt64.max
+                if word & wanted != 0, let below { word &= below.word(i, need: word & wanted) }
+                if word & wanted != 0, let notBelow { word &= ~notBelow.word(i, need: word & wanted) }
                 out[j] = word
             }
             return
@@ -322,6 +347,10 @@ struct FacetCounter {
     private let priceLow: [Int64]
     private let priceHigh: [Int64]
     private let codes: [UInt32]
+    /// For the city facet: the city codes with rows in each block (`blockCityStart[b]..<blockCityStart[b+1]`
+    /// in `blockCities`), so a block intersects only the few city postings clustered there.
+    private let blockCityStart: [Int32]
+    private let blockCities: [Int32]
 
     init(field: FacetField, store: ExploreStore) {
         self.field = field
@@ -334,6 +363,41 @@ struct FacetCounter {
         priceLow = field == .priceBucket ? store.priceLow : []
         priceHigh = field == .priceBucket ? store.priceHigh : []
         codes = field == .city ? store.cityCodes : field == .area ? store.areaCodes : []
+        if field == .city {
+            let blockCount = (store.wordCount + Bitset.blockWords - 1) / Bitset.blockWords
+            var perBlock = [Int32](repeating: 0, count: blockCount + 1)
+            for posting in store.cityPostings {
+                for (index, summary) in posting.blocks.enumerated() {
+                    var bits = summary
+                    while bits != 0 {
+                        let block = index &<< 6 | bits.trailingZeroBitCount
+                        bits &= bits &- 1
+                        if block < blockCount { perBlock[block + 1] += 1 }
+                    }
+                }
+            }
+            for b in 0..<blockCount { perBlock[b + 1] += perBlock[b] }
+            var fill = perBlock
+            var cities = [Int32](repeating: 0, count: Int(perBlock[blockCount]))
+            for (code, posting) in store.cityPostings.enumerated() {
+                for (index, summary) in posting.blocks.enumerated() {
+                    var bits = summary
+                    while bits != 0 {
+                        let block = index &<< 6 | bits.trailingZeroBitCount
+                        bits &= bits &- 1
+                        if block < blockCount {
+                            cities[Int(fill[block])] = Int32(code)
+                            fill[block] += 1
+                        }
+                    }
+                }
+            }
+            blockCityStart = perBlock
+            blockCities = cities
+        } else {
+            blockCityStart = []
+            blockCities = []
+        }
         switch field {
         case .listingType: counts = [Int](repeating: 0, count: ListingType.allCases.count)
         case .city: counts = [Int](repeating: 0, count: store.cityDictionary.values.count)
@@ -356,12 +420,14 @@ struct FacetCounter {
                 counts[index] += Self.intersect(base, posting.words, start: start, count: n)
             }
         case .city:
-            if perRowCheaper || cityPostings.count > 512 {
+            let first = Int(blockCityStart[block])
+            let last = Int(blockCityStart[block + 1])
+            if perRowCheaper || (last - first) * n > rows * 4 {
                 tally(base, start: start, count: n, codes: codes)
             } else {
-                for (index, posting) in cityPostings.enumerated()
-                where block >> 6 < posting.blocks.count && posting.blocks[block >> 6] & bit != 0 {
-                    counts[index] += Self.intersect(base, posting.words, start: start, count: n)
+                for entry in first..<last {
+                    let code = Int(blockCities[entry])
+                    counts[code] += Self.intersect(base, cityPostings[code].words, start: start, count: n)
                 }
             }
         case .area:
