@@ -40,10 +40,7 @@ extension ExploreStore {
         var matchBlockOffsets = [Int32](repeating: -1, count: blockCount)
         var matchWords: [UInt64] = []
         var total = 0
-        var fieldBuffers = [UInt64](repeating: 0, count: Swift.max(1, terms.count) * Bitset.blockWords)
-        var base = [UInt64](repeating: 0, count: Bitset.blockWords)
-        var blockMatches = [UInt64](repeating: 0, count: Bitset.blockWords)
-        var need = [UInt64](repeating: 0, count: Bitset.blockWords)
+        var fieldBuffers = [UInt64](repeating: 0, count: (terms.count + 3) * Bitset.blockWords)
         let rangeIndices = terms.indices.filter { terms[$0].present != nil }
         let plainIndices = terms.indices.filter { terms[$0].present == nil }
         let liveWords = live.words
@@ -59,9 +56,33 @@ extension ExploreStore {
             let n = end - start
 
             fieldBuffers.withUnsafeMutableBufferPointer { buffers in
+                let width = Bitset.blockWords
+                func buffer(_ index: Int) -> UnsafeMutableBufferPointer<UInt64> {
+                    UnsafeMutableBufferPointer(rebasing: buffers[index * width..<(index + 1) * width])
+                }
+                // Scratch rows after the term buffers: need, base, block matches.
+                let need = buffer(terms.count)
+                let base = buffer(terms.count + 1)
+                let blockMatches = buffer(terms.count + 2)
+                /// `out = AND of the chosen terms` (live rows when none), term by term so the loops vectorise.
+                func combine(_ chosen: [Int], skipping skipped: Int?, into out: UnsafeMutableBufferPointer<UInt64>) {
+                    var first = true
+                    for index in chosen where index != skipped {
+                        let source = buffer(index)
+                        if first {
+                            for j in 0..<n { out[j] = source[j] }
+                            first = false
+                        } else {
+                            for j in 0..<n { out[j] &= source[j] }
+                        }
+                    }
+                    if first {
+                        for j in 0..<n { out[j] = start + j < liveWords.count ? liveWords[start + j] : 0 }
+                    }
+                }
+
                 for index in plainIndices {
-                    let out = UnsafeMutableBufferPointer(rebasing: buffers[index * Bitset.blockWords..<(index + 1) * Bitset.blockWords])
-                    terms[index].fill(block: block, start: start, end: end, into: out, need: nil)
+                    terms[index].fill(block: block, start: start, end: end, into: buffer(index), need: nil)
                 }
                 // Range terms check rows against the column only where the outcome matters: rows that pass the
                 // other (categorical) terms of at least one output using the range. Reading a row's value is a
@@ -70,44 +91,33 @@ extension ExploreStore {
                     for j in 0..<n { need[j] = 0 }
                     func addOutput(skipping skipped: Int?) {
                         guard skipped != index else { return }
-                        for j in 0..<n {
-                            var word = UInt64.max
-                            for plain in plainIndices where plain != skipped { word &= buffers[plain * Bitset.blockWords + j] }
-                            need[j] |= word
-                        }
+                        combine(plainIndices, skipping: skipped, into: base)
+                        for j in 0..<n { need[j] |= base[j] }
                     }
                     if needMatches { addOutput(skipping: nil) }
                     for facet in facetPlans where facet.usesOwnBase && facet.mask[block >> 6] & bit != 0 {
                         addOutput(skipping: facet.skipIndex)
                     }
-                    let out = UnsafeMutableBufferPointer(rebasing: buffers[index * Bitset.blockWords..<(index + 1) * Bitset.blockWords])
-                    terms[index].fill(block: block, start: start, end: end, into: out, need: need)
+                    terms[index].fill(block: block, start: start, end: end, into: buffer(index),
+                                      need: Array(need[0..<n]))
                 }
-                // Matches for this block.
+                let allTerms = Array(terms.indices)
                 if needMatches {
+                    combine(allTerms, skipping: nil, into: blockMatches)
                     matchBlockOffsets[block] = Int32(matchWords.count)
-                    matchWords.append(contentsOf: repeatElement(0, count: Bitset.blockWords))
-                    let offset = matchWords.count - Bitset.blockWords
-                    for j in 0..<n {
-                        var word = terms.isEmpty ? (start + j < liveWords.count ? liveWords[start + j] : 0) : ~0
-                        for index in 0..<terms.count { word &= buffers[index * Bitset.blockWords + j] }
-                        blockMatches[j] = word
-                        matchWords[offset + j] = word
-                        total &+= word.nonzeroBitCount
-                    }
+                    var blockTotal = 0
+                    for j in 0..<n { blockTotal &+= blockMatches[j].nonzeroBitCount }
+                    matchWords.append(contentsOf: blockMatches[0..<n])
+                    if n < width { matchWords.append(contentsOf: repeatElement(0, count: width - n)) }
+                    total &+= blockTotal
                 }
                 for (planIndex, facet) in facetPlans.enumerated() where facet.mask[block >> 6] & bit != 0 {
                     if facet.usesOwnBase {
-                        for j in 0..<n {
-                            var word = terms.count == 1 ? (start + j < liveWords.count ? liveWords[start + j] : 0) : ~0
-                            for index in 0..<terms.count where index != facet.skipIndex {
-                                word &= buffers[index * Bitset.blockWords + j]
-                            }
-                            base[j] = word
-                        }
-                        counters[planIndex].count(base, start: start, count: n, block: block, buckets: buckets)
+                        combine(allTerms, skipping: facet.skipIndex, into: base)
+                        counters[planIndex].count(Array(base[0..<n]), start: start, count: n, block: block, buckets: buckets)
                     } else if needMatchFacets {
-                        counters[planIndex].count(blockMatches, start: start, count: n, block: block, buckets: buckets)
+                        counters[planIndex].count(Array(blockMatches[0..<n]), start: start, count: n, block: block,
+                                                  buckets: buckets)
                     }
                 }
             }
