@@ -26,6 +26,15 @@ public final class ExploreIndex: Sendable {
     }
 
     /// Runs a search against the current state.
+    ///
+    /// Semantics: price filters match when `[priceFrom ?? priceTo, priceTo ?? priceFrom]` overlaps
+    /// `[priceMin, priceMax]`; rows with neither end never match a price filter. Both price orders sort by
+    /// `priceFrom` (falling back to `priceTo` when only that end is known), descending or ascending, with
+    /// unpriced rows last in both directions; every order breaks ties by ascending listing id. Facet counts
+    /// on a field apply every filter except that field's own; a listing counts in every price bucket its
+    /// range overlaps. Cursors encode the sort, the last row's key and id and a fingerprint of filter and
+    /// sort, so they stay exact while rows change and are refused (``QueryError/Code/cursorMismatch``) for
+    /// another filter or sort.
     /// - Throws: ``QueryError`` for an invalid query; never returns a silent empty result for one.
     public func search(_ query: SearchQuery) throws(QueryError) -> SearchResult {
         let plan = try query.validated()

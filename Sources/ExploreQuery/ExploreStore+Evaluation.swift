@@ -40,9 +40,9 @@ extension ExploreStore {
         var matchBlockOffsets = [Int32](repeating: -1, count: blockCount)
         var matchWords: [UInt64] = []
         var total = 0
-        var fieldBuffers = [UInt64](repeating: 0, count: Swift.max(1, terms.count) * Bitset.blockWords)
-        var base = [UInt64](repeating: 0, count: Bitset.blockWords)
-        var blockMatches = [UInt64](repeating: 0, count: Bitset.blockWords)
+        var fieldBuffers = [UInt64](repeating: 0, count: (terms.count + 3) * Bitset.blockWords)
+        let rangeIndices = terms.indices.filter { terms[$0].present != nil }
+        let plainIndices = terms.indices.filter { terms[$0].present == nil }
         let liveWords = live.words
 
         for block in 0..<blockCount {
@@ -56,35 +56,68 @@ extension ExploreStore {
             let n = end - start
 
             fieldBuffers.withUnsafeMutableBufferPointer { buffers in
-                for (index, term) in terms.enumerated() {
-                    let out = UnsafeMutableBufferPointer(rebasing: buffers[index * Bitset.blockWords..<(index + 1) * Bitset.blockWords])
-                    term.fill(store: self, block: block, start: start, end: end, into: out)
+                let width = Bitset.blockWords
+                func buffer(_ index: Int) -> UnsafeMutableBufferPointer<UInt64> {
+                    UnsafeMutableBufferPointer(rebasing: buffers[index * width..<(index + 1) * width])
                 }
-                // Matches for this block.
-                if needMatches {
-                    matchBlockOffsets[block] = Int32(matchWords.count)
-                    matchWords.append(contentsOf: repeatElement(0, count: Bitset.blockWords))
-                    let offset = matchWords.count - Bitset.blockWords
-                    for j in 0..<n {
-                        var word = terms.isEmpty ? (start + j < liveWords.count ? liveWords[start + j] : 0) : ~0
-                        for index in 0..<terms.count { word &= buffers[index * Bitset.blockWords + j] }
-                        blockMatches[j] = word
-                        matchWords[offset + j] = word
-                        total &+= word.nonzeroBitCount
+                // Scratch rows after the term buffers: need, base, block matches.
+                let need = buffer(terms.count)
+                let base = buffer(terms.count + 1)
+                let blockMatches = buffer(terms.count + 2)
+                /// `out = AND of the chosen terms` (live rows when none), term by term so the loops vectorise.
+                func combine(_ chosen: [Int], skipping skipped: Int?, into out: UnsafeMutableBufferPointer<UInt64>) {
+                    var first = true
+                    for index in chosen where index != skipped {
+                        let source = buffer(index)
+                        if first {
+                            for j in 0..<n { out[j] = source[j] }
+                            first = false
+                        } else {
+                            for j in 0..<n { out[j] &= source[j] }
+                        }
                     }
+                    if first {
+                        for j in 0..<n { out[j] = start + j < liveWords.count ? liveWords[start + j] : 0 }
+                    }
+                }
+
+                for index in plainIndices {
+                    terms[index].fill(block: block, start: start, end: end, into: buffer(index), need: nil)
+                }
+                // Range terms check rows against the column only where the outcome matters: rows that pass the
+                // other (categorical) terms of at least one output using the range. Reading a row's value is a
+                // likely cache miss, so this is where most of a query's time would otherwise go.
+                for index in rangeIndices {
+                    for j in 0..<n { need[j] = 0 }
+                    func addOutput(skipping skipped: Int?) {
+                        guard skipped != index else { return }
+                        combine(plainIndices, skipping: skipped, into: base)
+                        for j in 0..<n { need[j] |= base[j] }
+                    }
+                    if needMatches { addOutput(skipping: nil) }
+                    for facet in facetPlans where facet.usesOwnBase && facet.mask[block >> 6] & bit != 0 {
+                        addOutput(skipping: facet.skipIndex)
+                    }
+                    terms[index].fill(block: block, start: start, end: end, into: buffer(index),
+                                      need: Array(need[0..<n]))
+                }
+                let allTerms = Array(terms.indices)
+                if needMatches {
+                    combine(allTerms, skipping: nil, into: blockMatches)
+                    matchBlockOffsets[block] = Int32(matchWords.count)
+                    var blockTotal = 0
+                    for j in 0..<n { blockTotal &+= blockMatches[j].nonzeroBitCount }
+                    matchWords.append(contentsOf: blockMatches[0..<n])
+                    if n < width { matchWords.append(contentsOf: repeatElement(0, count: width - n)) }
+                    total &+= blockTotal
                 }
                 for (planIndex, facet) in facetPlans.enumerated() where facet.mask[block >> 6] & bit != 0 {
                     if facet.usesOwnBase {
-                        for j in 0..<n {
-                            var word = terms.count == 1 ? (start + j < liveWords.count ? liveWords[start + j] : 0) : ~0
-                            for index in 0..<terms.count where index != facet.skipIndex {
-                                word &= buffers[index * Bitset.blockWords + j]
-                            }
-                            base[j] = word
-                        }
-                        counters[planIndex].count(base, start: start, count: n, block: block, buckets: buckets)
+                        combine(allTerms, skipping: facet.skipIndex, into: base)
+                        counters[planIndex].count(Array(base[0..<n]), start: start, count: n, block: block, buckets: buckets)
                     } else if needMatchFacets {
-                        counters[planIndex].count(blockMatches, start: start, count: n, block: block, buckets: buckets)
+                        counters[planIndex].count(Array(blockMatches[0..<n]), start: start, count: n, block: block,
+                                                  buckets: buckets)
                     }
                 }
             }
@@ -166,10 +199,10 @@ struct LessThan {
     }
 
     @inline(__always)
-    func word(_ i: Int) -> UInt64 {
+    func word(_ i: Int, need: UInt64) -> UInt64 {
         var word = i < full.count ? full[i] : 0
         if !exact, i < upper.count {
-            var candidates = upper[i] & ~word
+            var candidates = upper[i] & ~word & need
             while candidates != 0 {
                 let bit = candidates.trailingZeroBitCount
                 candidates &= candidates &- 1
@@ -228,14 +261,16 @@ struct FilterTerm {
 
     /// Writes this term's words `start..<end` (block `block`) into `out`.
     @inline(__always)
-    func fill(store: ExploreStore, block: Int, start: Int, end: Int, into out: UnsafeMutableBufferPointer<UInt64>) {
+    /// For range terms, bits outside `need` may be wrong (the caller does not use them).
+    func fill(block: Int, start: Int, end: Int, into out: UnsafeMutableBufferPointer<UInt64>, need: [UInt64]?) {
         let n = end - start
         if let present {
             for j in 0..<n {
                 let i = start + j
                 var word = i < present.count ? present[i] : 0
-                if word != 0, let below { word &= below.word(i) }
-                if word != 0, let notBelow { word &= ~notBelow.word(i) }
+                let wanted = need.map { $0[j] } ?? UInt64.max
+                if word & wanted != 0, let below { word &= below.word(i, need: word & wanted) }
+                if word & wanted != 0, let notBelow { word &= ~notBelow.word(i, need: word & wanted) }
                 out[j] = word
             }
             return
@@ -322,6 +357,10 @@ struct FacetCounter {
     private let priceLow: [Int64]
     private let priceHigh: [Int64]
     private let codes: [UInt32]
+    /// For the city facet: the city codes with rows in each block (`blockCityStart[b]..<blockCityStart[b+1]`
+    /// in `blockCities`), so a block intersects only the few city postings clustered there.
+    private let blockCityStart: [Int32]
+    private let blockCities: [Int32]
 
     init(field: FacetField, store: ExploreStore) {
         self.field = field
@@ -334,6 +373,41 @@ struct FacetCounter {
         priceLow = field == .priceBucket ? store.priceLow : []
         priceHigh = field == .priceBucket ? store.priceHigh : []
         codes = field == .city ? store.cityCodes : field == .area ? store.areaCodes : []
+        if field == .city {
+            let blockCount = (store.wordCount + Bitset.blockWords - 1) / Bitset.blockWords
+            var perBlock = [Int32](repeating: 0, count: blockCount + 1)
+            for posting in store.cityPostings {
+                for (index, summary) in posting.blocks.enumerated() {
+                    var bits = summary
+                    while bits != 0 {
+                        let block = index &<< 6 | bits.trailingZeroBitCount
+                        bits &= bits &- 1
+                        if block < blockCount { perBlock[block + 1] += 1 }
+                    }
+                }
+            }
+            for b in 0..<blockCount { perBlock[b + 1] += perBlock[b] }
+            var fill = perBlock
+            var cities = [Int32](repeating: 0, count: Int(perBlock[blockCount]))
+            for (code, posting) in store.cityPostings.enumerated() {
+                for (index, summary) in posting.blocks.enumerated() {
+                    var bits = summary
+                    while bits != 0 {
+                        let block = index &<< 6 | bits.trailingZeroBitCount
+                        bits &= bits &- 1
+                        if block < blockCount {
+                            cities[Int(fill[block])] = Int32(code)
+                            fill[block] += 1
+                        }
+                    }
+                }
+            }
+            blockCityStart = perBlock
+            blockCities = cities
+        } else {
+            blockCityStart = []
+            blockCities = []
+        }
         switch field {
         case .listingType: counts = [Int](repeating: 0, count: ListingType.allCases.count)
         case .city: counts = [Int](repeating: 0, count: store.cityDictionary.values.count)
@@ -356,12 +430,14 @@ struct FacetCounter {
                 counts[index] += Self.intersect(base, posting.words, start: start, count: n)
             }
         case .city:
-            if perRowCheaper || cityPostings.count > 512 {
+            let first = Int(blockCityStart[block])
+            let last = Int(blockCityStart[block + 1])
+            if perRowCheaper || (last - first) * n > rows * 4 {
                 tally(base, start: start, count: n, codes: codes)
             } else {
-                for (index, posting) in cityPostings.enumerated()
-                where block >> 6 < posting.blocks.count && posting.blocks[block >> 6] & bit != 0 {
-                    counts[index] += Self.intersect(base, posting.words, start: start, count: n)
+                for entry in first..<last {
+                    let code = Int(blockCities[entry])
+                    counts[code] += Self.intersect(base, cityPostings[code].words, start: start, count: n)
                 }
             }
         case .area:

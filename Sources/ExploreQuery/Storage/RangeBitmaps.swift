@@ -2,7 +2,7 @@
 /// `bounds[j]`, and `present` the slots that have a value at all.
 ///
 /// A range predicate `value < x` is then one stored bitmap (everything below the last bound `<= x`) plus an
-/// exact per-row check of the one bucket that straddles `x`, instead of a scan of the column. Bounds are
+/// exact per-row check of the one bucket that straddles `x` (see `LessThan`), instead of a scan of the column. Bounds are
 /// chosen from the data's quantiles at bulk load (so buckets hold similar numbers of rows) and stay fixed;
 /// moving a row from bucket `a` to bucket `b` flips `|a - b|` bits.
 struct RangeBitmaps {
@@ -53,32 +53,5 @@ struct RangeBitmaps {
     func storedLess(than x: Int64) -> [UInt64]? {
         let b = bucket(x)
         return b >= 1 && bounds[b - 1] == x ? less[b - 1].words : nil
-    }
-
-    /// Slots whose value is `< x`, as `wordCount` words; `value(slot)` reads the column for the straddling bucket.
-    func slotsLess(than x: Int64, wordCount: Int, value: (Int) -> Int64) -> [UInt64] {
-        let b = bucket(x)
-        var result = b >= 1 ? BitOps.copy(less[b - 1].words, count: wordCount)
-                            : [UInt64](repeating: 0, count: wordCount)
-        if b >= 1 && bounds[b - 1] == x { return result }
-        // The straddling bucket: values in [bounds[b-1], bounds[b]) (open ends at the extremes).
-        let upper = b < bounds.count ? less[b].words : present.words
-        let lower = b >= 1 ? less[b - 1].words : []
-        let count = Swift.min(wordCount, upper.count)
-        result.withUnsafeMutableBufferPointer { out in
-            upper.withUnsafeBufferPointer { up in
-                lower.withUnsafeBufferPointer { low in
-                    for i in 0..<count {
-                        var word = up[i] & ~(i < low.count ? low[i] : 0)
-                        while word != 0 {
-                            let bit = word.trailingZeroBitCount
-                            word &= word &- 1
-                            if value(i &<< 6 | bit) < x { out[i] |= 1 &<< UInt64(bit) }
-                        }
-                    }
-                }
-            }
-        }
-        return result
     }
 }

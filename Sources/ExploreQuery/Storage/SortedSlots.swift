@@ -23,9 +23,5 @@ struct SortedSlots {
         if low < slots.count && slots[low] == slot { slots.remove(at: low) }
     }
 
-    func insert(into bitmap: inout Bitset) {
-        for slot in slots { bitmap.insert(Int(slot)) }
-    }
-
     var memoryBytes: Int { slots.capacity * 4 + 32 }
 }
