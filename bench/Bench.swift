@@ -7,7 +7,7 @@ import Synchronization
 
 /// `swift run -c release bench`: the explore cache against a reference scan and SQLite on one query mix.
 @main
-struct Bench: ParsableCommand {
+struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks the in-memory explore cache against a reference scan and SQLite on an explore query mix.")
@@ -42,6 +42,18 @@ struct Bench: ParsableCommand {
     @Option(help: "Writes every figure as JSON to this path.")
     var json: String?
 
+    @Flag(help: "Also serve the index over the binary protocol on 127.0.0.1 and drive it with the Swift client.")
+    var server = false
+
+    @Option(help: "Client connections for --server.")
+    var connections: Int = 8
+
+    @Option(help: "Requests in flight per connection for --server.")
+    var pipelineDepth: Int = 16
+
+    @Option(help: "Seconds each loaded --server phase runs.")
+    var serverSeconds: Int = 5
+
     func validate() throws {
         if let listings, listings < 1 { throw ValidationError("--listings must be at least 1") }
         if let queries, queries < 1 { throw ValidationError("--queries must be at least 1") }
@@ -50,16 +62,28 @@ struct Bench: ParsableCommand {
         if let updateBatches, updateBatches < 0 { throw ValidationError("--update-batches must not be negative") }
         if deepPages < 1 { throw ValidationError("--deep-pages must be at least 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if connections < 1 { throw ValidationError("--connections must be at least 1") }
+        if pipelineDepth < 1 { throw ValidationError("--pipeline-depth must be at least 1") }
+        if serverSeconds < 1 { throw ValidationError("--server-seconds must be at least 1") }
     }
 
-    func run() throws {
+    // The async entry point runs on the main thread, so the synchronous SQLite phase never occupies the
+    // cooperative pool; only the --server phase (NIO client and server) is asynchronous.
+    func run() async throws {
         let settings = BenchSettings(
             listings: listings ?? (quick ? 100_000 : 1_000_000), seed: seed,
             queriesPerClass: queries ?? (quick ? 400 : 2_000),
             checkQueriesPerClass: checkQueries ?? 60,
             deepPages: deepPages, updateBatches: updateBatches ?? (quick ? 50 : 200), batchSize: batchSize,
             threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        let report = try BenchRun(settings: settings).run()
+        let run = BenchRun(settings: settings)
+        var report = try run.run()
+        if server, let served = run.served {
+            run.progress("server: \(connections) connections x depth \(pipelineDepth), \(serverSeconds) s per phase")
+            report.addServer(try await ServerBenchmark.run(
+                index: served.index, queries: served.queries, connections: connections,
+                pipelineDepth: pipelineDepth, duration: .seconds(serverSeconds)))
+        }
         report.printTable()
         if let json {
             let encoder = JSONEncoder()
@@ -85,8 +109,14 @@ struct BenchSettings: Codable {
 }
 
 /// One benchmark run, phase by phase; progress goes to stderr so stdout holds the table.
-struct BenchRun {
+final class BenchRun {
     let settings: BenchSettings
+    /// The served index and the mix's queries, kept after ``run()`` for the `--server` phase.
+    private(set) var served: (index: ExploreIndex, queries: [SearchQuery])?
+
+    init(settings: BenchSettings) {
+        self.settings = settings
+    }
 
     func progress(_ message: String) {
         FileHandle.standardError.write(Data("[bench] \(message)\n".utf8))
@@ -136,6 +166,7 @@ struct BenchRun {
         var generator = QueryMixGenerator(rows: rows, seed: settings.seed)
         let mix = generator.mix(perClass: settings.queriesPerClass, deepPages: settings.deepPages)
         let ordered = Self.interleave(mix)
+        self.served = (index, ordered.map(\.item.query))
 
         progress("warming up")
         for item in ordered.prefix(400) { _ = MixRunner.runCacheCountingPages(item.item, on: index) }

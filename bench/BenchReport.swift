@@ -118,6 +118,8 @@ struct BenchReport: Codable {
     var postUpdateQueriesChecked: Int
     var mismatches: [String]
     var bars: [BarResult] = []
+    /// Figures of the `--server` phase, when it ran.
+    var server: ServerBenchmarkReport?
 
     init(
         settings: BenchSettings, servedListings: Int, generationSeconds: Double, bulkLoadSeconds: Double,
@@ -169,6 +171,21 @@ struct BenchReport: Codable {
                 return bar
             }
         }
+    }
+
+    /// Records the `--server` phase and its bars (set for 1,000,000 listings on the 2-core reference machine).
+    mutating func addServer(_ report: ServerBenchmarkReport) {
+        server = report
+        let suffix = settings.listings == 1_000_000 ? "" : " (bars are set for 1,000,000 listings)"
+        bars += [
+            BarResult(name: "server: explore-mix queries/s over loopback" + suffix, target: ">= 50,000/s",
+                      measured: Self.grouped(report.maximumThroughput) + "/s",
+                      passed: report.maximumThroughput >= 50_000),
+            BarResult(name: "server: p99 at half the maximum load" + suffix, target: "<= 1,000 us",
+                      measured: "\(report.halfLoadP99Micros) us", passed: report.halfLoadP99Micros <= 1_000),
+            BarResult(name: "server: protocol overhead per query" + suffix, target: "<= 20 us",
+                      measured: "\(report.protocolOverheadMicros) us", passed: report.protocolOverheadMicros <= 20),
+        ]
     }
 
     static func format(_ value: Double, digits: Int) -> String {
@@ -256,6 +273,10 @@ struct BenchReport: Codable {
               + "\(us(updates.batchApplyLatency.p50Microseconds)) us, p99 \(us(updates.batchApplyLatency.p99Microseconds)) us")
         print("  re-checked after updates: \(postUpdateQueriesChecked) mix items, cache vs reference")
         print("")
+        if let server {
+            print(server.description)
+            print("")
+        }
         print("bars")
         for bar in bars {
             print("  " + Self.pad(bar.passed ? "PASS" : "FAIL", 5, right: false) + Self.pad(bar.name, 70, right: false)

@@ -7,7 +7,7 @@ import NIOCore
 import NIOPosix
 
 /// Results of one `bench --server` run.
-struct ServerBenchmarkReport: Sendable, CustomStringConvertible {
+struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
     var listings: Int
     var connections: Int
     var pipelineDepth: Int
