@@ -100,6 +100,7 @@ struct ServeCommand: AsyncParsableCommand {
         let service = try await ExploreService.start(configuration: configuration)
         print("serving \(service.index.count) listings from \(postgres.host):\(postgres.port)/\(postgres.database) "
             + "on \(server.host):\(service.port)")
+        fflush(nil)  // stdout may be a pipe; the operator should see this line now, not at exit.
         let signals = onTerminationSignal { Task { await service.shutdown() } }
         await service.waitUntilClosed()
         await service.shutdown()
@@ -113,6 +114,7 @@ struct ServeCommand: AsyncParsableCommand {
         let server = try await ExploreServer.start(configuration: configuration, backend: index,
                                                    admin: DemoAdmin(index: index, dataset: dataset))
         print("serving \(index.count) demo listings on \(configuration.host):\(server.port)")
+        fflush(nil)
         let signals = onTerminationSignal { Task { await server.shutdown() } }
         await server.waitUntilClosed()
         await server.shutdown()
