@@ -15,6 +15,7 @@ public struct ExploreServiceError: Error, Sendable, Hashable, CustomStringConver
         /// The server could not bind its address.
         public static let listenFailed = Code("listenFailed")
 
+        /// The code's name.
         public var description: String { name }
     }
 
@@ -29,5 +30,6 @@ public struct ExploreServiceError: Error, Sendable, Hashable, CustomStringConver
         self.message = message
     }
 
+    /// The message.
     public var description: String { message }
 }

@@ -94,6 +94,71 @@ import Darwin
         }
     }
 
+    /// REBUILD while a writer keeps changing prices and a reader keeps searching: no search fails, and once the
+    /// writer stops the cache converges on the database (every write visible, VERIFY clean).
+    @Test func rebuildDuringWritesLosesNothing() async throws {
+        try await TestPostgres.withDatabase { configuration in
+            let dataset = DemoDataset(listings: 1_000, seed: 5)
+            try await blocking {
+                try ProjectorFixtures.migrate(configuration)
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                try DemoSeeder.seed(dataset, into: connection)
+            }
+            var server = ExploreServerConfiguration(host: "127.0.0.1", port: 0)
+            server.adminToken = "t"
+            server.shutdownGracePeriod = .seconds(1)
+            let service = try await ExploreService.start(configuration: .init(
+                postgres: configuration, batching: .init(window: .milliseconds(1), maximumKeys: 50),
+                pollInterval: .milliseconds(20), server: server))
+            let admin = try await ExploreClient.connect(host: "127.0.0.1", port: service.port, adminToken: "t")
+            let reader = try await ExploreClient.connect(host: "127.0.0.1", port: service.port)
+
+            let existing = dataset.exploreRows().filter { $0.listingType == .existing }.map(\.id)
+            let targets = Array(existing.prefix(40))
+            // Each write gives a target a price no other listing has: 500_000_000 + round * 1_000 + index.
+            let writer = Task {
+                try await blocking {
+                    let connection = try PostgresConnection.connect(configuration)
+                    defer { connection.close() }
+                    for round in 0..<30 {
+                        for (offset, id) in targets.enumerated() {
+                            try connection.query(
+                                "UPDATE property.existing_properties SET price = $1 WHERE listing_id = $2",
+                                [Int64(500_000_000 + round * 1_000 + offset), id])
+                        }
+                        usleep(5_000)
+                    }
+                }
+            }
+            let query = try SearchQuery(parameters: [("type", "existing"), ("sort", "price_desc"), ("limit", "50")])
+            for _ in 0..<3 {
+                let rebuilt = try await admin.rebuild()
+                #expect(rebuilt.listingCount == UInt64(service.index.count))
+                _ = try await reader.search(query)
+            }
+            try await writer.value
+
+            // The last round's prices, in descending order, are the 40 most expensive listings.
+            let expected = targets.enumerated().reversed().map(\.element)
+            var seen: [ListingID] = []
+            for _ in 0..<200 {
+                seen = Array(try await reader.search(query).rows.prefix(targets.count).map(\.id))
+                if seen == expected { break }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            #expect(seen == expected)
+            let prices = try await reader.get(ids: expected).map(\.priceFrom)
+            #expect(prices == targets.indices.reversed().map { Optional(Int64(500_000_000 + 29 * 1_000 + $0)) })
+            let verified = try await admin.verify()
+            #expect(verified.mismatchCount == 0)
+
+            await admin.close()
+            await reader.close()
+            await service.shutdown()
+        }
+    }
+
     /// A database without the migrations is refused with a one-line error naming the fix.
     @Test func refusesAnUnmigratedDatabase() async throws {
         try await TestPostgres.withDatabase { configuration in
