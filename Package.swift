@@ -67,9 +67,16 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
 
+        // MARK: The service: the projector feeding the cache, and the server answering from it.
+        .target(name: "ExploreService", dependencies: [
+            "Projector", "Postgres", "ExploreQuery", "ExploreWire", "ExploreServer",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+
         // MARK: Executables.
         .executableTarget(name: "explore-projector", dependencies: [
             "Postgres", "Migrations", "Projector", "ExploreQuery", "DemoData", "ExploreServer", "ExploreClient",
+            "ExploreService",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -87,7 +94,7 @@ let package = Package(
         .testTarget(name: "MigrationsTests", dependencies: ["Migrations", "Postgres", "DemoData", "TestSupport"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ProjectorTests", dependencies: ["Projector", "Migrations", "Postgres", "ExploreQuery",
-                    "TestSupport"],
+                    "TestSupport", "ExploreService", "ExploreClient", "DemoData"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ExploreQueryTests", dependencies: ["ExploreQuery", "DemoData"],
                     swiftSettings: swiftSettings),

@@ -3,26 +3,54 @@ import DemoData
 import Dispatch
 import ExploreQuery
 import ExploreServer
+import ExploreService
 import ExploreWire
 import Foundation
+import Logging
+import Projector
 
-/// `explore-projector serve --demo N`: serves a generated in-memory data set over the binary protocol, so the
-/// protocol can be exercised end to end before the projector feeds a real one.
+/// `explore-projector serve`: the Explore service over a PostgreSQL database (`--database-url`), or over a
+/// generated in-memory data set (`--demo N`) to exercise the protocol without a database.
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Serve a demo data set.")
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Runs the Explore service: the projector and the search server.",
+        discussion: """
+            With --database-url (or EXPLORE_POSTGRES_URL) the service builds the projection if it has never been \
+            built, loads the cache from the projection table, follows the change outbox (LISTEN/NOTIFY plus \
+            polling) and serves searches from the cache. With --demo N it serves N generated listings instead. \
+            SIGINT or SIGTERM stops it gracefully: the batch in flight is finished, then connections are drained.
+            """)
 
-    @Option(help: "Number of generated listings to serve.") var demo: Int
-    @Option(help: "Seed of the generated data set.") var seed: UInt64 = 1
-    @Option(help: "Address to listen on.") var host = "127.0.0.1"
-    @Option(help: "Port to listen on (0 picks a free one).") var port = 7700
-    @Option(help: "Admin token enabling REBUILD and VERIFY.") var adminToken: String?
+    @OptionGroup var database: DatabaseOptions
+    @Option(help: "Serve N generated listings in memory instead of a database.") var demo: Int?
+    @Option(help: "Seed of the generated data set (with --demo).") var seed: UInt64 = 1
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).") var listen = "127.0.0.1:7700"
+    @Option(help: "File holding the admin token enabling REBUILD and VERIFY; without it they are refused.")
+    var adminTokenFile: String?
+    @Option(help: "Changes arriving within this many milliseconds are applied as one batch.")
+    var batchWindowMs = 5
+    @Option(help: "A batch is applied at once when it reaches this many distinct keys.") var batchMaxIds = 5_000
+    @Option(help: "Milliseconds between outbox polls when no notification arrives.") var pollIntervalMs = 500
     @Option(help: "Filter field to switch off (e.g. bedrooms); repeatable.") var disableFilter: [String] = []
     @Option(help: "Listing type to switch off (development or existing); repeatable.") var disableType: [String] = []
     @Option(help: "Maximum connections.") var maxConnections = 1024
     @Option(help: "Idle timeout in seconds.") var idleTimeout: Int64 = 300
 
     func validate() throws {
-        guard demo >= 0 else { throw ValidationError("--demo must be >= 0") }
+        if let demo {
+            guard demo >= 0 else { throw ValidationError("--demo must be >= 0") }
+            guard database.databaseURL == nil else {
+                throw ValidationError("pass either --database-url or --demo, not both")
+            }
+        }
+        guard parseListenAddress(listen) != nil else {
+            throw ValidationError("--listen must be HOST:PORT with a port in 0...65535, e.g. 127.0.0.1:7700")
+        }
+        guard batchWindowMs >= 0 else { throw ValidationError("--batch-window-ms must be >= 0") }
+        guard batchMaxIds >= 1 else { throw ValidationError("--batch-max-ids must be >= 1") }
+        guard pollIntervalMs >= 1 else { throw ValidationError("--poll-interval-ms must be >= 1") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be >= 1") }
         for name in disableFilter where FilterField(name: name) == nil {
             throw ValidationError("unknown filter \(name); known: \(FilterField.allCases.map(\.name).joined(separator: ", "))")
         }
@@ -32,29 +60,65 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let dataset = DemoDataset(listings: demo, seed: seed)
-        let index = ExploreIndex(store: ExploreStore(bulk: dataset.exploreRows()))
-        var configuration = ExploreServerConfiguration(host: host, port: port)
-        configuration.adminToken = adminToken
+        ServeLogging.bootstrap()
+        do {
+            let server = try serverConfiguration()
+            if let demo {
+                try await runDemo(listings: demo, server: server)
+            } else {
+                try await runDatabase(server: server)
+            }
+        } catch let failure as CommandFailure {
+            printError("error: \(failure.description)")
+            throw ExitCode.failure
+        } catch let error as ExploreServiceError {
+            printError("error: \(error.message)")
+            throw ExitCode.failure
+        }
+    }
+
+    private func serverConfiguration() throws(CommandFailure) -> ExploreServerConfiguration {
+        let address = parseListenAddress(listen)!
+        var configuration = ExploreServerConfiguration(host: address.host, port: address.port)
+        configuration.adminToken = try adminTokenFile.map { path throws(CommandFailure) in
+            try readAdminToken(path: path)
+        }
         configuration.maximumConnections = maxConnections
         configuration.idleTimeout = .seconds(idleTimeout)
         configuration.features = FeatureFlags(
             enabledFilters: Set(FilterField.allCases).subtracting(disableFilter.compactMap(FilterField.init(name:))),
             enabledListingTypes: Set(ListingType.allCases).subtracting(disableType.compactMap(ListingType.init(name:))))
+        return configuration
+    }
+
+    private func runDatabase(server: ExploreServerConfiguration) async throws {
+        let postgres = try database.configuration()
+        let configuration = ExploreService.Configuration(
+            postgres: postgres,
+            batching: ChangeBatcher.Configuration(window: .milliseconds(batchWindowMs), maximumKeys: batchMaxIds),
+            pollInterval: .milliseconds(pollIntervalMs), server: server)
+        let service = try await ExploreService.start(configuration: configuration)
+        print("serving \(service.index.count) listings from \(postgres.host):\(postgres.port)/\(postgres.database) "
+            + "on \(server.host):\(service.port)")
+        fflush(nil)  // stdout may be a pipe; the operator should see this line now, not at exit.
+        let signals = onTerminationSignal { Task { await service.shutdown() } }
+        await service.waitUntilClosed()
+        await service.shutdown()
+        withExtendedLifetime(signals) {}
+        print("stopped")
+    }
+
+    private func runDemo(listings: Int, server configuration: ExploreServerConfiguration) async throws {
+        let dataset = DemoDataset(listings: listings, seed: seed)
+        let index = ExploreIndex(store: ExploreStore(bulk: dataset.exploreRows()))
         let server = try await ExploreServer.start(configuration: configuration, backend: index,
                                                    admin: DemoAdmin(index: index, dataset: dataset))
-        print("serving \(index.count) demo listings on \(host):\(server.port)")
-
-        // SIGINT / SIGTERM trigger a graceful shutdown.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let signals = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .main) }
-        for source in signals {
-            source.setEventHandler { Task { await server.shutdown() } }
-            source.resume()
-        }
+        print("serving \(index.count) demo listings on \(configuration.host):\(server.port)")
+        fflush(nil)
+        let signals = onTerminationSignal { Task { await server.shutdown() } }
         await server.waitUntilClosed()
         await server.shutdown()
+        withExtendedLifetime(signals) {}
         print("stopped")
     }
 }

@@ -1,0 +1,100 @@
+import ExploreQuery
+import Logging
+import Projector
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The running ``ProjectorDriver``, replaceable as a whole: a cache rebuild stops the current driver after its
+/// batch in flight and starts a fresh one, whose bootstrap reloads the cache from the projection table off to the
+/// side and swaps it in. Only one driver ever writes to the index, so rebuild and feed never race.
+final class ProjectorHandle: @unchecked Sendable {
+    // Safe: `driver` and `stopped` are read and written only while holding `lock`; `lifecycle` serializes whole
+    // start / restart / stop sequences so two of them never interleave.
+    private let lock = ProjectorLockBox()
+    private let lifecycle = ProjectorLockBox()
+    private var driver: ProjectorDriver
+    private var stopped = false
+    private let configuration: ProjectorDriver.Configuration
+    private let index: ExploreIndex
+    private let logger: Logger
+
+    init(configuration: ProjectorDriver.Configuration, index: ExploreIndex, logger: Logger) {
+        self.configuration = configuration
+        self.index = index
+        self.logger = logger
+        self.driver = ProjectorDriver(configuration: configuration, index: index, logger: logger)
+    }
+
+    /// The current driver's counters.
+    var status: ProjectorDriver.Status { lock.withLock { driver.status } }
+
+    /// Starts the driver and blocks until it has bootstrapped the cache. Blocking: call off the cooperative pool.
+    /// - Throws: `.projectionFailed` after `attempts` failed sessions without a bootstrap.
+    func startAndAwaitBootstrap(attempts: Int) throws(ExploreServiceError) {
+        try lifecycle.withLock { () throws(ExploreServiceError) in
+            let current = lock.withLock { driver }
+            current.start()
+            try Self.awaitBootstrap(current, attempts: attempts)
+        }
+    }
+
+    /// Replaces the driver: the old one finishes its batch in flight and stops, the new one reloads the cache
+    /// from the projection table (searches keep using the old cache until the swap) and follows the feed from
+    /// the checkpoint. Blocking: call off the cooperative pool.
+    func restart(attempts: Int) throws(ExploreServiceError) {
+        try lifecycle.withLock { () throws(ExploreServiceError) in
+            guard !lock.withLock({ stopped }) else {
+                throw ExploreServiceError(.projectionFailed, "the service is shutting down")
+            }
+            let old = lock.withLock { driver }
+            old.stop()
+            let fresh = ProjectorDriver(configuration: configuration, index: index, logger: logger)
+            lock.withLock { driver = fresh }
+            fresh.start()
+            try Self.awaitBootstrap(fresh, attempts: attempts)
+        }
+    }
+
+    /// Stops the current driver after its batch in flight; later restarts are refused.
+    func stop() {
+        lifecycle.withLock {
+            let current = lock.withLock { () -> ProjectorDriver in
+                stopped = true
+                return driver
+            }
+            current.stop()
+        }
+    }
+
+    private static func awaitBootstrap(_ driver: ProjectorDriver, attempts: Int) throws(ExploreServiceError) {
+        // Bounded by failures, not by time: a large projection may take a while to load, a broken one fails
+        // (and logs why) within a few backoff delays.
+        while true {
+            let status = driver.status
+            if status.isBootstrapped { return }
+            if status.failures >= max(1, attempts) {
+                throw ExploreServiceError(.projectionFailed, "the projector could not load the cache from the "
+                    + "projection table after \(status.failures) attempt(s); see the log for the cause")
+            }
+            usleep(5_000)
+        }
+    }
+}
+
+/// A pthread mutex; `withLock` scopes every access.
+final class ProjectorLockBox: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}
