@@ -27,16 +27,20 @@ let package = Package(
                        providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        // Debian's rdkafka.pc has empty cflags; the modulemap links the library and the shim includes
+        // <librdkafka/...> directly.
+        .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka",
+                       providers: [.apt(["librdkafka-dev"])]),
 
         // MARK: Wrappers: the only modules that import the C modules.
-        .target(name: "Postgres", dependencies: [
-            "CLibPQ",
-            .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: swiftSettings),
+        .target(name: "Postgres", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
+
+        .target(name: "Kafka", dependencies: ["CRdKafka"], swiftSettings: swiftSettings),
 
         // MARK: Pure Swift, no I/O.
         .target(name: "ExploreQuery", swiftSettings: swiftSettings),
         .target(name: "DemoData", dependencies: ["ExploreQuery"], swiftSettings: swiftSettings),
+        .target(name: "ChangeEvents", swiftSettings: swiftSettings),
 
         // MARK: Binary protocol: the codec knows the query language, nothing of PostgreSQL or sockets.
         .target(name: "ExploreWire", dependencies: [
@@ -85,11 +89,15 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench", swiftSettings: swiftSettings),
+        .executableTarget(name: "kafka-mock", dependencies: [
+            "Kafka",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: swiftSettings),
 
         // MARK: Tests.
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport",
                 swiftSettings: swiftSettings),
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"],
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport", "DemoData"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "MigrationsTests", dependencies: ["Migrations", "Postgres", "DemoData", "TestSupport"],
                     swiftSettings: swiftSettings),
@@ -100,7 +108,7 @@ let package = Package(
                     swiftSettings: swiftSettings),
         .testTarget(name: "DemoDataTests", dependencies: ["DemoData", "ExploreQuery"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "ExploreWireTests", dependencies: ["ExploreWire", "ExploreQuery",
+        .testTarget(name: "ExploreWireTests", dependencies: ["ExploreWire", "ExploreQuery", "DemoData",
                     .product(name: "NIOCore", package: "swift-nio")],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ExploreServerTests", dependencies: ["ExploreServer", "ExploreClient", "ExploreWire",
@@ -108,19 +116,9 @@ let package = Package(
                     .product(name: "NIOCore", package: "swift-nio"),
                     .product(name: "NIOPosix", package: "swift-nio")],
                     swiftSettings: swiftSettings),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "DemoData"], swiftSettings: swiftSettings),
+        .testTarget(name: "ChangeEventsTests", dependencies: ["ChangeEvents", "DemoData"],
+                    swiftSettings: swiftSettings),
     ]
 )
 
-// MARK: Kafka feed: librdkafka wrapper, change-event decoding, the mock-cluster executable and their tests.
-package.targets += [
-    .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka",
-                   providers: [.apt(["librdkafka-dev"])]),
-    .target(name: "Kafka", dependencies: ["CRdKafka"], swiftSettings: swiftSettings),
-    .target(name: "ChangeEvents", swiftSettings: swiftSettings),
-    .executableTarget(name: "kafka-mock", dependencies: [
-        "Kafka",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
-    ], swiftSettings: swiftSettings),
-    .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
-    .testTarget(name: "ChangeEventsTests", dependencies: ["ChangeEvents"], swiftSettings: swiftSettings),
-]

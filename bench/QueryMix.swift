@@ -1,21 +1,17 @@
+import DemoData
 import ExploreQuery
 
-/// SplitMix64 for the query mix and the update stream: a seed names one workload on every platform.
+/// The query mix's and the update stream's generator: SplitMix64 on one stream of the seed, so a seed names one
+/// workload on every platform.
 struct BenchRandom {
-    private var state: UInt64
+    private var base: SplitMix64
 
     init(seed: UInt64, stream: UInt64) {
-        state = seed &+ stream &* 0x9E37_79B9_7F4A_7C15
-        _ = next()
+        base = SplitMix64(seed: seed &+ stream &* 0x9E37_79B9_7F4A_7C15)
+        _ = base.next()
     }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { base.next() }
 
     /// Uniform in `0..<bound`.
     mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }

@@ -1,21 +1,36 @@
-/// SplitMix64: tiny, fast and fully deterministic on every platform, so a seed names one data set forever.
-///
-/// Each listing gets its own generator derived from `(seed, index)`, which makes `listing(at:)` random access
-/// and lets generation run in any order or in parallel with identical results.
-struct DemoRandom: RandomNumberGenerator {
+/// SplitMix64: tiny, fast and fully deterministic on every platform, so a seed names one sequence forever.
+/// Shared by the demo data, the benchmark's workload and the property tests, which print their seeds.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64, stream: UInt64 = 0) {
-        state = seed &+ stream &* 0x9E37_79B9_7F4A_7C15
-        _ = next()
+    /// Starts the sequence named by `seed`.
+    public init(seed: UInt64) {
+        state = seed
     }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// The demo data's generator: SplitMix64 on one stream of a seed, plus the distributions the data set draws from.
+///
+/// Each listing gets its own stream derived from `(seed, index)`, which makes `listing(at:)` random access and
+/// lets generation run in any order or in parallel with identical results.
+struct DemoRandom: RandomNumberGenerator {
+    private var base: SplitMix64
+
+    init(seed: UInt64, stream: UInt64 = 0) {
+        base = SplitMix64(seed: seed &+ stream &* 0x9E37_79B9_7F4A_7C15)
+        _ = base.next()
+    }
+
+    mutating func next() -> UInt64 {
+        base.next()
     }
 
     /// Uniform in [0, 1).

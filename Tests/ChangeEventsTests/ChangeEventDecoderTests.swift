@@ -1,3 +1,4 @@
+import DemoData
 import ChangeEvents
 import Testing
 

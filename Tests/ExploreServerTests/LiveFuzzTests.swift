@@ -1,3 +1,4 @@
+import DemoData
 import ExploreClient
 import ExploreQuery
 import ExploreServer
@@ -17,7 +18,7 @@ struct LiveFuzzTests {
 
     /// One mutated stream: usually a valid HELLO first, then frames that are random, truncated, oversized,
     /// flipped or carry huge counts.
-    static func mutatedStream(_ rng: inout SplitMix) -> [UInt8] {
+    static func mutatedStream(_ rng: inout SplitMix64) -> [UInt8] {
         var bytes = rng.next() % 8 == 0 ? [] : RawConnection.helloBytes()
         for index in 0..<10 {
             var frame: [UInt8]
@@ -46,16 +47,6 @@ struct LiveFuzzTests {
         return bytes
     }
 
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     @Test("2,000 mutated frames over 200 connections; a well-behaved client is served correctly throughout")
     func fuzzLiveServer() async throws {
@@ -76,7 +67,7 @@ struct LiveFuzzTests {
                 }
                 return answered
             }()
-            var rng = SplitMix(state: 2026)
+            var rng = SplitMix64(seed: 2026)
             let streams = (0..<200).map { _ in Self.mutatedStream(&rng) }
             let undocumented = try await withThrowingTaskGroup(of: Int.self) { group in
                 var bad = 0

@@ -1,3 +1,4 @@
+import DemoData
 import ExploreQuery
 import ExploreWire
 import NIOCore

@@ -1,4 +1,5 @@
 @testable import Kafka
+import DemoData
 import Testing
 
 @Suite("KafkaConsumerStateMachine")
@@ -41,7 +42,7 @@ struct KafkaConsumerStateMachineTests {
     /// Any sequence of events: once closed nothing polls; once failed only close changes the state; the
     /// handle is closed at most once.
     @Test func randomEventSequencesKeepTheInvariants() {
-        var generator = SeededGenerator(state: 0xC0FFEE)
+        var generator = SplitMix64(seed: 0xC0FFEE)
         for _ in 0..<500 {
             var machine = KafkaConsumerStateMachine()
             var closes = 0
@@ -65,14 +66,3 @@ struct KafkaConsumerStateMachineTests {
     }
 }
 
-/// A seeded generator (SplitMix64) so a failing sequence can be replayed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
