@@ -460,7 +460,7 @@ struct FacetCounter {
             if perRowCheaper || !buckets.available {
                 let bounds = PriceBuckets.lowerBounds
                 Self.forEachSlot(base, start: start, count: n) { slot in
-                    guard !SlotFlags(rawValue: flags[slot]).isDisjoint(with: [.hasPriceFrom, .hasPriceTo]) else { return }
+                    guard SlotFlags(rawValue: flags[slot]).hasPrice else { return }
                     let low = priceLow[slot]
                     let high = priceHigh[slot]
                     for i in 0..<bounds.count where high >= bounds[i] && (i + 1 == bounds.count || low < bounds[i + 1]) {

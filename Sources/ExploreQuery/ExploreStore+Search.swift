@@ -5,7 +5,7 @@ extension ExploreStore {
 
     /// The position of `slot` in `sort`: group, the list's key and the id.
     private func position(of slot: Int, in sort: SortOrder) -> (group: UInt8, key: Int64, id: Int64) {
-        let priced = !SlotFlags(rawValue: flags[slot]).isDisjoint(with: [.hasPriceFrom, .hasPriceTo])
+        let priced = SlotFlags(rawValue: flags[slot]).hasPrice
         switch sort {
         case .priceAscending: return priced ? (0, priceLow[slot], ids[slot]) : (1, 0, ids[slot])
         case .priceDescending: return priced ? (0, ~priceLow[slot], ids[slot]) : (1, 0, ids[slot])

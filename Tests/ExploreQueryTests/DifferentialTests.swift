@@ -67,6 +67,35 @@ import Testing
         }
     }
 
+    /// Freed slots keep their old range bits until reused; a reused slot must answer for its new row only,
+    /// including rows without a price (which must leave every price bitmap) and the price-bucket facet.
+    @Test func reusedSlotsForgetTheirPreviousRanges() throws {
+        var generator = RandomListings(seed: 7, idRange: 1...5_000)
+        var reference = ReferenceSearch()
+        let initialRows = (1...300).map { generator.listing(id: Int64($0)) }
+        for row in initialRows { reference.rows[row.id] = row }
+        let index = ExploreIndex(store: ExploreStore(bulk: initialRows))
+        let deletes = ListingChangeBatch((1...300).map { ListingChange.delete(Int64($0)) })
+        index.apply(deletes)
+        reference.apply(deletes)
+        var fresh: [ListingChange] = []
+        for id in 1_001...1_300 {
+            var row = generator.listing(id: Int64(id))
+            if id % 2 == 0 { row.priceFrom = nil; row.priceTo = nil }
+            fresh.append(.upsert(row))
+        }
+        let inserts = ListingChangeBatch(fresh)
+        index.apply(inserts)
+        reference.apply(inserts)
+        var filter = SearchFilter()
+        filter.priceMax = 400_000
+        for query in [SearchQuery(filter: SearchFilter(), sort: .priceAscending, limit: 100, facets: [.priceBucket]),
+                      SearchQuery(filter: filter, sort: .newest, limit: 100, facets: [.priceBucket, .city])] {
+            try Self.check(index, reference, query)
+        }
+        for _ in 0..<40 { try Self.check(index, reference, Self.randomQuery(&generator)) }
+    }
+
     @Test func emptyIndexGrownByUpserts() throws {
         var generator = RandomListings(seed: 99, idRange: 1...400)
         var reference = ReferenceSearch()

@@ -9,13 +9,20 @@ struct RangeBitmaps {
     let bounds: [Int64]
     private(set) var less: [Bitset]
     private(set) var present = Bitset()
+    /// Per slot, the bucket its `less` bits currently encode (`bounds.count`: none); may be stale for freed
+    /// slots (see ``release(_:)``). One byte per slot: bounds are fewer than 255.
+    private var encoded: [UInt8] = []
 
     init(bounds: [Int64]) {
-        self.bounds = Array(Set(bounds)).sorted()
+        // Bucket numbers are stored in a byte per slot; keep at most 254 bounds (evenly thinned).
+        let unique = Array(Set(bounds)).sorted()
+        self.bounds = unique.count < 255 ? unique : (0..<254).map { unique[$0 * unique.count / 254] }
         less = Array(repeating: Bitset(), count: self.bounds.count)
     }
 
-    var memoryBytes: Int { less.reduce(present.memoryBytes) { $0 + $1.memoryBytes } + bounds.capacity * 8 }
+    var memoryBytes: Int {
+        less.reduce(present.memoryBytes) { $0 + $1.memoryBytes } + bounds.capacity * 8 + encoded.capacity
+    }
 
     /// Number of bounds `<= value`: the row is in `less[j]` exactly for `j >= bucket(value)`.
     @inline(__always)
@@ -31,22 +38,41 @@ struct RangeBitmaps {
 
     mutating func insert(_ slot: Int, _ value: Int64) {
         present.insert(slot)
-        for j in bucket(value)..<bounds.count { less[j].insert(slot) }
+        move(slot, to: bucket(value))
     }
 
-    mutating func remove(_ slot: Int, _ value: Int64) {
+    /// Drops the value of a live slot: its bits are really cleared, because live rows without a value must
+    /// not show up in `less` (the price-bucket facet reads `less` under a mask of live rows only).
+    mutating func remove(_ slot: Int) {
         present.remove(slot)
-        for j in bucket(value)..<bounds.count { less[j].remove(slot) }
+        move(slot, to: bounds.count)
     }
 
-    mutating func update(_ slot: Int, from old: Int64, to new: Int64) {
-        let a = bucket(old)
-        let b = bucket(new)
+    /// Drops the value of a slot that is being freed. Only `present` is cleared: the `less` bits stay as
+    /// they are (recorded in `encoded`) because every reader masks them with live or `present` rows, and
+    /// the slot's next row moves from the stale bucket, flipping `|a - b|` bits instead of clearing up to
+    /// `bounds.count` bits now and setting as many again later. Deletes thus cost one bit flip here.
+    mutating func release(_ slot: Int) {
+        present.remove(slot)
+    }
+
+    mutating func update(_ slot: Int, to new: Int64) {
+        move(slot, to: bucket(new))
+    }
+
+    /// Makes `slot`'s `less` bits encode bucket `b` (`bounds.count`: no bits), flipping only the difference.
+    @inline(__always)
+    private mutating func move(_ slot: Int, to b: Int) {
+        if slot >= encoded.count {
+            encoded.append(contentsOf: repeatElement(UInt8(bounds.count), count: slot + 1 - encoded.count))
+        }
+        let a = Int(encoded[slot])
         if a < b {
             for j in a..<b { less[j].remove(slot) }
         } else if b < a {
             for j in b..<a { less[j].insert(slot) }
         }
+        encoded[slot] = UInt8(b)
     }
 
     /// The stored bitmap of slots below `x` when `x` is one of the bounds.
