@@ -48,7 +48,7 @@ struct DatabaseOptions: ParsableArguments {
 /// `--migrations-dir`, shared by the commands that read the migration files.
 struct MigrationsDirectoryOptions: ParsableArguments {
     @Option(name: .customLong("migrations-dir"),
-            help: "Directory holding NNNN_name.up.sql / .down.sql files (default: sql/ in the current directory).")
+            help: "Directory holding the NNNN_name.up.sql / .down.sql files, relative to the current directory.")
     var migrationsDirectory: String = "sql"
 
     func load() throws(CommandFailure) -> [MigrationFile] {

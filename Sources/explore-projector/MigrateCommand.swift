@@ -14,25 +14,37 @@ struct MigrateCommand: ParsableCommand {
             """,
         subcommands: [Up.self, Down.self, Status.self])
 
-    struct Up: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Applies pending migrations in order.")
+    /// What every migrate subcommand needs: the database and the migration files.
+    struct Target: ParsableArguments {
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var migrations: MigrationsDirectoryOptions
-        @Option(name: .customLong("to"), help: "Stop after this migration number (default: apply all).")
-        var target: Int?
-        @Option(name: .customLong("lock-timeout"), help: "Seconds to wait for another runner's lock.")
-        var lockTimeout: Int = 60
 
-        func run() throws {
+        /// Loads the files, connects, and hands `body` a runner; the connection closes afterwards, and a failure
+        /// becomes the command's one error line.
+        func withRunner(lockTimeout: Int = 60, _ body: (MigrationRunner) throws -> Void) throws {
             try runReportingFailure {
                 let files = try migrations.load()
                 let connection = try database.connect()
                 defer { connection.close() }
-                let runner = MigrationRunner(connection: connection, files: files, lockWait: .seconds(lockTimeout),
-                                             log: { print($0) })
+                try body(MigrationRunner(connection: connection, files: files, lockWait: .seconds(lockTimeout),
+                                         log: { print($0) }))
+            }
+        }
+    }
+
+    struct Up: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Applies pending migrations in order.")
+        @OptionGroup var target: Target
+        @Option(name: .customLong("to"), help: "Stop after this migration number (default: apply all).")
+        var lastMigration: Int?
+        @Option(name: .customLong("lock-timeout"), help: "Seconds to wait for another runner's lock.")
+        var lockTimeout: Int = 60
+
+        func run() throws {
+            try target.withRunner(lockTimeout: lockTimeout) { runner in
                 let clock = ContinuousClock()
                 let start = clock.now
-                let steps = try runner.up(to: target)
+                let steps = try runner.up(to: lastMigration)
                 let elapsed = clock.now - start
                 if steps.isEmpty {
                     print("nothing to apply: the database is up to date")
@@ -45,20 +57,14 @@ struct MigrateCommand: ParsableCommand {
 
     struct Down: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Reverts the newest applied migrations.")
-        @OptionGroup var database: DatabaseOptions
-        @OptionGroup var migrations: MigrationsDirectoryOptions
+        @OptionGroup var target: Target
         @Option(name: .customLong("steps"), help: "How many migrations to revert, newest first.")
         var steps: Int = 1
         @Option(name: .customLong("lock-timeout"), help: "Seconds to wait for another runner's lock.")
         var lockTimeout: Int = 60
 
         func run() throws {
-            try runReportingFailure {
-                let files = try migrations.load()
-                let connection = try database.connect()
-                defer { connection.close() }
-                let runner = MigrationRunner(connection: connection, files: files, lockWait: .seconds(lockTimeout),
-                                             log: { print($0) })
+            try target.withRunner(lockTimeout: lockTimeout) { runner in
                 let done = try runner.down(steps: steps)
                 print("reverted \(done.count) migration(s)")
             }
@@ -68,15 +74,11 @@ struct MigrateCommand: ParsableCommand {
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Lists every migration as applied, pending, drifted or missing; exits 1 on drift.")
-        @OptionGroup var database: DatabaseOptions
-        @OptionGroup var migrations: MigrationsDirectoryOptions
+        @OptionGroup var target: Target
 
         func run() throws {
-            try runReportingFailure {
-                let files = try migrations.load()
-                let connection = try database.connect()
-                defer { connection.close() }
-                let entries = try MigrationRunner(connection: connection, files: files).status()
+            try target.withRunner { runner in
+                let entries = try runner.status()
                 var problems = 0
                 for entry in entries {
                     switch entry.state {
