@@ -57,7 +57,7 @@ public final class ExploreService: Sendable {
     public var port: Int { server.port }
 
     /// The projector's counters (bootstrapped, applied changes, batches, failures).
-    public var projectorStatus: ProjectorDriver.Status { projector.status }
+    public var projectorStatus: FeedStatus { projector.status }
 
     /// Starts the projector and, once the cache is bootstrapped, the server.
     /// - Throws: ``ExploreServiceError`` naming the cause (database unreachable, schema not migrated, cache not
@@ -72,10 +72,11 @@ public final class ExploreService: Sendable {
         if built { logger.info("built the projection table from the defining query") }
 
         let index = ExploreIndex()
-        let projector = ProjectorHandle(
-            configuration: ProjectorDriver.Configuration(
-                postgres: postgres, batching: configuration.batching, pollInterval: configuration.pollInterval),
-            index: index, logger: logger)
+        let driverConfiguration = ProjectorDriver.Configuration(
+            postgres: postgres, batching: configuration.batching, pollInterval: configuration.pollInterval)
+        let projector = ProjectorHandle {
+            ProjectorDriver(configuration: driverConfiguration, index: index, logger: logger)
+        }
         let attempts = configuration.bootstrapAttempts
         do {
             try await offCooperativePool { () throws(ExploreServiceError) in

@@ -1,5 +1,3 @@
-import ExploreQuery
-import Logging
 import Projector
 
 #if canImport(Glibc)
@@ -8,29 +6,26 @@ import Glibc
 import Darwin
 #endif
 
-/// The running ``ProjectorDriver``, replaceable as a whole: a cache rebuild stops the current driver after its
-/// batch in flight and starts a fresh one, whose bootstrap reloads the cache from the projection table off to the
-/// side and swaps it in. Only one driver ever writes to the index, so rebuild and feed never race.
+/// The running feed driver, replaceable as a whole: a cache rebuild stops the current driver after its batch in
+/// flight and starts a fresh one, whose bootstrap reloads the cache from the projection table off to the side and
+/// swaps it in. Only one driver ever writes to the index, so rebuild and feed never race.
 final class ProjectorHandle: @unchecked Sendable {
     // Safe: `driver` and `stopped` are read and written only while holding `lock`; `lifecycle` serializes whole
     // start / restart / stop sequences so two of them never interleave.
     private let lock = ProjectorLockBox()
     private let lifecycle = ProjectorLockBox()
-    private var driver: ProjectorDriver
+    private var driver: any FeedDriver
     private var stopped = false
-    private let configuration: ProjectorDriver.Configuration
-    private let index: ExploreIndex
-    private let logger: Logger
+    private let makeDriver: @Sendable () -> any FeedDriver
 
-    init(configuration: ProjectorDriver.Configuration, index: ExploreIndex, logger: Logger) {
-        self.configuration = configuration
-        self.index = index
-        self.logger = logger
-        self.driver = ProjectorDriver(configuration: configuration, index: index, logger: logger)
+    /// - Parameter makeDriver: creates a fresh, not yet started driver (once now, once per restart).
+    init(makeDriver: @escaping @Sendable () -> any FeedDriver) {
+        self.makeDriver = makeDriver
+        self.driver = makeDriver()
     }
 
     /// The current driver's counters.
-    var status: ProjectorDriver.Status { lock.withLock { driver.status } }
+    var status: FeedStatus { lock.withLock { driver.status } }
 
     /// Starts the driver and blocks until it has bootstrapped the cache. Blocking: call off the cooperative pool.
     /// - Throws: `.projectionFailed` after `attempts` failed sessions without a bootstrap.
@@ -52,7 +47,7 @@ final class ProjectorHandle: @unchecked Sendable {
             }
             let old = lock.withLock { driver }
             old.stop()
-            let fresh = ProjectorDriver(configuration: configuration, index: index, logger: logger)
+            let fresh = makeDriver()
             lock.withLock { driver = fresh }
             fresh.start()
             try Self.awaitBootstrap(fresh, attempts: attempts)
@@ -62,7 +57,7 @@ final class ProjectorHandle: @unchecked Sendable {
     /// Stops the current driver after its batch in flight; later restarts are refused.
     func stop() {
         lifecycle.withLock {
-            let current = lock.withLock { () -> ProjectorDriver in
+            let current = lock.withLock { () -> any FeedDriver in
                 stopped = true
                 return driver
             }
@@ -70,7 +65,7 @@ final class ProjectorHandle: @unchecked Sendable {
         }
     }
 
-    private static func awaitBootstrap(_ driver: ProjectorDriver, attempts: Int) throws(ExploreServiceError) {
+    private static func awaitBootstrap(_ driver: any FeedDriver, attempts: Int) throws(ExploreServiceError) {
         // Bounded by failures, not by time: a large projection may take a while to load, a broken one fails
         // (and logs why) within a few backoff delays.
         while true {

@@ -16,7 +16,7 @@ import Darwin
 /// notification costs latency, not data. After any failure it reconnects with backoff, re-reads the checkpoint
 /// and reloads the cache from the projection table, so a batch whose COMMIT outcome was unknown can never leave
 /// the cache behind or ahead of the table.
-public final class ProjectorDriver: @unchecked Sendable {
+public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
     /// How the driver batches and polls.
     public struct Configuration: Sendable {
         /// The database.
@@ -47,25 +47,13 @@ public final class ProjectorDriver: @unchecked Sendable {
         }
     }
 
-    /// Counters for monitoring and tests.
-    public struct Status: Sendable, Hashable {
-        /// The cache holds the projection (bootstrapped at least once).
-        public var isBootstrapped = false
-        /// The checkpoint's `applied_changes` the cache reflects.
-        public var appliedChanges: Int64 = 0
-        /// Batches committed by this driver.
-        public var batches = 0
-        /// Failures recovered from.
-        public var failures = 0
-    }
-
     /// The cache this driver keeps current.
     public let index: ExploreIndex
     private let configuration: Configuration
     private let logger: Logger
     private let lock = ProjectorLock()
     private var stopRequested = false
-    private var currentStatus = Status()
+    private var currentStatus = FeedStatus()
     private var thread: pthread_t?
     private var started = false
 
@@ -77,7 +65,7 @@ public final class ProjectorDriver: @unchecked Sendable {
     }
 
     /// A snapshot of the counters.
-    public var status: Status { lock.withLock { currentStatus } }
+    public var status: FeedStatus { lock.withLock { currentStatus } }
 
     /// Starts the loop on its own thread; does nothing when it is already running or has been stopped.
     public func start() {
@@ -117,7 +105,11 @@ public final class ProjectorDriver: @unchecked Sendable {
             do {
                 try follow()
             } catch {
-                lock.withLock { currentStatus.failures += 1 }
+                lock.withLock {
+                    currentStatus.failures += 1
+                    currentStatus.isConnected = false
+                    currentStatus.lastError = "\(error)"
+                }
                 logger.warning("projector failed; restarting from the checkpoint", metadata: [
                     "error": "\(error)",
                 ])
@@ -149,6 +141,8 @@ public final class ProjectorDriver: @unchecked Sendable {
         index.replace(with: store)
         lock.withLock {
             currentStatus.isBootstrapped = true
+            currentStatus.isConnected = true
+            currentStatus.lastError = nil
             currentStatus.appliedChanges = checkpoint.appliedChanges
         }
         logger.info("cache bootstrapped", metadata: ["rows": "\(store.count)"])
