@@ -19,6 +19,9 @@ public struct FeedStatus: Sendable, Hashable {
     public var pendingChanges: Int64?
     /// How far the cache trails the source, in milliseconds; `nil` when unknown.
     public var lagMilliseconds: Double?
+    /// Events that could not be applied (malformed, unknown table, missing key): counted, logged, dead-lettered
+    /// when configured, and skipped so they never stall the feed.
+    public var rejectedEvents: Int64 = 0
     /// The rebuild in progress, if any.
     public var rebuild: RebuildProgress?
 
