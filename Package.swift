@@ -85,7 +85,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "bench", dependencies: [
-            "ExploreQuery", "DemoData", "CSQLite", "ExploreServer", "ExploreClient",
+            "ExploreQuery", "DemoData", "CSQLite", "ExploreWire", "ExploreServer", "ExploreClient",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench", swiftSettings: swiftSettings),

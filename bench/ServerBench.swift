@@ -1,6 +1,7 @@
 import ExploreClient
 import ExploreQuery
 import ExploreServer
+import ExploreWire
 import Foundation
 import Histogram
 import NIOCore
@@ -31,6 +32,9 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
     /// Unloaded round trip minus in-process time (p50 vs p50): what the protocol, the sockets and both sides'
     /// event loops add to a query.
     var protocolOverheadMicros: Int64
+    /// CPU cost of the protocol itself per query, both sides: encode the request, frame and decode it, encode the
+    /// answer, frame and decode it (p50 over the mix, in-process, no sockets).
+    var codecP50Micros: Double
     var errors: Int
 
     var description: String {
@@ -42,6 +46,7 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
           in-process: p50 \(inProcessP50Micros) µs, mean \(String(format: "%.1f", inProcessMeanMicros)) µs
           unloaded round trip p50 \(unloadedRoundTripP50Micros) µs -> protocol overhead \(protocolOverheadMicros) µs/query
           ping round trip p50 \(pingRoundTripP50Micros) µs
+          codec (request + answer, both sides) p50 \(String(format: "%.1f", codecP50Micros)) µs/query
           errors: \(errors)
         """
     }
@@ -61,6 +66,7 @@ enum ServerBenchmark {
                     duration: Duration = .seconds(5)) async throws -> ServerBenchmarkReport {
         precondition(!queries.isEmpty && connections > 0 && pipelineDepth > 0)
         let inProcess = measureInProcess(index: index, queries: queries)
+        let codec = measureCodec(index: index, queries: queries)
         let server = try await ExploreServer.start(
             configuration: ExploreServerConfiguration(host: "127.0.0.1", port: 0,
                                                       maximumInFlight: max(128, pipelineDepth * 2)),
@@ -99,6 +105,7 @@ enum ServerBenchmark {
                 inProcessP50Micros: inProcess.histogram.valueAtPercentile(50), inProcessMeanMicros: inProcess.mean,
                 unloadedRoundTripP50Micros: unloadedP50, pingRoundTripP50Micros: ping.histogram.valueAtPercentile(50),
                 protocolOverheadMicros: Int64(unloadedP50) - Int64(inProcess.histogram.valueAtPercentile(50)),
+                codecP50Micros: codec,
                 errors: unloaded.errors + maximum.errors + half.errors)
         } catch {
             await server.shutdown()
@@ -130,6 +137,35 @@ enum ServerBenchmark {
         phase.count = runs
         phase.mean = Double(totalNanos) / Double(runs) / 1_000
         return phase
+    }
+
+    /// The protocol's own CPU cost per query, in microseconds (p50): the work both peers do on a query's bytes,
+    /// measured without sockets or event loops so it is not hidden by loopback noise.
+    static func measureCodec(index: ExploreIndex, queries: [SearchQuery]) -> Double {
+        let answers = queries.prefix(1_000).compactMap { query in
+            (try? index.search(query)).map { (query, $0) }
+        }
+        guard !answers.isEmpty else { return 0 }
+        var samples: [Double] = []
+        var buffer = ByteBufferAllocator().buffer(capacity: 64 * 1024)
+        var decoder = FrameDecoder()
+        for round in 0..<max(5_000, answers.count) {
+            let (query, result) = answers[round % answers.count]
+            let start = DispatchTime.now().uptimeNanoseconds
+            buffer.clear()
+            WireCodec.encode(.search(query), requestID: UInt32(round), into: &buffer)
+            guard var body = try? decoder.decode(buffer: &buffer),
+                  let header = try? WireCodec.decodeHeader(&body),
+                  (try? WireCodec.decodeRequest(header, &body)) != nil else { return .nan }
+            buffer.clear()
+            WireCodec.encode(.searchResult(result), requestID: UInt32(round), into: &buffer)
+            guard var answer = try? decoder.decode(buffer: &buffer),
+                  let answerHeader = try? WireCodec.decodeHeader(&answer),
+                  (try? WireCodec.decodeResponse(answerHeader, &answer)) != nil else { return .nan }
+            samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1_000)
+        }
+        samples.sort()
+        return samples[samples.count / 2]
     }
 
     /// Every worker sends its next query as soon as its previous answer arrives.
