@@ -27,7 +27,7 @@ struct ServerTests {
         let backend = ReferenceBackend(rows: demoRows)
         try await withServer(backend: backend) { server in
             let client = try await ExploreClient.connect(host: "127.0.0.1", port: server.port)
-            #expect(client.serverInfo.version == 1)
+            #expect(client.serverInfo.version == WireProtocol.supportedVersions.upperBound)
             #expect(client.serverInfo.features == .all)
             var rng = SystemRandomNumberGenerator()
             for _ in 0..<200 {
