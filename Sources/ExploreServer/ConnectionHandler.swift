@@ -96,8 +96,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         write(context: context, response, requestID: header.requestID)
         var failure: WireError.Code?
         if case .error(let error) = response { failure = error.code }
-        shared.metrics.record(opcode: header.opcode, error: failure,
-                              nanoseconds: UInt64(max((NIODeadline.now() - start).nanoseconds, 0)))
+        shared.metrics.record(opcode: header.opcode, error: failure, nanoseconds: Self.elapsed(since: start))
+    }
+
+    private static func elapsed(since start: NIODeadline) -> UInt64 {
+        UInt64(max((NIODeadline.now() - start).nanoseconds, 0))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -105,6 +108,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func handshake(context: ChannelHandlerContext, body: inout ByteBuffer) {
+        let start = NIODeadline.now()
         let header: FrameHeader
         let request: WireRequest
         do throws(WireError) {
@@ -114,6 +118,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
             request = try WireCodec.decodeRequest(header, &body)
         } catch {
+            shared.metrics.record(opcode: .hello, error: .badHandshake, nanoseconds: Self.elapsed(since: start))
             closeWithError(context: context, WireError(.badHandshake, "bad handshake: \(error.message)"))
             return
         }
@@ -122,6 +127,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let low = max(hello.minimumVersion, supported.lowerBound)
         let high = min(hello.maximumVersion, supported.upperBound)
         guard low <= high else {
+            shared.metrics.record(opcode: .hello, error: .unsupportedVersion, nanoseconds: Self.elapsed(since: start))
             closeWithError(context: context, WireError(
                 .unsupportedVersion, "server speaks versions \(supported.lowerBound)...\(supported.upperBound)"),
                 requestID: header.requestID)
@@ -137,6 +143,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             maximumFrameSize: UInt32(clamping: configuration.maximumFrameSize),
             maximumInFlight: UInt32(clamping: configuration.maximumInFlight),
             serverVersion: configuration.serverVersion)), requestID: header.requestID)
+        shared.metrics.record(opcode: .hello, error: nil, nanoseconds: Self.elapsed(since: start))
     }
 
     private func statistics() -> ServerStatistics {
