@@ -38,7 +38,7 @@ public struct OperationsEndpoint: Sendable {
 
     /// Answers `method` on `uri` (the query string is ignored).
     public func respond(method: String, uri: String) -> Response {
-        let path = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let path = String(uri.prefix { $0 != "?" })
         guard ["/metrics", "/healthz", "/readyz"].contains(path) else {
             return Response(status: 404, text: "not found; try /metrics, /healthz or /readyz\n")
         }

@@ -79,7 +79,8 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
         if answer.status == 405 { headers.add(name: "Allow", value: "GET, HEAD") }
         let keepAlive = head.isKeepAlive
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
-        let responseHead = HTTPResponseHead(version: head.version, status: HTTPResponseStatus(statusCode: answer.status),
+        let responseHead = HTTPResponseHead(version: head.version,
+                                            status: HTTPResponseStatus(statusCode: answer.status),
                                             headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if head.method != .HEAD {

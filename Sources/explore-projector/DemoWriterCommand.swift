@@ -111,7 +111,8 @@ struct DemoWriterCommand: ParsableCommand {
         while !stop.isSet {
             let left = deadline - clock.now
             guard left > .zero else { return }
-            let micros = min(100_000, left.components.seconds * 1_000_000 + left.components.attoseconds / 1_000_000_000_000)
+            let micros = min(100_000, left.components.seconds * 1_000_000
+                + left.components.attoseconds / 1_000_000_000_000)
             usleep(UInt32(max(1, micros)))
         }
     }

@@ -188,8 +188,8 @@ struct ServerTests {
                 (RawConnection.helloBytes() + [0x00, 0x00, 0x00, 0x00], .frameTooLarge),
                 (RawConnection.frame(.ping([]), id: 1), .badHandshake),
                 ([0x00, 0x00, 0x00, 0x07, 0x01, 0x00, 0x00, 0x47, 0x45, 0x54, 0x20], .badHandshake),
-                (RawConnection.helloBytes(minimumVersion: WireProtocol.supportedVersions.upperBound + 1, maximumVersion: 9),
-                 .unsupportedVersion),
+                (RawConnection.helloBytes(minimumVersion: WireProtocol.supportedVersions.upperBound + 1,
+                                          maximumVersion: 9), .unsupportedVersion),
             ]
             for (bytes, code) in cases {
                 let connection = try await RawConnection.connect(port: server.port)

@@ -165,6 +165,9 @@ struct ServeProcessTests {
                                              "--rate", "200/s", "--duration", "1", "--quiet"])
             #expect(writer.status == 0, "\(writer.stderr)")
             #expect(writer.stdout.hasPrefix("demo-writer: "), "\(writer.stdout)")
+            let committed = writer.stdout.dropFirst("demo-writer: ".count).prefix { $0.isNumber }
+            #expect(Int(committed) ?? 0 > 0, "\(writer.stdout)")
+            #expect(writer.stdout.contains(" 0 failed"), "\(writer.stdout)")
             var report: [String: Any] = [:]
             for _ in 0..<200 {
                 let status = try await Self.run(["status", "--server", "127.0.0.1:\(port)", "--json"])
@@ -188,8 +191,8 @@ struct ServeProcessTests {
             let verifiedReport = try JSONSerialization.jsonObject(with: Data(verified.stdout.utf8)) as? [String: Any]
             #expect((verifiedReport?["verified"] as? [String: Any])?["mismatches"] as? Int == 0, "\(verified)")
             let text = try await Self.run(["status", "--server", "127.0.0.1:\(port)"])
-            #expect(text.stdout.split(separator: "\n").contains { $0.hasPrefix("feed connected ") && $0.hasSuffix(" yes") },
-                    "\(text.stdout)")
+            let lines = text.stdout.split(separator: "\n")
+            #expect(lines.contains { $0.hasPrefix("feed connected ") && $0.hasSuffix(" yes") }, "\(text.stdout)")
 
             kill(serve.process.processIdentifier, signalName == "SIGTERM" ? SIGTERM : SIGINT)
             let exitStatus = try await serve.awaitExit()
