@@ -3,12 +3,12 @@ import ExploreService
 import Foundation
 
 /// The operations port of `serve --metrics-listen`: Prometheus text on `/metrics`, `/healthz`, and `/readyz`
-/// (ready once the cache is bootstrapped and the feed is connected, not ready again while stopping).
+/// (ready once the cache is bootstrapped, as long as the feed is not failing; not ready while stopping).
 ///
 /// It starts before the service, so probes get answers (`/readyz` 503) while the cache is still loading, and
 /// bootstraps the process's `MetricsSystem`, so the protocol server's request metrics land in its registry.
 final class ServeOperations: @unchecked Sendable {
-    // Safe: `service`, `fixedReadiness` and `stopping` are read and written only while holding `lock`.
+    // Safe: `service`, `alwaysReady`, `stopping` and `server` are read and written only while holding `lock`.
     private let lock = NSLock()
     private var service: ExploreService?
     private var alwaysReady = false
@@ -66,11 +66,12 @@ final class ServeOperations: @unchecked Sendable {
         let (service, alwaysReady, stopping) = lock.withLock { (self.service, self.alwaysReady, self.stopping) }
         if stopping { return "shutting down" }
         if alwaysReady { return nil }
+        // The service exists only once its cache is bootstrapped. After that, a cache rebuild (a fresh driver
+        // loading a new cache while searches use the old one) keeps the service ready; a failing feed does not.
         guard let service else { return "loading the cache" }
         let status = service.projectorStatus
-        guard status.isBootstrapped else { return "loading the cache" }
-        guard status.isConnected else {
-            return "the feed is not connected" + (status.lastError.map { ": \($0)" } ?? "")
+        if !status.isConnected, let error = status.lastError {
+            return "the feed is not connected: " + error.split(whereSeparator: \.isNewline).joined(separator: " ")
         }
         return nil
     }
