@@ -278,7 +278,10 @@ public enum WireCodec {
             buffer.writeInteger(UInt8(0))
             return
         }
-        let lastError = feed.lastError.map { truncated($0, toUTF8Bytes: FeedReport.maximumErrorLength) }
+        let lastError = feed.lastError.map {
+            truncated($0.split(whereSeparator: \.isNewline).joined(separator: " "),
+                      toUTF8Bytes: FeedReport.maximumErrorLength)
+        }
         var presence = FeedPresence.state
         if feed.pendingChanges != nil { presence |= FeedPresence.pendingChanges }
         if lastError != nil { presence |= FeedPresence.lastError }

@@ -161,7 +161,8 @@ public struct FeedReport: Sendable, Hashable {
     /// The rebuild in progress, if any.
     public var rebuild: RebuildStatus?
 
-    /// Longest `lastError` an encoder writes, in UTF-8 bytes; longer messages are cut at a character boundary.
+    /// Longest `lastError` an encoder writes, in UTF-8 bytes; longer messages are cut at a character boundary
+    /// (line breaks become spaces first).
     public static let maximumErrorLength = 512
 
     public init(isConnected: Bool, isBootstrapped: Bool, batches: UInt64 = 0, failures: UInt64 = 0,

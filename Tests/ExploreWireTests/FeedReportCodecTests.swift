@@ -107,6 +107,14 @@ struct FeedReportCodecTests {
         #expect(error == String(repeating: "é", count: 256))
     }
 
+    @Test("a multi-line last error travels as one line")
+    func multiLineError() throws {
+        var report = Self.fullReport
+        report.lastError = "connection lost\nDETAIL: server closed\r\nthe connection"
+        let decoded = try Self.decode(Self.encode(Self.statistics(version: 2, feed: report)))
+        #expect(decoded?.feed?.lastError == "connection lost DETAIL: server closed the connection")
+    }
+
     @Test("rebuild rate and ETA follow from rows and elapsed time")
     func rebuildRate() {
         let status = RebuildStatus(phase: .building, rowsDone: 250_000, rowsTotal: 1_000_000,
