@@ -43,7 +43,7 @@ public struct Opcode: RawRepresentable, Sendable, Hashable, CustomStringConverti
 /// The header that follows the length prefix: opcode u8, flags u8, request id varint (u32).
 public struct FrameHeader: Sendable, Hashable {
     public var opcode: Opcode
-    /// Reserved; must be 0 in protocol version 1.
+    /// Reserved; must be 0 in protocol versions 1 and 2.
     public var flags: UInt8
     /// Chosen by the client, echoed by the server's answer; 0 is used by the server for connection-level errors.
     public var requestID: UInt32
