@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // MARK: C modules: a modulemap and a shim header each, nothing else.
@@ -52,6 +54,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
         ], swiftSettings: swiftSettings),
         .target(name: "ExploreClient", dependencies: [
             "ExploreWire", "ExploreQuery",
@@ -77,10 +80,21 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
 
+        // MARK: Operations: Prometheus text, health and readiness on a separate HTTP port.
+        .target(name: "ExploreMetrics", dependencies: [
+            "Projector",
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: swiftSettings),
+
         // MARK: Executables.
         .executableTarget(name: "explore-projector", dependencies: [
             "Postgres", "Migrations", "Projector", "ExploreQuery", "DemoData", "ExploreServer", "ExploreClient",
-            "ExploreService",
+            "ExploreService", "ExploreMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -113,6 +127,12 @@ let package = Package(
                     swiftSettings: swiftSettings),
         .testTarget(name: "ExploreServerTests", dependencies: ["ExploreServer", "ExploreClient", "ExploreWire",
                     "ExploreQuery", "DemoData",
+                    .product(name: "NIOCore", package: "swift-nio"),
+                    .product(name: "NIOPosix", package: "swift-nio")],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "ExploreMetricsTests", dependencies: ["ExploreMetrics", "Projector", "ExploreServer",
+                    "ExploreClient", "ExploreQuery", "DemoData",
+                    .product(name: "Metrics", package: "swift-metrics"),
                     .product(name: "NIOCore", package: "swift-nio"),
                     .product(name: "NIOPosix", package: "swift-nio")],
                     swiftSettings: swiftSettings),

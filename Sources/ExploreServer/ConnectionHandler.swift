@@ -62,30 +62,45 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func process(context: ChannelHandlerContext, body: inout ByteBuffer) {
+        let start = NIODeadline.now()
         let header: FrameHeader
         do {
             header = try WireCodec.decodeHeader(&body)
         } catch {
             write(context: context, .error(error), requestID: 0)
+            shared.metrics.record(opcode: nil, error: error.code, nanoseconds: 0)
             return
         }
         let request: WireRequest
         do {
             request = try WireCodec.decodeRequest(header, &body)
         } catch {
-            write(context: context, .error(error), requestID: header.requestID)
+            answer(context: context, .error(error), header: header, start: start)
             return
         }
         if case .stats = request {
-            write(context: context, .stats(statistics()), requestID: header.requestID)
+            answer(context: context, .stats(statistics()), header: header, start: start)
             return
         }
         switch processor.process(request, adminGranted: adminGranted) {
         case .respond(let response):
-            write(context: context, response, requestID: header.requestID)
+            answer(context: context, response, header: header, start: start)
         case .admin(let operation):
-            runAdmin(operation, requestID: header.requestID, context: context)
+            runAdmin(operation, header: header, start: start, context: context)
         }
+    }
+
+    /// Writes the answer to a request and records it in the request metrics.
+    private func answer(context: ChannelHandlerContext, _ response: WireResponse, header: FrameHeader,
+                        start: NIODeadline) {
+        write(context: context, response, requestID: header.requestID)
+        var failure: WireError.Code?
+        if case .error(let error) = response { failure = error.code }
+        shared.metrics.record(opcode: header.opcode, error: failure, nanoseconds: Self.elapsed(since: start))
+    }
+
+    private static func elapsed(since start: NIODeadline) -> UInt64 {
+        UInt64(max((NIODeadline.now() - start).nanoseconds, 0))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -93,6 +108,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func handshake(context: ChannelHandlerContext, body: inout ByteBuffer) {
+        let start = NIODeadline.now()
         let header: FrameHeader
         let request: WireRequest
         do throws(WireError) {
@@ -102,6 +118,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
             request = try WireCodec.decodeRequest(header, &body)
         } catch {
+            shared.metrics.record(opcode: .hello, error: .badHandshake, nanoseconds: Self.elapsed(since: start))
             closeWithError(context: context, WireError(.badHandshake, "bad handshake: \(error.message)"))
             return
         }
@@ -110,6 +127,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let low = max(hello.minimumVersion, supported.lowerBound)
         let high = min(hello.maximumVersion, supported.upperBound)
         guard low <= high else {
+            shared.metrics.record(opcode: .hello, error: .unsupportedVersion, nanoseconds: Self.elapsed(since: start))
             closeWithError(context: context, WireError(
                 .unsupportedVersion, "server speaks versions \(supported.lowerBound)...\(supported.upperBound)"),
                 requestID: header.requestID)
@@ -125,6 +143,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             maximumFrameSize: UInt32(clamping: configuration.maximumFrameSize),
             maximumInFlight: UInt32(clamping: configuration.maximumInFlight),
             serverVersion: configuration.serverVersion)), requestID: header.requestID)
+        shared.metrics.record(opcode: .hello, error: nil, nanoseconds: Self.elapsed(since: start))
     }
 
     private func statistics() -> ServerStatistics {
@@ -134,13 +153,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
             feedLagMicroseconds: backend.feedLagMicroseconds, lastAppliedChange: backend.lastAppliedChange,
             uptimeMicroseconds: shared.uptimeMicroseconds, openConnections: UInt64(shared.openConnections),
             protocolVersion: version, features: processor.configuration.features,
-            serverVersion: processor.configuration.serverVersion)
+            serverVersion: processor.configuration.serverVersion,
+            feed: version >= WireProtocol.feedReportVersion ? backend.feed : nil)
     }
 
-    private func runAdmin(_ operation: RequestProcessor.AdminOperation, requestID: UInt32,
+    private func runAdmin(_ operation: RequestProcessor.AdminOperation, header: FrameHeader, start: NIODeadline,
                           context: ChannelHandlerContext) {
         guard let admin else {
-            write(context: context, .error(WireError(.adminUnavailable, "no admin handler")), requestID: requestID)
+            answer(context: context, .error(WireError(.adminUnavailable, "no admin handler")), header: header,
+                   start: start)
             return
         }
         inFlight += 1
@@ -160,7 +181,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 let (handler, context) = loopBound.value
                 handler.inFlight -= 1
                 guard context.channel.isActive else { return }
-                handler.write(context: context, response, requestID: requestID)
+                handler.answer(context: context, response, header: header, start: start)
                 context.flush()
                 handler.afterRequestCompleted(context: context)
             }

@@ -1,4 +1,5 @@
 import ExploreQuery
+import CoreMetrics
 import ExploreWire
 import Foundation
 public import NIOCore
@@ -8,8 +9,13 @@ import NIOPosix
 final class ServerSharedState: @unchecked Sendable {
     // Safe: every mutable field is read and written only while holding `lock`.
     private let lock = NSLock()
+    let metrics: RequestMetrics
     private var channels: [ObjectIdentifier: any Channel] = [:]
     private let started = NIODeadline.now()
+
+    init(metrics: RequestMetrics) {
+        self.metrics = metrics
+    }
 
     var uptimeMicroseconds: UInt64 {
         UInt64(max((NIODeadline.now() - started).nanoseconds / 1_000, 0))
@@ -19,15 +25,18 @@ final class ServerSharedState: @unchecked Sendable {
 
     /// Registers a connection; `false` when the server is at `limit`.
     func admit(_ channel: any Channel, limit: Int) -> Bool {
-        lock.withLock {
+        let admitted = lock.withLock {
             guard channels.count < limit else { return false }
             channels[ObjectIdentifier(channel)] = channel
             return true
         }
+        if admitted { metrics.openConnections.increment() } else { metrics.rejectedConnections.increment() }
+        return admitted
     }
 
     func remove(_ channel: any Channel) {
-        _ = lock.withLock { channels.removeValue(forKey: ObjectIdentifier(channel)) }
+        let removed = lock.withLock { channels.removeValue(forKey: ObjectIdentifier(channel)) }
+        if removed != nil { metrics.openConnections.decrement() }
     }
 
     func allChannels() -> [any Channel] { lock.withLock { Array(channels.values) } }
@@ -79,7 +88,8 @@ public final class ExploreServer: Sendable {
                              group: (any EventLoopGroup)? = nil) async throws -> ExploreServer {
         let ownsGroup = group == nil
         let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let shared = ServerSharedState()
+        let shared = ServerSharedState(
+            metrics: RequestMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory))
         let processor = RequestProcessor(configuration: configuration, backend: backend,
                                          hasAdminHandler: admin != nil)
         let bootstrap = ServerBootstrap(group: group)

@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import ExploreWire
 public import NIOCore
 
@@ -25,6 +26,9 @@ public struct ExploreServerConfiguration: Sendable {
     public var serverVersion: String
     /// How long graceful shutdown waits for requests in flight before closing connections anyway.
     public var shutdownGracePeriod: TimeAmount
+    /// Where request and connection metrics go; `nil` uses the process's `MetricsSystem` (a no-op until the
+    /// process bootstraps one).
+    public var metricsFactory: (any MetricsFactory)? = nil
 
     public init(host: String = "127.0.0.1", port: Int = 7700,
                 maximumFrameSize: Int = WireProtocol.defaultMaximumFrameSize, maximumConnections: Int = 1024,

@@ -19,13 +19,16 @@ public struct BackendStatistics: Sendable, Hashable {
     public var feedLagMicroseconds: UInt64?
     /// Position of the last applied change; `nil` without a feed.
     public var lastAppliedChange: UInt64?
+    /// The feed's state (sent to protocol version 2 clients); `nil` without a feed.
+    public var feed: FeedReport?
 
     public init(listingCount: Int, memoryBytes: Int, feedLagMicroseconds: UInt64? = nil,
-                lastAppliedChange: UInt64? = nil) {
+                lastAppliedChange: UInt64? = nil, feed: FeedReport? = nil) {
         self.listingCount = listingCount
         self.memoryBytes = memoryBytes
         self.feedLagMicroseconds = feedLagMicroseconds
         self.lastAppliedChange = lastAppliedChange
+        self.feed = feed
     }
 }
 

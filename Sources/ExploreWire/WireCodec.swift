@@ -176,6 +176,9 @@ public enum WireCodec {
             buffer.writeInteger(stats.protocolVersion)
             encodeFeatures(stats.features, into: &buffer)
             buffer.writeWireString(stats.serverVersion)
+            if stats.protocolVersion >= WireProtocol.feedReportVersion {
+                encodeFeedReport(stats.feed, into: &buffer)
+            }
         case .rebuilt(let report):
             buffer.writeVarint(report.listingCount)
             buffer.writeVarint(report.durationMicroseconds)
@@ -252,9 +255,95 @@ public enum WireCodec {
         let version = try body.readFixed(UInt8.self, "protocol version")
         let features = try decodeFeatures(&body)
         let serverVersion = try body.readWireString()
+        let feed = version >= WireProtocol.feedReportVersion ? try decodeFeedReport(&body) : nil
         return ServerStatistics(listingCount: count, memoryBytes: memory, feedLagMicroseconds: lag,
                                 lastAppliedChange: last, uptimeMicroseconds: uptime, openConnections: connections,
-                                protocolVersion: version, features: features, serverVersion: serverVersion)
+                                protocolVersion: version, features: features, serverVersion: serverVersion,
+                                feed: feed)
+    }
+
+    // MARK: Feed report (STATS_RESULT, protocol version 2)
+
+    private enum FeedPresence {
+        static let state: UInt8 = 1 << 0
+        static let pendingChanges: UInt8 = 1 << 1
+        static let lastError: UInt8 = 1 << 2
+        static let rebuild: UInt8 = 1 << 3
+        static let rebuildTotal: UInt8 = 1 << 4
+        static let all: UInt8 = 0x1F
+    }
+
+    private static func encodeFeedReport(_ feed: FeedReport?, into buffer: inout ByteBuffer) {
+        guard let feed else {
+            buffer.writeInteger(UInt8(0))
+            return
+        }
+        let lastError = feed.lastError.map {
+            truncated($0.split(whereSeparator: \.isNewline).joined(separator: " "),
+                      toUTF8Bytes: FeedReport.maximumErrorLength)
+        }
+        var presence = FeedPresence.state
+        if feed.pendingChanges != nil { presence |= FeedPresence.pendingChanges }
+        if lastError != nil { presence |= FeedPresence.lastError }
+        if let rebuild = feed.rebuild {
+            presence |= FeedPresence.rebuild
+            if rebuild.rowsTotal != nil { presence |= FeedPresence.rebuildTotal }
+        }
+        buffer.writeInteger(presence)
+        buffer.writeInteger((feed.isConnected ? UInt8(1) : 0) | (feed.isBootstrapped ? 2 : 0))
+        buffer.writeVarint(feed.batches)
+        buffer.writeVarint(feed.failures)
+        buffer.writeVarint(feed.rejectedEvents)
+        if let pending = feed.pendingChanges { buffer.writeVarint(pending) }
+        if let lastError { buffer.writeWireString(lastError) }
+        if let rebuild = feed.rebuild {
+            buffer.writeInteger(rebuild.phase.rawValue)
+            buffer.writeVarint(rebuild.rowsDone)
+            if let total = rebuild.rowsTotal { buffer.writeVarint(total) }
+            buffer.writeVarint(rebuild.elapsedMicroseconds)
+        }
+    }
+
+    private static func decodeFeedReport(_ body: inout ByteBuffer) throws(WireError) -> FeedReport? {
+        let presence = try body.readFixed(UInt8.self, "feed presence")
+        guard presence & ~FeedPresence.all == 0 else { throw WireError(.malformedFrame, "unknown feed presence bits") }
+        guard presence != 0 else { return nil }
+        guard presence & FeedPresence.state != 0,
+              presence & FeedPresence.rebuildTotal == 0 || presence & FeedPresence.rebuild != 0 else {
+            throw WireError(.malformedFrame, "feed presence bits without the fields they depend on")
+        }
+        let state = try body.readFixed(UInt8.self, "feed state")
+        guard state & ~3 == 0 else { throw WireError(.malformedFrame, "unknown feed state bits") }
+        var feed = FeedReport(isConnected: state & 1 != 0, isBootstrapped: state & 2 != 0,
+                              batches: try body.readVarint(), failures: try body.readVarint(),
+                              rejectedEvents: try body.readVarint())
+        if presence & FeedPresence.pendingChanges != 0 { feed.pendingChanges = try body.readVarint() }
+        if presence & FeedPresence.lastError != 0 { feed.lastError = try body.readWireString() }
+        if presence & FeedPresence.rebuild != 0 {
+            let raw = try body.readFixed(UInt8.self, "rebuild phase")
+            guard let phase = RebuildStatus.Phase(rawValue: raw) else {
+                throw WireError(.malformedFrame, "unknown rebuild phase \(raw)")
+            }
+            let done = try body.readVarint()
+            let total = presence & FeedPresence.rebuildTotal != 0 ? try body.readVarint() : nil
+            feed.rebuild = RebuildStatus(phase: phase, rowsDone: done, rowsTotal: total,
+                                         elapsedMicroseconds: try body.readVarint())
+        }
+        return feed
+    }
+
+    /// `text` cut to at most `limit` UTF-8 bytes at a character boundary.
+    static func truncated(_ text: String, toUTF8Bytes limit: Int) -> String {
+        guard text.utf8.count > limit else { return text }
+        var result = ""
+        var bytes = 0
+        for character in text {
+            let size = character.utf8.count
+            guard bytes + size <= limit else { break }
+            result.append(character)
+            bytes += size
+        }
+        return result
     }
 
     // MARK: Search query

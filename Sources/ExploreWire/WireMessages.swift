@@ -4,8 +4,11 @@ public import ExploreQuery
 public enum WireProtocol {
     /// The four magic bytes at the start of every `HELLO` and `HELLO_OK` payload: ASCII `EXPL`.
     public static let magic: [UInt8] = [0x45, 0x58, 0x50, 0x4C]
-    /// Protocol versions this implementation speaks.
-    public static let supportedVersions: ClosedRange<UInt8> = 1...1
+    /// Protocol versions this implementation speaks. Version 2 differs from 1 only by the feed report appended
+    /// to `STATS_RESULT` (``FeedReport``); a version 1 connection gets the version 1 layout.
+    public static let supportedVersions: ClosedRange<UInt8> = 1...2
+    /// The first version whose `STATS_RESULT` carries the feed report.
+    public static let feedReportVersion: UInt8 = 2
     /// Default maximum frame length (bytes after the length prefix): 1 MiB.
     public static let defaultMaximumFrameSize = 1 << 20
     /// The length prefix: big-endian u32.
@@ -40,7 +43,7 @@ public struct Opcode: RawRepresentable, Sendable, Hashable, CustomStringConverti
 /// The header that follows the length prefix: opcode u8, flags u8, request id varint (u32).
 public struct FrameHeader: Sendable, Hashable {
     public var opcode: Opcode
-    /// Reserved; must be 0 in protocol version 1.
+    /// Reserved; must be 0 in protocol versions 1 and 2.
     public var flags: UInt8
     /// Chosen by the client, echoed by the server's answer; 0 is used by the server for connection-level errors.
     public var requestID: UInt32
@@ -118,10 +121,13 @@ public struct ServerStatistics: Sendable, Hashable {
     public var protocolVersion: UInt8
     public var features: FeatureFlags
     public var serverVersion: String
+    /// The change feed's state; `nil` when there is no feed. Travels only on connections of protocol version
+    /// ``WireProtocol/feedReportVersion`` or later: the encoder leaves it out of a version 1 answer.
+    public var feed: FeedReport?
 
     public init(listingCount: UInt64, memoryBytes: UInt64, feedLagMicroseconds: UInt64?, lastAppliedChange: UInt64?,
                 uptimeMicroseconds: UInt64, openConnections: UInt64, protocolVersion: UInt8,
-                features: FeatureFlags, serverVersion: String) {
+                features: FeatureFlags, serverVersion: String, feed: FeedReport? = nil) {
         self.listingCount = listingCount
         self.memoryBytes = memoryBytes
         self.feedLagMicroseconds = feedLagMicroseconds
@@ -131,6 +137,92 @@ public struct ServerStatistics: Sendable, Hashable {
         self.protocolVersion = protocolVersion
         self.features = features
         self.serverVersion = serverVersion
+        self.feed = feed
+    }
+}
+
+/// The change feed's state in `STATS` (protocol version 2): what an operator needs to tell a healthy feed from a
+/// stuck one. The lag itself and the last applied change travel in ``ServerStatistics``.
+public struct FeedReport: Sendable, Hashable {
+    /// The feed is connected to its source and following it.
+    public var isConnected: Bool
+    /// The cache holds the projection (bootstrapped at least once).
+    public var isBootstrapped: Bool
+    /// Batches committed by the running feed driver.
+    public var batches: UInt64
+    /// Failures the feed recovered from.
+    public var failures: UInt64
+    /// Events that could not be applied and were skipped.
+    public var rejectedEvents: UInt64
+    /// Changes committed at the source but not applied yet; `nil` when unknown.
+    public var pendingChanges: UInt64?
+    /// The last failure, while the feed has not recovered from it; one line.
+    public var lastError: String?
+    /// The rebuild in progress, if any.
+    public var rebuild: RebuildStatus?
+
+    /// Longest `lastError` an encoder writes, in UTF-8 bytes; longer messages are cut at a character boundary
+    /// (line breaks become spaces first).
+    public static let maximumErrorLength = 512
+
+    public init(isConnected: Bool, isBootstrapped: Bool, batches: UInt64 = 0, failures: UInt64 = 0,
+                rejectedEvents: UInt64 = 0, pendingChanges: UInt64? = nil, lastError: String? = nil,
+                rebuild: RebuildStatus? = nil) {
+        self.isConnected = isConnected
+        self.isBootstrapped = isBootstrapped
+        self.batches = batches
+        self.failures = failures
+        self.rejectedEvents = rejectedEvents
+        self.pendingChanges = pendingChanges
+        self.lastError = lastError
+        self.rebuild = rebuild
+    }
+}
+
+/// Progress of a full rebuild as `STATS` reports it.
+public struct RebuildStatus: Sendable, Hashable {
+    /// What the rebuild is doing; the raw values are the wire values.
+    public enum Phase: UInt8, Sendable, Hashable, CaseIterable {
+        case building = 0
+        case catchingUp = 1
+        case swapping = 2
+        case loadingCache = 3
+
+        /// The phase's name in reports.
+        public var name: String {
+            switch self {
+            case .building: "building"
+            case .catchingUp: "catching_up"
+            case .swapping: "swapping"
+            case .loadingCache: "loading_cache"
+            }
+        }
+    }
+
+    public var phase: Phase
+    /// Rows written so far.
+    public var rowsDone: UInt64
+    /// Rows expected in all; `nil` when unknown.
+    public var rowsTotal: UInt64?
+    /// Time since the rebuild started.
+    public var elapsedMicroseconds: UInt64
+
+    public init(phase: Phase, rowsDone: UInt64, rowsTotal: UInt64?, elapsedMicroseconds: UInt64) {
+        self.phase = phase
+        self.rowsDone = rowsDone
+        self.rowsTotal = rowsTotal
+        self.elapsedMicroseconds = elapsedMicroseconds
+    }
+
+    /// Rows per second so far; 0 before any time has passed.
+    public var rowsPerSecond: Double {
+        elapsedMicroseconds > 0 ? Double(rowsDone) / (Double(elapsedMicroseconds) / 1e6) : 0
+    }
+
+    /// Estimated seconds left at the rate so far; `nil` without a total or a rate.
+    public var etaSeconds: Double? {
+        guard let rowsTotal, rowsPerSecond > 0 else { return nil }
+        return Double(rowsTotal > rowsDone ? rowsTotal - rowsDone : 0) / rowsPerSecond
     }
 }
 

@@ -31,6 +31,8 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
         public var backoff: ReconnectBackoff
         /// Called inside each batch transaction just before COMMIT; throwing rolls the batch back. For tests.
         public var beforeCommit: (@Sendable () throws -> Void)?
+        /// Shortest time between two measurements of the outbox lag (``OutboxLagTracker``).
+        public var lagSampleInterval: Duration = .milliseconds(250)
 
         /// Creates a configuration with defaults suited to production.
         public init(
@@ -147,6 +149,7 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
         }
         logger.info("cache bootstrapped", metadata: ["rows": "\(store.count)"])
 
+        var lagTracker = OutboxLagTracker(interval: configuration.lagSampleInterval)
         var feed = OutboxFeedStateMachine(checkpoint: checkpoint.position, pageSize: configuration.pageSize)
         var batcher = ChangeBatcher(configuration: configuration.batching)
         var appliedChanges = checkpoint.appliedChanges
@@ -187,6 +190,13 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
                 case .deliver(let entries, let hasMore):
                     more = hasMore
                     if batcher.add(entries, now: now()) == .flushNow { try flush() }
+                }
+            }
+            if lagTracker.isDue(now: now()) {
+                let lag = try lagTracker.measure(on: connection, now: now())
+                lock.withLock {
+                    currentStatus.pendingChanges = lag.pendingChanges
+                    currentStatus.lagMilliseconds = lag.lagMilliseconds
                 }
             }
             // Wait for the batch window, a notification or the poll interval, whichever ends first.

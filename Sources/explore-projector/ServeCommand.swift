@@ -36,6 +36,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Listing type to switch off (development or existing); repeatable.") var disableType: [String] = []
     @Option(help: "Maximum connections.") var maxConnections = 1024
     @Option(help: "Idle timeout in seconds.") var idleTimeout: Int64 = 300
+    @Option(help: "Serve /metrics (Prometheus text), /healthz and /readyz on this HOST:PORT; off by default.")
+    var metricsListen: String?
 
     func validate() throws {
         if let demo {
@@ -46,6 +48,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard parseListenAddress(listen) != nil else {
             throw ValidationError("--listen must be HOST:PORT with a port in 0...65535, e.g. 127.0.0.1:7700")
+        }
+        if let metricsListen, parseListenAddress(metricsListen) == nil {
+            throw ValidationError("--metrics-listen must be HOST:PORT, e.g. 127.0.0.1:9187")
         }
         guard batchWindowMs >= 0 else { throw ValidationError("--batch-window-ms must be >= 0") }
         guard batchMaxIds >= 1 else { throw ValidationError("--batch-max-ids must be >= 1") }
@@ -77,6 +82,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
+    /// The operations port, when `--metrics-listen` asks for one.
+    private func startOperations() async throws(CommandFailure) -> ServeOperations? {
+        guard let metricsListen, let address = parseListenAddress(metricsListen) else { return nil }
+        return try await ServeOperations.start(host: address.host, port: address.port)
+    }
+
     private func serverConfiguration() throws(CommandFailure) -> ExploreServerConfiguration {
         let address = parseListenAddress(listen)!
         var configuration = ExploreServerConfiguration(host: address.host, port: address.port)
@@ -97,13 +108,26 @@ struct ServeCommand: AsyncParsableCommand {
             postgres: postgres,
             batching: ChangeBatcher.Configuration(window: .milliseconds(batchWindowMs), maximumKeys: batchMaxIds),
             pollInterval: .milliseconds(pollIntervalMs), server: server)
-        let service = try await ExploreService.start(configuration: configuration)
+        let operations = try await startOperations()
+        let service: ExploreService
+        do {
+            service = try await ExploreService.start(configuration: configuration)
+        } catch {
+            await operations?.shutdown()
+            throw error
+        }
+        operations?.attach(service)
         print("serving \(service.index.count) listings from \(postgres.host):\(postgres.port)/\(postgres.database) "
             + "on \(server.host):\(service.port)")
         fflush(nil)  // stdout may be a pipe; the operator should see this line now, not at exit.
-        let signals = onTerminationSignal { Task { await service.shutdown() } }
+        let signals = onTerminationSignal { name in
+            ServeLogging.logger.info("received \(name); stopping gracefully (finishing the batch in flight)")
+            operations?.markStopping()
+            Task { await service.shutdown() }
+        }
         await service.waitUntilClosed()
         await service.shutdown()
+        await operations?.shutdown()
         withExtendedLifetime(signals) {}
         print("stopped")
     }
@@ -111,13 +135,20 @@ struct ServeCommand: AsyncParsableCommand {
     private func runDemo(listings: Int, server configuration: ExploreServerConfiguration) async throws {
         let dataset = DemoDataset(listings: listings, seed: seed)
         let index = ExploreIndex(store: ExploreStore(bulk: dataset.exploreRows()))
+        let operations = try await startOperations()
         let server = try await ExploreServer.start(configuration: configuration, backend: index,
                                                    admin: DemoAdmin(index: index, dataset: dataset))
+        operations?.markAlwaysReady()
         print("serving \(index.count) demo listings on \(configuration.host):\(server.port)")
         fflush(nil)
-        let signals = onTerminationSignal { Task { await server.shutdown() } }
+        let signals = onTerminationSignal { name in
+            ServeLogging.logger.info("received \(name); stopping gracefully")
+            operations?.markStopping()
+            Task { await server.shutdown() }
+        }
         await server.waitUntilClosed()
         await server.shutdown()
+        await operations?.shutdown()
         withExtendedLifetime(signals) {}
         print("stopped")
     }

@@ -23,6 +23,12 @@ enum ServeLogging {
     }()
 
     static func bootstrap() { _ = once }
+
+    /// The command's own log lines (signals, the operations port).
+    static var logger: Logger {
+        bootstrap()
+        return Logger(label: "explore.serve")
+    }
 }
 
 /// Reads the admin token from a file: trimmed of surrounding whitespace, an empty file is an error.
@@ -49,14 +55,16 @@ func parseListenAddress(_ text: String) -> (host: String, port: Int)? {
     return (host, port)
 }
 
-/// Calls `handler` on the first SIGINT or SIGTERM; the sources must be kept alive while the process runs.
-func onTerminationSignal(_ handler: @escaping @Sendable () -> Void) -> [any DispatchSourceSignal] {
+/// Calls `handler` with the signal's name (`SIGINT`, `SIGTERM`) on each SIGINT or SIGTERM; the sources must be
+/// kept alive while the process runs.
+func onTerminationSignal(_ handler: @escaping @Sendable (String) -> Void) -> [any DispatchSourceSignal] {
     signal(SIGINT, SIG_IGN)
     signal(SIGTERM, SIG_IGN)
-    let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .main) }
-    for source in sources {
-        source.setEventHandler(handler: handler)
-        source.resume()
+    let sources = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")].map { number, name in
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .main)
+        source.setEventHandler { handler(name) }
+        return source
     }
+    for source in sources { source.resume() }
     return sources
 }

@@ -27,7 +27,7 @@ struct ServerTests {
         let backend = ReferenceBackend(rows: demoRows)
         try await withServer(backend: backend) { server in
             let client = try await ExploreClient.connect(host: "127.0.0.1", port: server.port)
-            #expect(client.serverInfo.version == 1)
+            #expect(client.serverInfo.version == WireProtocol.supportedVersions.upperBound)
             #expect(client.serverInfo.features == .all)
             var rng = SystemRandomNumberGenerator()
             for _ in 0..<200 {
@@ -188,7 +188,8 @@ struct ServerTests {
                 (RawConnection.helloBytes() + [0x00, 0x00, 0x00, 0x00], .frameTooLarge),
                 (RawConnection.frame(.ping([]), id: 1), .badHandshake),
                 ([0x00, 0x00, 0x00, 0x07, 0x01, 0x00, 0x00, 0x47, 0x45, 0x54, 0x20], .badHandshake),
-                (RawConnection.helloBytes(minimumVersion: 2, maximumVersion: 9), .unsupportedVersion),
+                (RawConnection.helloBytes(minimumVersion: WireProtocol.supportedVersions.upperBound + 1,
+                                          maximumVersion: 9), .unsupportedVersion),
             ]
             for (bytes, code) in cases {
                 let connection = try await RawConnection.connect(port: server.port)

@@ -118,6 +118,32 @@ struct RandomMessages {
         return .rows(columns: columns, rows: (0..<Int.random(in: 0...6, using: &rng)).map { _ in row().projected(onto: columns) })
     }
 
+    /// `STATS_RESULT` of version 1 (no feed report) or 2 (a random feed report, or none).
+    mutating func statistics() -> WireResponse {
+        let version: UInt8 = bool() ? 1 : 2
+        var feed: FeedReport?
+        if version >= 2 && bool() {
+            var report = FeedReport(
+                isConnected: bool(), isBootstrapped: bool(), batches: .random(in: 0...UInt64.max, using: &rng),
+                failures: .random(in: 0...1000, using: &rng), rejectedEvents: .random(in: 0...UInt64.max, using: &rng))
+            report.pendingChanges = optional { UInt64.random(in: 0...UInt64.max, using: &$0.rng) }
+            report.lastError = optional { $0.string() }
+            report.rebuild = optional {
+                RebuildStatus(phase: RebuildStatus.Phase.allCases.randomElement(using: &$0.rng)!,
+                              rowsDone: .random(in: 0...UInt64.max, using: &$0.rng),
+                              rowsTotal: $0.optional { UInt64.random(in: 0...UInt64.max, using: &$0.rng) },
+                              elapsedMicroseconds: .random(in: 0...UInt64.max, using: &$0.rng))
+            }
+            feed = report
+        }
+        return .stats(ServerStatistics(
+            listingCount: .random(in: 0...UInt64.max, using: &rng), memoryBytes: .random(in: 0...UInt64.max, using: &rng),
+            feedLagMicroseconds: optional { UInt64.random(in: 0...UInt64.max, using: &$0.rng) },
+            lastAppliedChange: optional { UInt64.random(in: 0...UInt64.max, using: &$0.rng) },
+            uptimeMicroseconds: .random(in: 0...UInt64.max, using: &rng), openConnections: .random(in: 0...1000, using: &rng),
+            protocolVersion: version, features: features(), serverVersion: string(), feed: feed))
+    }
+
     mutating func response() -> WireResponse {
         switch Int.random(in: 0..<8, using: &rng) {
         case 0: .helloAccepted(HelloAccepted(
@@ -127,12 +153,7 @@ struct RandomMessages {
         case 1: .pong(bytes(0...64))
         case 2: .searchResult(searchResult())
         case 3: randomRows()
-        case 4: .stats(ServerStatistics(
-            listingCount: .random(in: 0...UInt64.max, using: &rng), memoryBytes: .random(in: 0...UInt64.max, using: &rng),
-            feedLagMicroseconds: optional { UInt64.random(in: 0...UInt64.max, using: &$0.rng) },
-            lastAppliedChange: optional { UInt64.random(in: 0...UInt64.max, using: &$0.rng) },
-            uptimeMicroseconds: .random(in: 0...UInt64.max, using: &rng), openConnections: .random(in: 0...1000, using: &rng),
-            protocolVersion: 1, features: features(), serverVersion: string()))
+        case 4: statistics()
         case 5: .rebuilt(RebuildReport(listingCount: .random(in: 0...UInt64.max, using: &rng),
                                        durationMicroseconds: .random(in: 0...UInt64.max, using: &rng)))
         case 6: .verified(VerifyReport(checked: .random(in: 0...UInt64.max, using: &rng),

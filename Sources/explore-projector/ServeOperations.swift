@@ -1,0 +1,86 @@
+import ExploreMetrics
+import ExploreService
+import Foundation
+
+/// The operations port of `serve --metrics-listen`: Prometheus text on `/metrics`, `/healthz`, and `/readyz`
+/// (ready once the cache is bootstrapped, as long as the feed is not failing; not ready while stopping).
+///
+/// It starts before the service, so probes get answers (`/readyz` 503) while the cache is still loading, and
+/// bootstraps the process's `MetricsSystem`, so the protocol server's request metrics land in its registry.
+final class ServeOperations: @unchecked Sendable {
+    // Safe: `service`, `alwaysReady`, `stopping` and `server` are read and written only while holding `lock`.
+    private let lock = NSLock()
+    private var service: ExploreService?
+    private var alwaysReady = false
+    private var stopping = false
+    private let exporter: MetricsExporter
+    private let feedMetrics: FeedMetrics
+    private var server: OperationsServer?
+
+    private init(exporter: MetricsExporter) {
+        self.exporter = exporter
+        feedMetrics = FeedMetrics(factory: exporter.factory)
+    }
+
+    /// Bootstraps the metrics system and binds `host:port`.
+    static func start(host: String, port: Int) async throws(CommandFailure) -> ServeOperations {
+        let exporter = MetricsExporter()
+        exporter.bootstrapMetricsSystem()
+        let operations = ServeOperations(exporter: exporter)
+        let endpoint = OperationsEndpoint(
+            readiness: { [operations] in operations.notReadyReason() },
+            scrape: { [operations] in operations.scrape() })
+        do {
+            let server = try await OperationsServer.start(host: host, port: port, endpoint: endpoint)
+            operations.lock.withLock { operations.server = server }
+            print("metrics on http://\(host):\(server.port)/metrics (also /healthz, /readyz)")
+            fflush(nil)
+            return operations
+        } catch {
+            throw CommandFailure("cannot listen on \(host):\(port) for metrics: \(error)")
+        }
+    }
+
+    /// From now on readiness and the feed metrics follow `service`.
+    func attach(_ service: ExploreService) {
+        lock.withLock { self.service = service }
+    }
+
+    /// Ready from now on (a service without a feed: `serve --demo`).
+    func markAlwaysReady() {
+        lock.withLock { alwaysReady = true }
+    }
+
+    /// Not ready from now on: the process is shutting down.
+    func markStopping() {
+        lock.withLock { stopping = true }
+    }
+
+    /// Closes the port.
+    func shutdown() async {
+        let server = lock.withLock { self.server }
+        await server?.shutdown()
+    }
+
+    private func notReadyReason() -> String? {
+        let (service, alwaysReady, stopping) = lock.withLock { (self.service, self.alwaysReady, self.stopping) }
+        if stopping { return "shutting down" }
+        if alwaysReady { return nil }
+        // The service exists only once its cache is bootstrapped. After that, a cache rebuild (a fresh driver
+        // loading a new cache while searches use the old one) keeps the service ready; a failing feed does not.
+        guard let service else { return "loading the cache" }
+        let status = service.projectorStatus
+        if !status.isConnected, let error = status.lastError {
+            return "the feed is not connected: " + error.split(whereSeparator: \.isNewline).joined(separator: " ")
+        }
+        return nil
+    }
+
+    private func scrape() -> [UInt8] {
+        if let service = lock.withLock({ self.service }) {
+            feedMetrics.update(status: service.projectorStatus, listings: service.index.count,
+                               memoryBytes: service.index.memoryBytes)
+        }
+        return exporter.render()
+    }
+}

@@ -1,0 +1,1 @@
+ALTER TABLE explore.change_outbox DROP COLUMN created_at;
