@@ -134,7 +134,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             feedLagMicroseconds: backend.feedLagMicroseconds, lastAppliedChange: backend.lastAppliedChange,
             uptimeMicroseconds: shared.uptimeMicroseconds, openConnections: UInt64(shared.openConnections),
             protocolVersion: version, features: processor.configuration.features,
-            serverVersion: processor.configuration.serverVersion)
+            serverVersion: processor.configuration.serverVersion, rebuild: backend.rebuild)
     }
 
     private func runAdmin(_ operation: RequestProcessor.AdminOperation, requestID: UInt32,

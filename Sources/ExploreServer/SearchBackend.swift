@@ -19,9 +19,12 @@ public struct BackendStatistics: Sendable, Hashable {
     public var feedLagMicroseconds: UInt64?
     /// Position of the last applied change; `nil` without a feed.
     public var lastAppliedChange: UInt64?
+    /// The full rebuild in progress, if any.
+    public var rebuild: RebuildStatus?
 
     public init(listingCount: Int, memoryBytes: Int, feedLagMicroseconds: UInt64? = nil,
-                lastAppliedChange: UInt64? = nil) {
+                lastAppliedChange: UInt64? = nil, rebuild: RebuildStatus? = nil) {
+        self.rebuild = rebuild
         self.listingCount = listingCount
         self.memoryBytes = memoryBytes
         self.feedLagMicroseconds = feedLagMicroseconds

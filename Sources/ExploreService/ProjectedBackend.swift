@@ -17,6 +17,11 @@ struct ProjectedBackend: SearchBackend {
         let status = projector.status
         return BackendStatistics(
             listingCount: index.count, memoryBytes: index.memoryBytes, feedLagMicroseconds: nil,
-            lastAppliedChange: status.isBootstrapped ? UInt64(max(0, status.appliedChanges)) : nil)
+            lastAppliedChange: status.isBootstrapped ? UInt64(max(0, status.appliedChanges)) : nil,
+            rebuild: status.rebuild.map { progress in
+                RebuildStatus(phase: progress.phase.rawValue, rowsDone: UInt64(max(0, progress.rowsDone)),
+                              rowsTotal: progress.rowsTotal.map { UInt64(max(0, $0)) },
+                              elapsedMicroseconds: UInt64(max(0, progress.elapsedSeconds * 1e6)))
+            })
     }
 }

@@ -168,9 +168,17 @@ public enum WireCodec {
             var presence: UInt8 = 0
             if stats.feedLagMicroseconds != nil { presence |= 1 }
             if stats.lastAppliedChange != nil { presence |= 2 }
+            if stats.rebuild != nil { presence |= 4 }
+            if stats.rebuild?.rowsTotal != nil { presence |= 8 }
             buffer.writeInteger(presence)
             if let lag = stats.feedLagMicroseconds { buffer.writeVarint(lag) }
             if let last = stats.lastAppliedChange { buffer.writeVarint(last) }
+            if let rebuild = stats.rebuild {
+                buffer.writeWireString(rebuild.phase)
+                buffer.writeVarint(rebuild.rowsDone)
+                if let total = rebuild.rowsTotal { buffer.writeVarint(total) }
+                buffer.writeVarint(rebuild.elapsedMicroseconds)
+            }
             buffer.writeVarint(stats.uptimeMicroseconds)
             buffer.writeVarint(stats.openConnections)
             buffer.writeInteger(stats.protocolVersion)
@@ -244,9 +252,19 @@ public enum WireCodec {
         let count = try body.readVarint()
         let memory = try body.readVarint()
         let presence = try body.readFixed(UInt8.self, "presence")
-        guard presence & ~3 == 0 else { throw WireError(.malformedFrame, "unknown presence bits") }
+        guard presence & ~15 == 0, presence & 12 != 8 else {
+            throw WireError(.malformedFrame, "unknown presence bits")
+        }
         let lag = presence & 1 != 0 ? try body.readVarint() : nil
         let last = presence & 2 != 0 ? try body.readVarint() : nil
+        var rebuild: RebuildStatus?
+        if presence & 4 != 0 {
+            let phase = try body.readWireString()
+            let done = try body.readVarint()
+            let total = presence & 8 != 0 ? try body.readVarint() : nil
+            rebuild = RebuildStatus(phase: phase, rowsDone: done, rowsTotal: total,
+                                    elapsedMicroseconds: try body.readVarint())
+        }
         let uptime = try body.readVarint()
         let connections = try body.readVarint()
         let version = try body.readFixed(UInt8.self, "protocol version")
@@ -254,7 +272,8 @@ public enum WireCodec {
         let serverVersion = try body.readWireString()
         return ServerStatistics(listingCount: count, memoryBytes: memory, feedLagMicroseconds: lag,
                                 lastAppliedChange: last, uptimeMicroseconds: uptime, openConnections: connections,
-                                protocolVersion: version, features: features, serverVersion: serverVersion)
+                                protocolVersion: version, features: features, serverVersion: serverVersion,
+                                rebuild: rebuild)
     }
 
     // MARK: Search query

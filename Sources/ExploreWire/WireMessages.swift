@@ -118,10 +118,13 @@ public struct ServerStatistics: Sendable, Hashable {
     public var protocolVersion: UInt8
     public var features: FeatureFlags
     public var serverVersion: String
+    /// The full rebuild in progress, if any.
+    public var rebuild: RebuildStatus?
 
     public init(listingCount: UInt64, memoryBytes: UInt64, feedLagMicroseconds: UInt64?, lastAppliedChange: UInt64?,
                 uptimeMicroseconds: UInt64, openConnections: UInt64, protocolVersion: UInt8,
-                features: FeatureFlags, serverVersion: String) {
+                features: FeatureFlags, serverVersion: String, rebuild: RebuildStatus? = nil) {
+        self.rebuild = rebuild
         self.listingCount = listingCount
         self.memoryBytes = memoryBytes
         self.feedLagMicroseconds = feedLagMicroseconds
@@ -131,6 +134,25 @@ public struct ServerStatistics: Sendable, Hashable {
         self.protocolVersion = protocolVersion
         self.features = features
         self.serverVersion = serverVersion
+    }
+}
+
+/// A full rebuild in progress, as `STATS` reports it.
+public struct RebuildStatus: Sendable, Hashable {
+    /// `building`, `catchingUp`, `swapping` or `loadingCache`.
+    public var phase: String
+    /// Rows written to the new table so far.
+    public var rowsDone: UInt64
+    /// Rows expected; `nil` when unknown.
+    public var rowsTotal: UInt64?
+    /// Microseconds since the rebuild started.
+    public var elapsedMicroseconds: UInt64
+
+    public init(phase: String, rowsDone: UInt64, rowsTotal: UInt64?, elapsedMicroseconds: UInt64) {
+        self.phase = phase
+        self.rowsDone = rowsDone
+        self.rowsTotal = rowsTotal
+        self.elapsedMicroseconds = elapsedMicroseconds
     }
 }
 

@@ -58,7 +58,7 @@ struct StatusCommand: AsyncParsableCommand {
         await client.close()
         let enabledFilters = FilterField.allCases.filter { stats.features.enabledFilters.contains($0) }.map(\.name)
         let enabledTypes = ListingType.allCases.filter { stats.features.enabledListingTypes.contains($0) }.map(\.name)
-        let lines: [(String, String)] = [
+        var lines: [(String, String)] = [
             ("server version", stats.serverVersion),
             ("protocol version", String(stats.protocolVersion)),
             ("listings", String(stats.listingCount)),
@@ -70,6 +70,12 @@ struct StatusCommand: AsyncParsableCommand {
             ("enabled filters", enabledFilters.joined(separator: ",")),
             ("enabled listing types", enabledTypes.joined(separator: ",")),
         ]
+        if let rebuild = stats.rebuild {
+            let total: Int64? = rebuild.rowsTotal.map { Int64(clamping: $0) }
+            lines.append(("rebuild", RebuildCommand.progressLine(
+                phase: rebuild.phase, done: Int64(clamping: rebuild.rowsDone), total: total,
+                elapsed: Double(rebuild.elapsedMicroseconds) / 1e6)))
+        }
         let width = lines.map(\.0.count).max() ?? 0
         for (name, value) in lines {
             print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
