@@ -118,6 +118,7 @@ public enum RebuildStore {
     public static func prepare(on connection: PostgresConnection) throws(ProjectorError) -> Prepared {
         do {
             try connection.executeScript("""
+                SET client_min_messages = warning;
                 DROP TABLE IF EXISTS explore.\(sideTable);
                 DROP TABLE IF EXISTS explore.\(oldTable);
                 CREATE TABLE explore.\(sideTable) (LIKE explore.\(liveTable)
@@ -306,6 +307,7 @@ public enum RebuildStore {
                 try connection.transaction { () throws in
                     try connection.executeScript("""
                         SET LOCAL lock_timeout = '\(milliseconds)ms';
+                        SET LOCAL client_min_messages = warning;
                         DROP TABLE IF EXISTS explore.\(oldTable);
                         DROP TABLE IF EXISTS explore.\(sideTable);
                         """)
