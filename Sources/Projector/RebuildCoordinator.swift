@@ -357,7 +357,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
                 throw ProjectorError(code: .rebuildFailed, message: "explore.projection_state is missing: run "
                     + "explore-projector migrate up")
             }
-            try RebuildStore.markStarted(on: connection, projection: feedName)
+            try RebuildStore.markStarted(version: configuration.query.version, on: connection, projection: feedName)
         } catch {
             let failure = ProjectorError.database("starting the rebuild failed", error)
             monitor.withLock { lastFailure = failure.description }

@@ -67,29 +67,32 @@ public enum RebuildStore {
     }
 
     /// Asks the projector following the feed for a rebuild (it looks about once a second).
+    ///
+    /// Without a state row the table was built by a binary that records versions, so the row gets the shipped one.
     public static func requestRebuild(on connection: PostgresConnection,
                                       projection: String = ProjectionDefinition.feedName) throws(ProjectorError)
     {
         do {
             try connection.query("""
                 INSERT INTO explore.projection_state (projection, version, rebuild_requested_at)
-                VALUES ($1, 0, clock_timestamp())
+                VALUES ($1, $2, clock_timestamp())
                 ON CONFLICT (projection) DO UPDATE SET rebuild_requested_at = clock_timestamp()
-                """, [projection])
+                """, [projection, ProjectionQuery.shipped.version])
         } catch {
             throw ProjectorError.database("requesting a rebuild failed", error)
         }
     }
 
-    /// Marks a rebuild started (clears the request) and publishes its first progress.
-    static func markStarted(on connection: PostgresConnection, projection: String) throws {
+    /// Marks a rebuild started (clears the request) and publishes its first progress. Without a state row the
+    /// live table was built by this binary, with `version`.
+    static func markStarted(version: Int, on connection: PostgresConnection, projection: String) throws {
         try connection.query("""
             INSERT INTO explore.projection_state (projection, version, rebuild_started_at, rebuild_phase)
-            VALUES ($1, 0, clock_timestamp(), 'building')
+            VALUES ($1, $2, clock_timestamp(), 'building')
             ON CONFLICT (projection) DO UPDATE SET rebuild_requested_at = NULL, rebuild_started_at = clock_timestamp(),
                 rebuild_finished_at = NULL, rebuild_error = NULL, rebuild_phase = 'building',
                 rebuild_rows_done = 0, rebuild_rows_total = NULL
-            """, [projection])
+            """, [projection, version])
     }
 
     /// Publishes progress for other processes (`explore-projector rebuild --database-url` while serving).

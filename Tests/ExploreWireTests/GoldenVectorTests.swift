@@ -45,6 +45,11 @@ struct GoldenVectorTests {
                 listingCount: 1_000, memoryBytes: 65_536, feedLagMicroseconds: nil, lastAppliedChange: 300,
                 uptimeMicroseconds: 5_000_000, openConnections: 2, protocolVersion: 1, features: .all,
                 serverVersion: "0.1.0")))),
+            "stats-result-rebuilding": (4, .response(.stats(ServerStatistics(
+                listingCount: 1_000, memoryBytes: 65_536, feedLagMicroseconds: nil, lastAppliedChange: 300,
+                uptimeMicroseconds: 5_000_000, openConnections: 2, protocolVersion: 1, features: .all,
+                serverVersion: "0.1.0", rebuild: RebuildStatus(phase: "building", rowsDone: 150_000,
+                                                               rowsTotal: 1_000_000, elapsedMicroseconds: 2_500_000))))),
             "rebuild": (5, .request(.rebuild)),
             "rebuild-result": (5, .response(.rebuilt(RebuildReport(listingCount: 1_000, durationMicroseconds: 12_345)))),
             "verify": (6, .request(.verify)),
