@@ -435,11 +435,21 @@ public final class RebuildCoordinator: @unchecked Sendable {
                 }
             case .contractAndLoad:
                 do {
-                    try RebuildStore.dropLeftovers(lockTimeout: configuration.lockTimeout, on: connection)
+                    let dropStart = clock.now
+                    do {
+                        try RebuildStore.dropLeftovers(on: connection)
+                    } catch {
+                        // The new table is live; the next rebuild drops the old one.
+                        logger.warning("dropping the old projection table failed", metadata: ["error": "\(error)"])
+                    }
+                    let loadStart = clock.now
                     if index != nil {
                         let (store, checkpoint) = try ProjectionStore.loadCache(on: connection, feed: feedName)
                         loaded = (store, checkpoint.appliedChanges)
                     }
+                    logger.info("swapped; old table dropped, new cache loaded", metadata: [
+                        "drop": "\(loadStart - dropStart)", "load": "\(clock.now - loadStart)",
+                    ])
                     event = .loaded
                 } catch { event = .failed("\(error)") }
             case .installCache:
@@ -463,7 +473,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
                 return RebuildSummary(rows: machine.rowsDone, seconds: elapsed, version: configuration.query.version,
                                       swapAttempts: machine.swapAttempts)
             case .abort(let reason):
-                try? RebuildStore.dropLeftovers(lockTimeout: configuration.lockTimeout, on: connection)
+                try? RebuildStore.dropLeftovers(on: connection)
                 try? RebuildStore.markFinished(error: reason, on: connection, projection: feedName)
                 monitor.withLock { lastFailure = reason }
                 let swapped = machine.hasSwapped ? " (the new table is live; the cache was not reloaded)" : ""

@@ -118,6 +118,10 @@ public enum RebuildStore {
     /// Drops leftovers of an earlier rebuild, creates the side table with the live table's columns, defaults and
     /// checks (indexes come after the fill: building them once is cheaper than maintaining them per row), and
     /// reads the id range to fill.
+    ///
+    /// Autovacuum stays off the side table until the swap, and ``createIndexes(on:)`` vacuums it itself: an
+    /// autovacuum worker busy on a freshly filled table would hold a lock the swap must wait for, and it is only
+    /// cancelled for lock waits longer than `deadlock_timeout`, which the swap's short `lock_timeout` never reaches.
     public static func prepare(on connection: PostgresConnection) throws(ProjectorError) -> Prepared {
         do {
             try connection.executeScript("""
@@ -125,7 +129,8 @@ public enum RebuildStore {
                 DROP TABLE IF EXISTS explore.\(sideTable);
                 DROP TABLE IF EXISTS explore.\(oldTable);
                 CREATE TABLE explore.\(sideTable) (LIKE explore.\(liveTable)
-                    INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS);
+                    INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)
+                    WITH (autovacuum_enabled = false);
                 """)
             let range = try connection.query("SELECT min(id), max(id) FROM property.listings")
             let count = try connection.query("SELECT count(*) FROM explore.\(liveTable)")
@@ -161,7 +166,8 @@ public enum RebuildStore {
     }
 
     /// Gives the side table the live table's indexes (and the constraints they back), owner and grants, then
-    /// ANALYZE so the planner knows it as soon as it is swapped in.
+    /// VACUUM (ANALYZE): the planner knows it as soon as it is swapped in, and autovacuum has no reason to visit
+    /// it right after the swap.
     public static func createIndexes(on connection: PostgresConnection) throws(ProjectorError) {
         do {
             for index in try liveIndexes(on: connection) {
@@ -209,7 +215,7 @@ public enum RebuildStore {
                 guard let privilege = grant[0], let grantee = grant[1] else { continue }
                 try connection.query("GRANT \(privilege) ON explore.\(sideTable) TO \(grantee)")
             }
-            try connection.query("ANALYZE explore.\(sideTable)")
+            try connection.query("VACUUM (ANALYZE) explore.\(sideTable)")
         } catch {
             throw ProjectorError.database("indexing the side table failed", error)
         }
@@ -282,6 +288,7 @@ public enum RebuildStore {
                 for name in live { statements.append("ALTER INDEX explore.\(name) RENAME TO \(name)\(oldSuffix)") }
                 statements.append("ALTER TABLE explore.\(sideTable) RENAME TO \(liveTable)")
                 for name in live { statements.append("ALTER INDEX explore.\(name)\(sideSuffix) RENAME TO \(name)") }
+                statements.append("ALTER TABLE explore.\(liveTable) RESET (autovacuum_enabled)")
                 try connection.executeScript(statements.joined(separator: ";\n"))
                 try connection.query("""
                     INSERT INTO explore.projection_state (projection, version, built_at) VALUES ($1, $2, now())
@@ -297,9 +304,10 @@ public enum RebuildStore {
     }
 
     /// Drops the old table after the swap, and any side table a failed rebuild left. Waits at most `lockTimeout`
-    /// per attempt for readers still on the old table, up to `attempts` times.
-    public static func dropLeftovers(lockTimeout: Duration, attempts: Int = 50, on connection: PostgresConnection)
-        throws(ProjectorError)
+    /// per attempt, up to `attempts` times. Nobody reads these tables by name, so waiting for them blocks no
+    /// reader; a timeout longer than `deadlock_timeout` lets PostgreSQL cancel an autovacuum worker on them.
+    public static func dropLeftovers(lockTimeout: Duration = .seconds(3), attempts: Int = 20,
+                                     on connection: PostgresConnection) throws(ProjectorError)
     {
         let milliseconds = max(1, lockTimeout.components.seconds * 1_000
             + lockTimeout.components.attoseconds / 1_000_000_000_000_000)
