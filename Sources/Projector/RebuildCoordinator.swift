@@ -8,10 +8,11 @@ import Glibc
 import Darwin
 #endif
 
-/// A feed that can run a full rebuild between its batches: it owns a ``RebuildCoordinator`` and calls its
-/// ``RebuildCoordinator/sessionStarted(appliedChanges:)``, ``RebuildCoordinator/batchApplied(listingIDs:changes:appliedChanges:)``,
-/// ``RebuildCoordinator/betweenBatches(connection:)`` and ``RebuildCoordinator/feedStopped()`` hooks. The outbox
-/// driver adopts it; any other feed (Kafka) can, by calling the same hooks.
+/// A feed that can run a full rebuild between its batches: it owns a ``RebuildCoordinator`` and calls its hooks
+/// ``RebuildCoordinator/sessionStarted(appliedChanges:)`` after each bootstrap,
+/// ``RebuildCoordinator/batchApplied(listingIDs:changes:appliedChanges:)`` after each commit,
+/// ``RebuildCoordinator/betweenBatches(connection:)`` between batches and ``RebuildCoordinator/feedStopped()`` at
+/// the end. The outbox driver adopts it; any other feed (Kafka) can, by calling the same hooks.
 public protocol RebuildableFeed: FeedDriver {
     /// The rebuild machinery the feed runs between its batches.
     var rebuildCoordinator: RebuildCoordinator { get }
@@ -357,7 +358,8 @@ public final class RebuildCoordinator: @unchecked Sendable {
                 throw ProjectorError(code: .rebuildFailed, message: "explore.projection_state is missing: run "
                     + "explore-projector migrate up")
             }
-            try RebuildStore.markStarted(version: configuration.query.version, on: connection, projection: feedName)
+            try RebuildStore.markStarted(
+                version: configuration.query.version, on: connection, projection: feedName)
         } catch {
             let failure = ProjectorError.database("starting the rebuild failed", error)
             monitor.withLock { lastFailure = failure.description }

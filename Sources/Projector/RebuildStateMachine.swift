@@ -45,10 +45,13 @@ public struct RebuildStateMachine: Sendable {
 
     /// Where the rebuild stands.
     public enum State: Sendable, Hashable {
+        /// Not started.
         case idle
+        /// Creating the side table.
         case preparing
         /// Filling chunks; the next starts at `next`, ids below `end` are built.
         case filling(next: Int64, end: Int64)
+        /// Creating the side table's indexes, constraints and grants.
         case indexing
         /// Catching up; `round` rounds done.
         case catchingUp(round: Int)
@@ -58,7 +61,9 @@ public struct RebuildStateMachine: Sendable {
         case contracting
         /// Waiting for the feed to install the new cache.
         case installingCache
+        /// Done: the new table and cache are live.
         case finished
+        /// Given up, for this reason.
         case failed(String)
     }
 

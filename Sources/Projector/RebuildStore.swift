@@ -17,8 +17,9 @@ public enum RebuildStore {
 
     /// What ``prepare(on:feed:)`` found.
     public struct Prepared: Sendable, Hashable {
-        /// The lowest and highest listing id in the base table; `nil` without listings.
+        /// The lowest listing id in the base table; `nil` without listings.
         public var lowestID: Int64?
+        /// The highest listing id in the base table; `nil` without listings.
         public var highestID: Int64?
         /// The live table's row count: what the rebuild expects to write.
         public var expectedRows: Int64

@@ -106,7 +106,9 @@ struct RebuildCommand: AsyncParsableCommand {
             index: nil)
         let outcome = RebuildOutcomeBox()
         RebuildCommandThread {
-            outcome.set(Result { () throws(ProjectorError) in try coordinator.run(reason: "explore-projector rebuild") })
+            outcome.set(Result { () throws(ProjectorError) in
+                try coordinator.run(reason: "explore-projector rebuild")
+            })
         }.start()
         var lastPrinted = ContinuousClock.now
         while true {

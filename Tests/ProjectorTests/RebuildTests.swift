@@ -20,7 +20,8 @@ import Darwin
         #expect(machine.phase == nil)
         #expect(machine.handle(.start) == .prepare)
         #expect(machine.phase == .building)
-        #expect(machine.handle(.prepared(lowestID: 1, highestID: 250, expectedRows: 200)) == .fill(lower: 1, upper: 101))
+        #expect(machine.handle(.prepared(lowestID: 1, highestID: 250, expectedRows: 200))
+            == .fill(lower: 1, upper: 101))
         #expect(machine.handle(.filled(rows: 90)) == .fill(lower: 101, upper: 201))
         #expect(machine.handle(.filled(rows: 80)) == .fill(lower: 201, upper: 251))
         #expect(machine.handle(.filled(rows: 40)) == .createIndexes)
@@ -434,7 +435,8 @@ struct RebuildTests {
                 case 2:
                     try connection.transaction {
                         try connection.query(
-                            "UPDATE property.existing_properties SET price = price + 1 WHERE listing_id = $1", [listing])
+                            "UPDATE property.existing_properties SET price = price + 1 WHERE listing_id = $1",
+                            [listing])
                         try connection.query(
                             "UPDATE property.developments SET price_to = price_to + 1 WHERE listing_id = $1", [listing])
                     }
