@@ -413,6 +413,71 @@ struct RebuildTests {
         }
     }
 
+    /// The feed fails a batch (and restarts its session) while the side table is being filled: the changes it
+    /// applied meanwhile may be unknown to the rebuild, so the rebuild gives up cleanly: the live table stays,
+    /// the side table is dropped, the failure is recorded, and the next rebuild succeeds.
+    @Test func aFeedRestartDuringTheBuildAbortsCleanly() throws {
+        try TestPostgres.withDatabase { configuration in
+            try ProjectorFixtures.migrate(configuration)
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try ProjectorFixtures.seed(connection, listings: 3_000)
+            let failNextBatch = Flag()
+            let failed = Flag()
+            var driverConfiguration = ProjectorDriver.Configuration(
+                postgres: configuration, batching: .init(window: .milliseconds(1), maximumKeys: 50),
+                pollInterval: .milliseconds(20),
+                backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(20)),
+                beforeCommit: {
+                    struct InjectedCrash: Error {}
+                    if failNextBatch.isRaised && !failed.isRaised {
+                        failed.raise()
+                        throw InjectedCrash()
+                    }
+                })
+            driverConfiguration.rebuild = .init(postgres: configuration, machine: .init(chunkSize: 10))
+            let driver = ProjectorDriver(configuration: driverConfiguration, index: ExploreIndex())
+            driver.start()
+            defer { driver.stop() }
+            Self.waitUntilBootstrapped(driver)
+            let oid = try Self.tableOID(connection)
+
+            let stop = Flag()
+            let tally = Tally()
+            let writer = startThread { Self.write(0, configuration: configuration, until: stop, tally: tally) }
+            let saboteur = startThread {
+                for _ in 0..<6_000 where driver.status.rebuild?.phase != .building {
+                    ProjectorFixtures.sleepMilliseconds(1)
+                }
+                failNextBatch.raise()
+            }
+            var outcome: ProjectorError?
+            do throws(ProjectorError) {
+                _ = try driver.rebuild()
+            } catch {
+                outcome = error
+            }
+            pthread_join(saboteur, nil)
+            stop.raise()
+            pthread_join(writer, nil)
+            #expect(failed.isRaised)
+            #expect(outcome?.code == .rebuildFailed)
+            #expect(outcome?.message.contains("restarted") == true, "\(String(describing: outcome))")
+            #expect(try Self.tableOID(connection) == oid, "the live table was not touched")
+            #expect(try ProjectorFixtures.count(connection, """
+                SELECT count(*) FROM pg_class WHERE relname = 'listings_projection_rebuild'
+                """) == 0)
+            #expect(try connection.query("SELECT rebuild_error FROM explore.projection_state").first?[0] != nil)
+
+            let summary = try driver.rebuild()
+            #expect(summary.rows > 2_000)
+            try Self.waitUntilCaughtUp(connection, driver)
+            let (table, cache) = try ProjectorFixtures.divergence(connection, cache: driver.index)
+            #expect(table.isClean)
+            #expect(cache?.isClean == true)
+        }
+    }
+
     // MARK: Load
 
     private static func write(_ writer: Int, configuration: PostgresConfiguration, until stop: Flag, tally: Tally) {
