@@ -276,7 +276,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
             guard present.first?[0] == "t" else { return }
             state = try RebuildStore.state(on: connection, projection: feedName)
             if state == nil {
-                // Built by this binary (0012 records older builds as version 1).
+                // Built by this binary (the projection_state migration records older builds as version 1).
                 try RebuildStore.recordVersionIfAbsent(configuration.query.version, on: connection,
                                                        projection: feedName)
             }

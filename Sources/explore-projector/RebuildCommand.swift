@@ -36,10 +36,12 @@ struct RebuildCommand: AsyncParsableCommand {
     @Option(help: "File holding the server's admin token (with --server).")
     var adminTokenFile: String?
 
-    @Option(help: "Listing ids per fill chunk (direct rebuild).")
+    @Option(help: "Listing ids per fill chunk, when this command rebuilds the table itself.")
     var chunkSize: Int64 = 50_000
 
-    @Option(help: "Seconds to wait for a running projector to take up the request, and for a server's REBUILD.")
+    @Option(help: ArgumentHelp(
+        "Seconds to wait for a rebuild run by a projector or a server to finish.",
+        discussion: "A running projector must take up a request within 30 s."))
     var timeout: Int = 3_600
 
     func validate() throws {
