@@ -14,9 +14,10 @@ import Darwin
 
 /// The protocol's admin operations over the projection.
 ///
-/// `REBUILD` rebuilds the cache only: it reloads the cache from the projection table off to the side and swaps it
-/// in, while searches keep being answered from the old one. Rebuilding the projection table itself side by side
-/// is not implemented yet. `VERIFY` compares the table with the defining query and the cache with the table.
+/// `REBUILD` rebuilds the projection table beside the live one from the defining query, swaps it in between two
+/// feed batches, then loads a new cache off to the side and swaps it in, while searches keep being answered and
+/// the feed keeps applying changes (see `RebuildStateMachine`); progress shows in `STATS`. `VERIFY` compares the
+/// table with the defining query and the cache with the table.
 struct ProjectionAdmin: AdminHandler {
     let index: ExploreIndex
     let projector: ProjectorHandle
@@ -26,13 +27,13 @@ struct ProjectionAdmin: AdminHandler {
 
     func rebuild() async throws -> RebuildReport {
         let (projector, index, attempts) = (projector, index, attempts)
-        logger.info("rebuilding the cache from the projection table")
+        logger.info("rebuilding the projection table and the cache")
         let start = DispatchTime.now()
         try await offCooperativePool { () throws(ExploreServiceError) in
-            try projector.restart(attempts: attempts)
+            try projector.rebuild(attempts: attempts)
         }
         let micros = (DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1_000
-        logger.info("cache rebuilt", metadata: ["listings": "\(index.count)", "microseconds": "\(micros)"])
+        logger.info("rebuilt", metadata: ["listings": "\(index.count)", "microseconds": "\(micros)"])
         return RebuildReport(listingCount: UInt64(index.count), durationMicroseconds: micros)
     }
 

@@ -54,6 +54,22 @@ final class ProjectorHandle: @unchecked Sendable {
         }
     }
 
+    /// Rebuilds the projection table beside the live one and swaps it in, then the cache, while the feed keeps
+    /// going (a feed that cannot rebuild its table only reloads its cache, through ``restart(attempts:)``).
+    /// Blocking: call off the cooperative pool.
+    func rebuild(attempts: Int) throws(ExploreServiceError) {
+        let current = lock.withLock { driver }
+        guard let rebuildable = current as? any RebuildableFeed else {
+            try restart(attempts: attempts)
+            return
+        }
+        do {
+            _ = try rebuildable.rebuild()
+        } catch {
+            throw ExploreServiceError(.projectionFailed, "\(error)")
+        }
+    }
+
     /// Stops the current driver after its batch in flight; later restarts are refused.
     func stop() {
         lifecycle.withLock {

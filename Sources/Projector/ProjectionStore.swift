@@ -13,6 +13,8 @@ public enum ProjectionStore {
         public var recomputedListings: Int
         /// Outbox entries consumed.
         public var consumedEntries: Int
+        /// The listings recomputed (a rebuild in progress recomputes them into its side table too).
+        public var listingIDs: [Int64] = []
     }
 
     /// The checkpoint row of a feed.
@@ -177,7 +179,8 @@ public enum ProjectionStore {
                 }
                 try beforeCommit()
                 return AppliedBatch(
-                    changes: changes, recomputedListings: ids.count, consumedEntries: batch.entryIDs.count)
+                    changes: changes, recomputedListings: ids.count, consumedEntries: batch.entryIDs.count,
+                    listingIDs: Array(ids))
             }
         } catch {
             throw ProjectorError.database("applying a batch failed", error)

@@ -16,7 +16,7 @@ import Darwin
 /// notification costs latency, not data. After any failure it reconnects with backoff, re-reads the checkpoint
 /// and reloads the cache from the projection table, so a batch whose COMMIT outcome was unknown can never leave
 /// the cache behind or ahead of the table.
-public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
+public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
     /// How the driver batches and polls.
     public struct Configuration: Sendable {
         /// The database.
@@ -33,6 +33,8 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
         public var beforeCommit: (@Sendable () throws -> Void)?
         /// Shortest time between two measurements of the outbox lag (``OutboxLagTracker``).
         public var lagSampleInterval: Duration = .milliseconds(250)
+        /// How full rebuilds run (chunk size, lock timeout, version upgrade on start); `nil`: the defaults.
+        public var rebuild: RebuildCoordinator.Configuration?
 
         /// Creates a configuration with defaults suited to production.
         public init(
@@ -51,6 +53,8 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
 
     /// The cache this driver keeps current.
     public let index: ExploreIndex
+    /// Full rebuilds, run between this driver's batches.
+    public let rebuildCoordinator: RebuildCoordinator
     private let configuration: Configuration
     private let logger: Logger
     private let lock = ProjectorLock()
@@ -64,10 +68,17 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
         self.configuration = configuration
         self.index = index
         self.logger = logger
+        rebuildCoordinator = RebuildCoordinator(
+            configuration: configuration.rebuild ?? .init(postgres: configuration.postgres), index: index,
+            logger: logger)
     }
 
     /// A snapshot of the counters.
-    public var status: FeedStatus { lock.withLock { currentStatus } }
+    public var status: FeedStatus {
+        var status = lock.withLock { currentStatus }
+        status.rebuild = rebuildCoordinator.progress
+        return status
+    }
 
     /// Starts the loop on its own thread; does nothing when it is already running or has been stopped.
     public func start() {
@@ -120,6 +131,7 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
                 continue
             }
         }
+        rebuildCoordinator.feedStopped()
     }
 
     /// One connected session: build, bootstrap, then follow the feed until stopped or a failure.
@@ -148,6 +160,7 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
             currentStatus.appliedChanges = checkpoint.appliedChanges
         }
         logger.info("cache bootstrapped", metadata: ["rows": "\(store.count)"])
+        rebuildCoordinator.sessionStarted(appliedChanges: checkpoint.appliedChanges)
 
         var lagTracker = OutboxLagTracker(interval: configuration.lagSampleInterval)
         var feed = OutboxFeedStateMachine(checkpoint: checkpoint.position, pageSize: configuration.pageSize)
@@ -174,6 +187,8 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
                     currentStatus.appliedChanges = total
                     currentStatus.batches += 1
                 }
+                rebuildCoordinator.batchApplied(
+                    listingIDs: applied.listingIDs, changes: applied.changes, appliedChanges: total)
             } catch {
                 feed.batchRolledBack()
                 throw error
@@ -181,6 +196,8 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
         }
 
         while !shouldStop {
+            // A rebuild's swap and cache install run here, between two batches.
+            rebuildCoordinator.betweenBatches(connection: connection)
             // Drain what is committed now; pages of a large window follow each other at once.
             var more = true
             while more && !shouldStop {
@@ -211,6 +228,7 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
             case .idle:
                 break
             }
+            if rebuildCoordinator.wantsFeedSoon { wait = min(wait, .milliseconds(5)) }
             _ = try connection.waitForNotifications(timeout: wait)
             if case .flushNow = batcher.tick(now: now()) { try flush() }
         }

@@ -20,6 +20,10 @@ public struct ProjectorError: Error, Sendable, CustomStringConvertible, CustomDe
         public static let notBuilt = Code("notBuilt")
         /// A PostgreSQL call failed; `underlying` holds the cause.
         public static let database = Code("database")
+        /// A full rebuild is already running.
+        public static let rebuildInProgress = Code("rebuildInProgress")
+        /// A full rebuild failed; the message says why and whether the live table changed.
+        public static let rebuildFailed = Code("rebuildFailed")
         /// A fault injected by a test.
         public static let injectedFault = Code("injectedFault")
 

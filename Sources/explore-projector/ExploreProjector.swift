@@ -11,6 +11,6 @@ struct ExploreProjector: AsyncParsableCommand {
         abstract: "Keeps the Explore read model of the listings database and serves searches over it.",
         subcommands: [
             MigrateCommand.self, DoctorCommand.self, SeedDemoCommand.self, VerifyCommand.self,
-            ServeCommand.self, QueryCommand.self, StatusCommand.self, DemoWriterCommand.self,
+            ServeCommand.self, QueryCommand.self, StatusCommand.self, RebuildCommand.self, DemoWriterCommand.self,
         ])
 }

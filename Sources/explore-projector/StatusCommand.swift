@@ -38,7 +38,7 @@ struct StatusCommand: AsyncParsableCommand {
     @Option(help: "Admin token, needed by --rebuild and --verify.")
     var adminToken: String?
 
-    @Flag(help: "Admin: rebuild the server's index first.")
+    @Flag(help: "Admin: rebuild the server's projection (table and cache, without downtime) first.")
     var rebuild = false
 
     @Flag(help: "Admin: compare the server's index with its source first.")
