@@ -4,8 +4,10 @@ public import Postgres
 ///
 /// Applied entries are deleted in the transaction that applies them, so every entry left in the outbox is
 /// pending. Both figures come from one cheap statement: the count is capped (a scan of at most
-/// ``countLimit`` index entries) and the oldest entry is found through the primary key. The driver samples it
-/// at most every ``interval``, not per batch, so a busy feed does not pay for it on every commit.
+/// ``countLimit`` rows) and the oldest entry is found through the primary key. The driver samples it at most
+/// every ``interval``, not per batch, so a busy feed does not pay for it on every commit; and when a
+/// measurement itself is slow (a large backlog to count), the next one waits ``costFactor`` times as long as it
+/// took, so measuring never takes more than about 5 % of the driver's time.
 public struct OutboxLagTracker: Sendable {
     /// One measurement.
     public struct Sample: Sendable, Hashable {
@@ -24,9 +26,12 @@ public struct OutboxLagTracker: Sendable {
     /// Counting stops here: beyond it the exact figure does not matter to an operator, and the scan stays cheap.
     public static let countLimit = 1_000_000
 
+    /// The pause after a measurement is at least this many times the measurement's own duration.
+    public static let costFactor: UInt64 = 20
+
     /// Shortest time between two measurements, in nanoseconds.
     public let interval: UInt64
-    private var lastMeasured: UInt64?
+    private var nextDue: UInt64?
     private var hasCreatedAt: Bool?
 
     /// - Parameter interval: shortest time between two measurements.
@@ -38,13 +43,24 @@ public struct OutboxLagTracker: Sendable {
 
     /// Whether a measurement is due at `now` (nanoseconds on the caller's monotonic clock).
     public func isDue(now: UInt64) -> Bool {
-        guard let lastMeasured else { return true }
-        return now &- lastMeasured >= interval
+        guard let nextDue else { return true }
+        return now >= nextDue
+    }
+
+    /// Schedules the next measurement after one that started at `now` and took `cost` nanoseconds.
+    mutating func scheduleNext(now: UInt64, cost: UInt64) {
+        nextDue = now &+ max(interval, cost.multipliedReportingOverflow(by: Self.costFactor).partialValue)
     }
 
     /// Measures on `connection` (outside any transaction of the caller's, or inside: it only reads).
     public mutating func measure(on connection: PostgresConnection, now: UInt64) throws(ProjectorError) -> Sample {
-        lastMeasured = now
+        let clock = ContinuousClock()
+        let began = clock.now
+        defer {
+            let cost = began.duration(to: clock.now).components
+            scheduleNext(now: now, cost: UInt64(max(0, cost.seconds)) * 1_000_000_000
+                + UInt64(max(0, cost.attoseconds / 1_000_000_000)))
+        }
         let row: [String?]
         do {
             if hasCreatedAt == nil {

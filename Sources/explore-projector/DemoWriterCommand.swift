@@ -25,7 +25,8 @@ struct DemoWriterCommand: ParsableCommand {
             """)
 
     @OptionGroup var database: DatabaseOptions
-    @Option(help: "Changes per second, e.g. 20 or 20/s.") var rate: Rate = Rate(perSecond: 20)
+    @Option(help: "Changes per second, e.g. 20 or 20/s; a target: one connection's round trips cap it.")
+    var rate: Rate = Rate(perSecond: 20)
     @Option(help: "Stop after this many seconds (default: run until SIGINT/SIGTERM).") var duration: Double?
     @Option(help: "Selects the sequence of changes.") var seed: UInt64 = 1
     @Flag(help: "Print nothing but the summary.") var quiet = false

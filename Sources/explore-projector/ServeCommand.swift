@@ -109,6 +109,7 @@ struct ServeCommand: AsyncParsableCommand {
             batching: ChangeBatcher.Configuration(window: .milliseconds(batchWindowMs), maximumKeys: batchMaxIds),
             pollInterval: .milliseconds(pollIntervalMs), server: server)
         let operations = try await startOperations()
+        let signals = ServeSignals(operations: operations)
         let service: ExploreService
         do {
             service = try await ExploreService.start(configuration: configuration)
@@ -117,14 +118,10 @@ struct ServeCommand: AsyncParsableCommand {
             throw error
         }
         operations?.attach(service)
+        signals.started { Task { await service.shutdown() } }
         print("serving \(service.index.count) listings from \(postgres.host):\(postgres.port)/\(postgres.database) "
             + "on \(server.host):\(service.port)")
         fflush(nil)  // stdout may be a pipe; the operator should see this line now, not at exit.
-        let signals = onTerminationSignal { name in
-            ServeLogging.logger.info("received \(name); stopping gracefully (finishing the batch in flight)")
-            operations?.markStopping()
-            Task { await service.shutdown() }
-        }
         await service.waitUntilClosed()
         await service.shutdown()
         await operations?.shutdown()
@@ -136,16 +133,13 @@ struct ServeCommand: AsyncParsableCommand {
         let dataset = DemoDataset(listings: listings, seed: seed)
         let index = ExploreIndex(store: ExploreStore(bulk: dataset.exploreRows()))
         let operations = try await startOperations()
+        let signals = ServeSignals(operations: operations)
         let server = try await ExploreServer.start(configuration: configuration, backend: index,
                                                    admin: DemoAdmin(index: index, dataset: dataset))
         operations?.markAlwaysReady()
+        signals.started { Task { await server.shutdown() } }
         print("serving \(index.count) demo listings on \(configuration.host):\(server.port)")
         fflush(nil)
-        let signals = onTerminationSignal { name in
-            ServeLogging.logger.info("received \(name); stopping gracefully")
-            operations?.markStopping()
-            Task { await server.shutdown() }
-        }
         await server.waitUntilClosed()
         await server.shutdown()
         await operations?.shutdown()

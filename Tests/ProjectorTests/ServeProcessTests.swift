@@ -130,6 +130,32 @@ struct ServeProcessTests {
         return nil
     }
 
+    @Test("a signal while the service is still starting ends it at once with status 0")
+    func signalWhileStarting() async throws {
+        try await TestPostgres.withDatabase { configuration in
+            try ProjectorFixtures.migrate(configuration)
+            let blocker = try PostgresConnection.connect(configuration)
+            defer { blocker.close() }
+            try ProjectorFixtures.seed(blocker)
+            // Hold the checkpoint table, so serve's start (building the projection) waits on the lock.
+            try blocker.executeScript("BEGIN; LOCK TABLE explore.checkpoint IN ACCESS EXCLUSIVE MODE")
+            let serve = try Child(["serve", "--database-url", Self.url(configuration), "--listen", "127.0.0.1:0",
+                                   "--metrics-listen", "127.0.0.1:0"])
+            defer { serve.stop() }
+            let metricsLine = try await serve.awaitLine(startingWith: "metrics on http://127.0.0.1:")
+            let metricsPort = try #require(Int(metricsLine.split(separator: ":")[2].prefix { $0.isNumber }))
+            let notReady = Self.httpGet("/readyz", port: metricsPort)
+            #expect(notReady?.status == 503)
+            #expect(notReady?.body.contains("loading the cache") == true)
+            kill(serve.process.processIdentifier, SIGTERM)
+            let status = try await serve.awaitExit()
+            try blocker.executeScript("ROLLBACK")
+            #expect(status == 0, "\(serve.output.stderr)")
+            #expect(serve.output.stderr.contains("received SIGTERM while starting; exiting"), "\(serve.output.stderr)")
+            #expect(!serve.output.stdout.contains("serving "))
+        }
+    }
+
     @Test("serve stops gracefully on a signal: exit 0, the log line, /readyz and STATS before", arguments: [
         "SIGTERM", "SIGINT",
     ])
