@@ -23,6 +23,7 @@ struct ServeCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var feedOptions: FeedOptions
     @Option(help: "Serve N generated listings in memory instead of a database.") var demo: Int?
     @Option(help: "Seed of the generated data set (with --demo).") var seed: UInt64 = 1
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).") var listen = "127.0.0.1:7700"
@@ -42,6 +43,9 @@ struct ServeCommand: AsyncParsableCommand {
             guard demo >= 0 else { throw ValidationError("--demo must be >= 0") }
             guard database.databaseURL == nil else {
                 throw ValidationError("pass either --database-url or --demo, not both")
+            }
+            guard feedOptions.feed == .outbox else {
+                throw ValidationError("--demo serves generated listings without a feed; drop --feed kafka")
             }
         }
         guard parseListenAddress(listen) != nil else {
@@ -93,10 +97,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     private func runDatabase(server: ExploreServerConfiguration) async throws {
         let postgres = try database.configuration()
-        let configuration = ExploreService.Configuration(
+        var configuration = ExploreService.Configuration(
             postgres: postgres,
             batching: ChangeBatcher.Configuration(window: .milliseconds(batchWindowMs), maximumKeys: batchMaxIds),
             pollInterval: .milliseconds(pollIntervalMs), server: server)
+        if let kafka = try feedOptions.kafkaConfiguration() { configuration.feed = .kafka(kafka) }
         let service = try await ExploreService.start(configuration: configuration)
         print("serving \(service.index.count) listings from \(postgres.host):\(postgres.port)/\(postgres.database) "
             + "on \(server.host):\(service.port)")
