@@ -92,6 +92,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "bench", dependencies: [
             "ExploreQuery", "DemoData", "CSQLite", "ExploreServer", "ExploreClient",
+            "Kafka", "KafkaFeed", "ChangeEvents", "Postgres", "Projector", "Migrations",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench", swiftSettings: swiftSettings),
