@@ -18,7 +18,9 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             With --database-url (or EXPLORE_POSTGRES_URL) the service builds the projection if it has never been \
             built, loads the cache from the projection table, follows the change outbox (LISTEN/NOTIFY plus \
-            polling) and serves searches from the cache. With --demo N it serves N generated listings instead. \
+            polling) and serves searches from the cache. With --feed kafka it follows a topic of Debezium (or \
+            {"table", "id"}) change events instead, resuming from the offsets stored with the projection. \
+            With --demo N it serves N generated listings instead. \
             SIGINT or SIGTERM stops it gracefully: the batch in flight is finished, then connections are drained.
             """)
 

@@ -35,6 +35,48 @@ struct KafkaFeedKillTests {
         return process
     }
 
+    /// Bad combinations of feed options are refused before anything starts, naming the option.
+    @Test func serveRefusesBadKafkaOptionCombinations() throws {
+        guard let executable = projectorExecutable else {
+            Issue.record("explore-projector not found")
+            return
+        }
+        func stderr(_ arguments: [String]) throws -> (Int32, String) {
+            let process = Process()
+            process.executableURL = executable
+            process.arguments = ["serve", "--database-url", "postgres://nobody@127.0.0.1:1/none"] + arguments
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = Pipe()
+            try process.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        let cases: [([String], String)] = [
+            (["--kafka-topic", "t"], "--feed kafka"),
+            (["--feed", "kafka", "--kafka-topic", "t"], "--kafka-brokers"),
+            (["--feed", "kafka", "--kafka-brokers", "127.0.0.1:9092"], "--kafka-topic"),
+            (["--feed", "kafka", "--kafka-brokers", "b:1", "--kafka-topic", "bad topic"], "topic"),
+            (["--feed", "kafka", "--kafka-brokers", "b:1", "--kafka-topic", "t", "--kafka-dead-letter-topic", "t"],
+             "dead-letter"),
+            (["--feed", "kafka", "--kafka-brokers", "b:1", "--kafka-topic", "t", "--kafka-property", "novalue"],
+             "key=value"),
+            (["--feed", "kafka", "--kafka-brokers", "b:1", "--kafka-topic", "t", "--kafka-property", "group.id=x"],
+             "group.id"),
+            (["--feed", "mqtt"], "feed"),
+        ]
+        for (arguments, mention) in cases {
+            let (status, text) = try stderr(arguments)
+            #expect(status != 0, "\(arguments)")
+            #expect(text.contains(mention), "\(arguments): \(text)")
+        }
+        let (status, text) = try stderr(["--demo", "10", "--feed", "kafka", "--kafka-brokers", "b:1",
+                                         "--kafka-topic", "t"])
+        #expect(status != 0)
+        #expect(text.contains("--demo"))
+    }
+
     /// Events keep arriving while the service is killed and restarted: once it has caught up, the stored
     /// offsets cover every record, the projection verifies clean, and the checkpoint counted every applicable
     /// event exactly once, so the restart resumed from the stored offsets (neither skipping nor re-counting).
