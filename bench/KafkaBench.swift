@@ -315,6 +315,9 @@ struct KafkaBenchOptions: ParsableArguments {
         }
         let figures = try KafkaBench.run(
             databaseURL: url, listings: listings, events: kafkaEvents, rates: [1_000, 5_000], secondsPerRate: kafkaSeconds)
-        KafkaBench.print(figures, command: CommandLine.arguments.joined(separator: " "))
+        // The URL's password stays out of the printed command.
+        let shown = (try? PostgresConfiguration(url: url).description) ?? "URL"
+        let command = CommandLine.arguments.map { $0 == url ? shown : $0 }.joined(separator: " ")
+        KafkaBench.print(figures, command: command)
     }
 }

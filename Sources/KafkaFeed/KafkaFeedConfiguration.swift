@@ -30,7 +30,7 @@ public struct KafkaFeedConfiguration: Sendable, Hashable {
     /// How often the feed re-reads the topic's metadata: notices new partitions, reports reconnection and lag.
     public var metadataInterval: Duration
     /// How often the feed prunes the outbox the base-table triggers keep filling (see
-    /// ``KafkaOffsetStore/pruneOutbox(on:feed:)``); nil never prunes.
+    /// ``KafkaOffsetStore/pruneOutbox(on:limit:)``); nil never prunes.
     public var outboxPruneInterval: Duration?
     /// How long a batch holding rejected events waits for their dead-letter delivery before it commits anyway.
     public var deadLetterFlushTimeout: Duration

@@ -167,7 +167,13 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
             try KafkaProducer(configuration: kafka.producerProperties())
         }
         defer { if let deadLetters { try? deadLetters.flushSynchronously(timeout: kafka.deadLetterFlushTimeout) } }
-        var follower = Follower(
+        // Pruning runs beside the feed, only while this session holds the feed lock.
+        let pruner = kafka.outboxPruneInterval.map {
+            OutboxPruner(postgres: configuration.postgres, interval: $0, logger: logger)
+        }
+        pruner?.start()
+        defer { pruner?.stop() }
+        let follower = Follower(
             driver: self, connection: connection, deadLetters: deadLetters, committed: bootstrap.offsets)
         var kafkaBackoff = configuration.backoff
         while !shouldStop {
@@ -188,24 +194,27 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
 
     /// Follows the topic within one PostgreSQL session; a Kafka failure ends ``follow()`` with a `KafkaError`
     /// (the next call reconnects from the stored offsets), a PostgreSQL failure with a `ProjectorError`.
+    ///
+    /// Two threads share the work: the driver's thread polls, routes and batches; the applier's thread runs the
+    /// batch transaction and then updates the cache, so decoding the next batch overlaps writing the previous
+    /// one. While a batch is being applied the next one keeps growing (up to the batch size), so batches grow
+    /// with the database's latency instead of queueing up.
     private struct Follower {
         let driver: KafkaFeedDriver
-        let connection: PostgresConnection
+        let applier: BatchApplier
         let deadLetters: KafkaProducer?
         /// Next offset per partition, as stored in PostgreSQL by the last committed batch.
-        var committed: [Int32: Int64]
+        let committed: CommittedOffsets
         let clock = ContinuousClock()
         let origin: ContinuousClock.Instant
-        var lastPrune: ContinuousClock.Instant
 
         init(driver: KafkaFeedDriver, connection: PostgresConnection, deadLetters: KafkaProducer?,
              committed: [Int32: Int64]) {
             self.driver = driver
-            self.connection = connection
+            self.applier = BatchApplier(connection: connection)
             self.deadLetters = deadLetters
-            self.committed = committed
+            self.committed = CommittedOffsets(committed)
             origin = clock.now
-            lastPrune = clock.now
         }
 
         private var kafka: KafkaFeedConfiguration { driver.configuration.kafka }
@@ -215,13 +224,15 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
             return UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000)
         }
 
-        mutating func follow() throws {
+        func follow() throws {
             let consumer = try KafkaConsumer(configuration: kafka.consumerProperties())
             defer { try? consumer.closeSynchronously() }
             let errors = Task { [driver] in
                 for await error in consumer.errors { driver.kafkaReported(error) }
             }
             defer { errors.cancel() }
+            // Whatever ends this call, the batch in flight finishes first, so `committed` is exact.
+            defer { applier.drain() }
             var partitions = try consumer.partitionCount(topic: kafka.topic, timeout: .seconds(5))
             try assign(consumer, partitions: partitions)
             driver.update {
@@ -233,13 +244,19 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
             ])
 
             var batch = KafkaFeedBatch(configuration: driver.configuration.batching)
+            let maximumKeys = driver.configuration.batching.maximumKeys
             var lastProbe = clock.now
             while !driver.shouldStop {
+                if let failure = applier.failure { throw failure }
                 var wait = Duration.milliseconds(100)
                 switch batch.tick(now: now()) {
                 case .flushNow:
-                    try flush(&batch, consumer: consumer)
-                    continue
+                    // Due: hand it over when the applier is free; meanwhile keep filling it up to the batch size.
+                    if applier.isIdle || batch.pendingKeys >= maximumKeys {
+                        submit(&batch, consumer: consumer)
+                        continue
+                    }
+                    wait = .milliseconds(1)
                 case .flushAt(let deadline):
                     let current = now()
                     wait = min(wait, .nanoseconds(Int64(clamping: deadline > current ? deadline - current : 0)))
@@ -249,15 +266,15 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                 if let message = try consumer.poll(timeout: wait) {
                     let routed = driver.router.route(message)
                     if case .rejected(let rejection) = routed { reject(message, rejection) }
-                    if batch.add(message, routed: routed, now: now()) == .flushNow {
-                        try flush(&batch, consumer: consumer)
-                    }
+                    _ = batch.add(message, routed: routed, now: now())
                 }
                 if lastProbe.duration(to: clock.now) >= kafka.metadataInterval {
                     lastProbe = clock.now
                     if let count = probe(consumer), count != partitions {
                         // New partitions: apply what is pending, then assign all of them from the stored offsets.
-                        try flush(&batch, consumer: consumer)
+                        submit(&batch, consumer: consumer)
+                        applier.drain()
+                        if let failure = applier.failure { throw failure }
                         driver.logger.info("topic partitions changed", metadata: [
                             "from": "\(partitions)", "to": "\(count)",
                         ])
@@ -265,21 +282,19 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                         try assign(consumer, partitions: partitions)
                     }
                 }
-                if let interval = kafka.outboxPruneInterval, lastPrune.duration(to: clock.now) >= interval {
-                    lastPrune = clock.now
-                    let pruned = try KafkaOffsetStore.pruneOutbox(on: connection)
-                    if pruned > 0 { driver.logger.debug("pruned the outbox", metadata: ["entries": "\(pruned)"]) }
-                }
             }
             // Graceful stop: the batch in flight is finished, not dropped.
-            try flush(&batch, consumer: consumer)
+            submit(&batch, consumer: consumer)
+            applier.drain()
+            if let failure = applier.failure { throw failure }
         }
 
         private func assign(_ consumer: KafkaConsumer, partitions: Int) throws(KafkaError) {
             let start: KafkaOffset = kafka.startPosition == .beginning ? .beginning : .end
+            let stored = committed.offsets
             try consumer.assign((0..<Int32(clamping: partitions)).map { partition in
                 KafkaTopicPartitionOffset(
-                    topic: kafka.topic, partition: partition, offset: committed[partition].map(KafkaOffset.init) ?? start)
+                    topic: kafka.topic, partition: partition, offset: stored[partition].map(KafkaOffset.init) ?? start)
             })
         }
 
@@ -289,13 +304,14 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                 let count = try consumer.partitionCount(topic: kafka.topic, timeout: .seconds(2))
                 // Events behind the stored offsets, from the watermarks of the last fetches; unknown until
                 // every partition has been fetched from.
+                let stored = committed.offsets
                 var lag: Int64? = 0
                 for partition in 0..<Int32(clamping: count) {
                     guard let marks = consumer.cachedWatermarks(topic: kafka.topic, partition: partition) else {
                         lag = nil
                         break
                     }
-                    lag = lag.map { $0 + max(0, marks.high - (committed[partition] ?? marks.low)) }
+                    lag = lag.map { $0 + max(0, marks.high - (stored[partition] ?? marks.low)) }
                 }
                 driver.update {
                     $0.isConnected = true
@@ -312,43 +328,43 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
             }
         }
 
-        /// Applies the batch: one transaction for the rows and the offsets, then the cache, then the broker.
-        private mutating func flush(_ batch: inout KafkaFeedBatch, consumer: KafkaConsumer) throws {
+        /// Hands the batch to the applier (waiting while another is in flight): one transaction for the rows and
+        /// the offsets, then the cache, then the broker.
+        private func submit(_ batch: inout KafkaFeedBatch, consumer: KafkaConsumer) {
             let contents = batch.take()
             guard !contents.isEmpty else { return }
-            if let deadLetters, deadLetters.outstandingCount > 0 {
-                // Dead letters reach their topic before the offsets that skip their events are stored.
-                do {
-                    try deadLetters.flushSynchronously(timeout: kafka.deadLetterFlushTimeout)
-                } catch {
-                    driver.logger.error("dead letters not delivered in time; committing anyway", metadata: [
-                        "error": "\(error)", "outstanding": "\(deadLetters.outstandingCount)",
-                    ])
+            let (driver, deadLetters, committed, kafka) = (driver, deadLetters, committed, kafka)
+            applier.submit { connection in
+                if let deadLetters, deadLetters.outstandingCount > 0 {
+                    // Dead letters reach their topic before the offsets that skip their events are stored.
+                    do {
+                        try deadLetters.flushSynchronously(timeout: kafka.deadLetterFlushTimeout)
+                    } catch {
+                        driver.logger.error("dead letters not delivered in time; committing anyway", metadata: [
+                            "error": "\(error)", "outstanding": "\(deadLetters.outstandingCount)",
+                        ])
+                    }
                 }
-            }
-            let applied = try KafkaOffsetStore.apply(
-                contents, on: connection, beforeCommit: { try driver.configuration.beforeCommit?() })
-            for (partition, offset) in contents.nextOffsets where partition.topic == kafka.topic {
-                committed[partition.partition] = offset
-            }
-            driver.index.apply(applied.changes)
-            let lag = contents.newestTimestampMilliseconds.map { newest in
-                max(0, Date().timeIntervalSince1970 * 1000 - Double(newest))
-            }
-            driver.update {
-                $0.appliedChanges = applied.appliedChanges
-                $0.batches += 1
-                $0.isConnected = true
-                $0.lastError = nil
-                if let lag { $0.lagMilliseconds = lag }
-            }
-            do {
-                try consumer.commitWithoutWaiting(contents.nextOffsets.map { partition, offset in
-                    KafkaTopicPartitionOffset(
-                        topic: partition.topic, partition: partition.partition, offset: KafkaOffset(offset))
-                })
-            } catch {
-                driver.logger.debug("broker offset commit not queued", metadata: ["error": "\(error)"])
+                let applied = try KafkaOffsetStore.apply(
+                    contents, on: connection, beforeCommit: { try driver.configuration.beforeCommit?() })
+                committed.record(contents.nextOffsets.filter { $0.key.topic == kafka.topic })
+                driver.index.apply(applied.changes)
+                let lag = contents.newestTimestampMilliseconds.map { newest in
+                    max(0, Date().timeIntervalSince1970 * 1000 - Double(newest))
+                }
+                driver.update {
+                    $0.appliedChanges = applied.appliedChanges
+                    $0.batches += 1
+                    if let lag { $0.lagMilliseconds = lag }
+                }
+                do {
+                    try consumer.commitWithoutWaiting(contents.nextOffsets.map { partition, offset in
+                        KafkaTopicPartitionOffset(
+                            topic: partition.topic, partition: partition.partition, offset: KafkaOffset(offset))
+                    })
+                } catch {
+                    driver.logger.debug("broker offset commit not queued", metadata: ["error": "\(error)"])
+                }
             }
         }
 

@@ -112,32 +112,25 @@ public enum KafkaOffsetStore {
         }
     }
 
-    /// Deletes the outbox entries of every transaction committed so far and moves the outbox feed's position
-    /// past them, in one REPEATABLE READ transaction (the same snapshot decides both).
+    /// Deletes up to `limit` outbox entries of transactions committed before the statement began; returns how
+    /// many it deleted (fewer than `limit`: nothing more to prune now).
     ///
-    /// While the Kafka feed owns the projection the base-table triggers still append to the outbox; nothing
-    /// reads it, so without this it would grow without bound. Returns the number of entries deleted.
+    /// While the Kafka feed owns the projection the base-table triggers still append to the outbox and nothing
+    /// reads it, so without pruning it would grow without bound. The outbox feed's checkpoint is left alone: if
+    /// the service is switched back to the outbox feed, it applies whatever the outbox still holds (the changes
+    /// committed since the last prune); changes pruned before Kafka delivered them are not replayed, so switch
+    /// back only once the Kafka feed has caught up (or rebuild). Deleting in small chunks keeps each statement
+    /// short; nothing else deletes these rows while the Kafka feed holds the feed lock.
     @discardableResult
-    public static func pruneOutbox(
-        on connection: PostgresConnection, feed: String = ProjectionDefinition.feedName
-    ) throws(ProjectorError) -> Int {
+    public static func pruneOutbox(on connection: PostgresConnection, limit: Int = 10_000) throws(ProjectorError)
+        -> Int
+    {
         do {
-            try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            do {
-                let deleted = try connection.query("""
-                    DELETE FROM explore.change_outbox WHERE pg_visible_in_snapshot(xid, pg_current_snapshot())
-                    """).affectedRows
-                try connection.query("""
-                    UPDATE explore.checkpoint
-                    SET low_snapshot = pg_current_snapshot(), target_snapshot = NULL, last_id = 0, updated_at = now()
-                    WHERE feed = $1
-                    """, [feed])
-                try connection.executeScript("COMMIT")
-                return deleted
-            } catch {
-                try? connection.executeScript("ROLLBACK")
-                throw error
-            }
+            return try connection.query("""
+                DELETE FROM explore.change_outbox WHERE id IN (
+                    SELECT id FROM explore.change_outbox
+                    WHERE pg_visible_in_snapshot(xid, pg_current_snapshot()) ORDER BY id LIMIT $1)
+                """, [Int64(max(1, limit))]).affectedRows
         } catch {
             throw database("pruning the outbox failed", error)
         }
