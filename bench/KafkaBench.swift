@@ -260,7 +260,7 @@ final class FreshnessWatcher: @unchecked Sendable {
                         }
                     }
                 }
-                usleep(200)
+                usleep(1_000)  // 1 ms resolution; polling faster would compete with the feed for the CPU.
             }
             done.signal()
         }

@@ -48,7 +48,7 @@ struct VerifyCommand: ParsableCommand {
                 """) {
                 for row in offsets {
                     print("kafka feed: topic \(row[0] ?? "?"), \(row[1] ?? "0") partition(s), "
-                        + "\(row[2] ?? "0") record(s) applied")
+                        + "\(row[2] ?? "0") record(s) consumed")
                 }
             }
             guard report.isClean else {
