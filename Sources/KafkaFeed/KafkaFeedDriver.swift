@@ -301,7 +301,12 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
         /// Re-reads the partition count; updates the connection state and the lag in events.
         private func probe(_ consumer: KafkaConsumer) -> Int? {
             do {
+                let started = ContinuousClock.now
                 let count = try consumer.partitionCount(topic: kafka.topic, timeout: .seconds(2))
+                let took = started.duration(to: .now)
+                if took > .milliseconds(250) {
+                    driver.logger.notice("slow metadata request", metadata: ["duration": "\(took)"])
+                }
                 // Events behind the stored offsets, from the watermarks of the last fetches; unknown until
                 // every partition has been fetched from.
                 let stored = committed.offsets
@@ -345,8 +350,16 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                         ])
                     }
                 }
+                let started = ContinuousClock.now
                 let applied = try KafkaOffsetStore.apply(
                     contents, on: connection, beforeCommit: { try driver.configuration.beforeCommit?() })
+                let took = started.duration(to: .now)
+                if took > .milliseconds(250) {
+                    driver.logger.notice("slow batch transaction", metadata: [
+                        "milliseconds": "\(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000)",
+                        "events": "\(contents.events)", "recomputed": "\(applied.recomputedListings)",
+                    ])
+                }
                 committed.record(contents.nextOffsets.filter { $0.key.topic == kafka.topic })
                 driver.index.apply(applied.changes)
                 let lag = contents.newestTimestampMilliseconds.map { newest in
