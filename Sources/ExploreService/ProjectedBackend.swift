@@ -11,12 +11,13 @@ struct ProjectedBackend: SearchBackend {
 
     func rows(ids: [ListingID]) -> [ExploreListing] { index.rows(ids: ids) }
 
-    /// Listing count and memory of the cache, and the checkpoint's applied-change count the cache reflects.
-    /// The lag is not reported: the projector does not measure it yet.
+    /// Listing count and memory of the cache, the checkpoint's applied-change count the cache reflects, and the
+    /// feed's lag when it measures one (the Kafka feed does; the outbox feed does not yet).
     func statistics() -> BackendStatistics {
         let status = projector.status
         return BackendStatistics(
-            listingCount: index.count, memoryBytes: index.memoryBytes, feedLagMicroseconds: nil,
+            listingCount: index.count, memoryBytes: index.memoryBytes,
+            feedLagMicroseconds: status.lagMilliseconds.map { UInt64(max(0, $0) * 1_000) },
             lastAppliedChange: status.isBootstrapped ? UInt64(max(0, status.appliedChanges)) : nil)
     }
 }

@@ -322,6 +322,8 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                     $0.isConnected = true
                     $0.lastError = nil
                     $0.pendingChanges = lag
+                    // Caught up: the cache trails the topic by nothing.
+                    if lag == 0 { $0.lagMilliseconds = 0 }
                 }
                 return count
             } catch {

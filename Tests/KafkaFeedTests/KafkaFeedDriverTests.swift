@@ -77,6 +77,7 @@ struct KafkaFeedDriverTests {
             #expect(verified.checked == UInt64(rows.count))
             let stats = try await client.stats()
             #expect(stats.lastAppliedChange == UInt64(applied))
+            #expect(stats.feedLagMicroseconds != nil)
             await client.close()
             await service.shutdown()
         }
