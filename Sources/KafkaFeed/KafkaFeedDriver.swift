@@ -25,7 +25,8 @@ import Darwin
 /// ``FeedStatus/isConnected`` is false and ``FeedStatus/lastError`` says why. Poison events are counted in
 /// ``FeedStatus/rejectedEvents``, logged with their position, dead-lettered when configured, and skipped.
 ///
-/// Every blocking call (libpq, librdkafka) runs on the driver's own thread.
+/// Every blocking call (libpq, librdkafka) runs on threads the driver owns: its own for polling and batching,
+/// a serial queue for the batch transactions (see ``Follower``), and the outbox pruner's.
 public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
     /// How the driver connects and batches.
     public struct Configuration: Sendable {

@@ -215,6 +215,50 @@ struct KafkaFeedDriverTests {
         }
     }
 
+    /// Batch transactions failing just before COMMIT (every third one): the feed reloads the cache and the
+    /// offsets from PostgreSQL each time, re-reads the partitions from there, and ends with every event applied
+    /// and counted exactly once.
+    @Test func failedBatchTransactionsAreRetriedFromTheStoredOffsets() async throws {
+        try await TestPostgres.withDatabase { configuration in
+            try await blocking { try KafkaFeedFixtures.prepare(configuration, listings: 1_000) }
+            let cluster = try KafkaMockCluster(brokers: 1)
+            try cluster.createTopic("flaky", partitions: 3)
+            let attempts = Counter()
+            struct InjectedFailure: Error {}
+            let index = ExploreIndex()
+            let driver = KafkaFeedDriver(configuration: .init(
+                postgres: configuration, kafka: KafkaFeedFixtures.feed(brokers: cluster.bootstrapServers, topic: "flaky"),
+                batching: .init(window: .milliseconds(2), maximumKeys: 200),
+                backoff: ReconnectBackoff(initial: .milliseconds(10), maximum: .milliseconds(50)),
+                beforeCommit: { if attempts.increment() % 3 == 0 { throw InjectedFailure() } }), index: index)
+            driver.start()
+            let (events, appliedBefore) = try await blocking {
+                #expect(KafkaFeedFixtures.eventually { driver.status.isBootstrapped })
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                return (try KafkaFeedFixtures.changeBaseTables(
+                    connection, count: 3_000, topic: "flaky", partitions: 3, seed: 13),
+                    try KafkaFeedFixtures.appliedChanges(connection))
+            }
+            try await KafkaFeedFixtures.produce(events.records, brokers: cluster.bootstrapServers)
+            let total = Int64(events.records.count)
+            let (report, applied, rows) = try await blocking {
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                #expect(try KafkaFeedFixtures.eventually {
+                    try KafkaFeedFixtures.storedOffsetSum(connection, topic: "flaky") == total
+                })
+                return (try KafkaFeedFixtures.strictVerify(connection), try KafkaFeedFixtures.appliedChanges(connection),
+                        try ProjectionStore.copyProjectionRows(on: connection))
+            }
+            try await blocking { driver.stop() }
+            #expect(driver.status.failures > 0)
+            #expect(report.isClean)
+            #expect(applied - appliedBefore == Int64(events.applicable))
+            #expect(ProjectionVerifier.compare(cache: index, with: rows).isClean)
+        }
+    }
+
     /// A topic that does not exist yet: the feed bootstraps the cache, reports the missing topic, and starts
     /// applying events once the topic appears.
     @Test func aMissingTopicIsWaitedFor() async throws {
@@ -253,4 +297,13 @@ struct KafkaFeedDriverTests {
             try await blocking { driver.stop() }
         }
     }
+}
+
+/// A thread-safe counter for fault injection.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    /// Adds one and returns the new value.
+    func increment() -> Int { lock.withLock { value += 1; return value } }
 }
