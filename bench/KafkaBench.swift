@@ -35,7 +35,8 @@ enum KafkaBench {
     }
 
     static let topic = "bench-changes"
-    static let partitions: Int32 = 6
+    /// Many partitions: the mock cluster keeps only about 5 MB per partition, and the backlog must fit.
+    static let partitions: Int32 = 32
 
     static func progress(_ message: String) {
         FileHandle.standardError.write(Data("[bench kafka] \(message)\n".utf8))
@@ -177,7 +178,13 @@ enum KafkaBench {
         let connected = DispatchTime.now().uptimeNanoseconds
         figures.bootstrapSeconds = Double(connected - started) / 1e9
         let target = base + Int64(events)
-        try waitFor("the backlog", timeout: .seconds(600)) { driver.status.appliedChanges >= target }
+        do {
+            try waitFor("the backlog", timeout: .seconds(600)) { driver.status.appliedChanges >= target }
+        } catch {
+            let status = driver.status
+            throw BenchFailure("\(error): applied \(status.appliedChanges - base) of \(events) events, "
+                + "\(status.rejectedEvents) rejected, last error \(status.lastError ?? "none")")
+        }
         figures.sustainedSeconds = Double(DispatchTime.now().uptimeNanoseconds - connected) / 1e9
         figures.sustainedEvents = events
         progress(String(format: "backlog of %d events applied in %.2f s (%.0f events/s)", events,

@@ -238,12 +238,15 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
             try assign(consumer, partitions: partitions)
             driver.update {
                 $0.isConnected = true
-                $0.lastError = nil
+                if $0.lostEvents == 0 { $0.lastError = nil }
             }
             driver.logger.info("following Kafka", metadata: [
                 "topic": "\(kafka.topic)", "partitions": "\(partitions)",
             ])
 
+            // The next offset each partition should deliver; a larger one means the topic's retention deleted
+            // events before they were applied (librdkafka then resets to the oldest offset still kept).
+            var expected = committed.offsets
             var batch = KafkaFeedBatch(configuration: driver.configuration.batching)
             let maximumKeys = driver.configuration.batching.maximumKeys
             var lastProbe = clock.now
@@ -265,6 +268,10 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                     break
                 }
                 if let message = try consumer.poll(timeout: wait) {
+                    if let next = expected[message.partition], message.offset > next {
+                        lost(message, from: next)
+                    }
+                    expected[message.partition] = message.offset + 1
                     let routed = driver.router.route(message)
                     if case .rejected(let rejection) = routed { reject(message, rejection) }
                     _ = batch.add(message, routed: routed, now: now())
@@ -280,6 +287,7 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                             "from": "\(partitions)", "to": "\(count)",
                         ])
                         partitions = count
+                        expected = committed.offsets
                         try assign(consumer, partitions: partitions)
                     }
                 }
@@ -321,7 +329,8 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                 }
                 driver.update {
                     $0.isConnected = true
-                    $0.lastError = nil
+                    // A loss stays reported until the driver is replaced (a rebuild); an outage message does not.
+                    if $0.lostEvents == 0 { $0.lastError = nil }
                     $0.pendingChanges = lag
                     // Caught up: the cache trails the topic by nothing.
                     if lag == 0 { $0.lagMilliseconds = 0 }
@@ -382,6 +391,20 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                     driver.logger.debug("broker offset commit not queued", metadata: ["error": "\(error)"])
                 }
             }
+        }
+
+        /// Reports events deleted by the topic's retention before the feed applied them. Nothing can bring them
+        /// back: the operator must rebuild the projection.
+        private func lost(_ message: KafkaMessage, from next: Int64) {
+            let count = message.offset - next
+            let error = "Kafka: \(count) event(s) of \(message.topic) partition \(message.partition) (offsets "
+                + "\(next)..<\(message.offset)) were deleted by the topic's retention before they were applied; "
+                + "rebuild the projection"
+            driver.update {
+                $0.lostEvents += count
+                $0.lastError = error
+            }
+            driver.logger.error("\(error)")
         }
 
         /// Counts, logs and dead-letters a poison event; the batch still moves past it.

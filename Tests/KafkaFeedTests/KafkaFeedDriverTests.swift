@@ -18,14 +18,14 @@ struct KafkaFeedDriverTests {
         ProcessInfo.processInfo.environment["EXPLORE_KAFKA_MANY_EVENTS"].flatMap(Int.init) ?? 20_000
     }()
 
-    /// Many changes across several partitions, with duplicates, tombstones and shuffled order between
+    /// Many changes across twelve partitions (the mock cluster keeps about 5 MB per partition), with duplicates, tombstones and shuffled order between
     /// partitions, followed by the service's Kafka feed: afterwards the table equals its definition, the cache
     /// equals the table (admin VERIFY too), and every applicable event was counted exactly once.
     @Test func manyShuffledEventsWithDuplicatesConvergeAndVerifyClean() async throws {
         try await TestPostgres.withDatabase { configuration in
             try await blocking { try KafkaFeedFixtures.prepare(configuration, listings: 5_000) }
             let cluster = try KafkaMockCluster(brokers: 3)
-            try cluster.createTopic("changes", partitions: 6)
+            try cluster.createTopic("changes", partitions: 12)
             var server = ExploreServerConfiguration(host: "127.0.0.1", port: 0)
             server.adminToken = "kafka-token"
             server.shutdownGracePeriod = .seconds(1)
@@ -41,7 +41,7 @@ struct KafkaFeedDriverTests {
                 defer { connection.close() }
                 let applied = try KafkaFeedFixtures.appliedChanges(connection)
                 let events = try KafkaFeedFixtures.changeBaseTables(
-                    connection, count: Self.manyEvents, topic: "changes", partitions: 6, seed: 21)
+                    connection, count: Self.manyEvents, topic: "changes", partitions: 12, seed: 21)
                 // Before any event is consumed the projection is stale: the test can fail.
                 let stale = try KafkaFeedFixtures.strictVerify(connection)
                 return (events, applied, stale)
@@ -69,6 +69,7 @@ struct KafkaFeedDriverTests {
             #expect(applied - appliedBefore == Int64(events.applicable))
             #expect(ProjectionVerifier.compare(cache: service.index, with: rows).isClean)
             #expect(service.projectorStatus.rejectedEvents == 0)
+            #expect(service.projectorStatus.lostEvents == 0)
             #expect(service.projectorStatus.isConnected)
 
             let client = try await ExploreClient.connect(host: "127.0.0.1", port: service.port, adminToken: "kafka-token")
@@ -78,6 +79,12 @@ struct KafkaFeedDriverTests {
             let stats = try await client.stats()
             #expect(stats.lastAppliedChange == UInt64(applied))
             #expect(stats.feedLagMicroseconds != nil)
+            // REBUILD replaces the Kafka driver with a fresh one that reloads the cache and resumes from the
+            // stored offsets: nothing is re-counted.
+            let rebuilt = try await client.rebuild()
+            #expect(rebuilt.listingCount == UInt64(rows.count))
+            #expect(try await client.verify().mismatchCount == 0)
+            #expect(service.projectorStatus.appliedChanges == applied)
             await client.close()
             await service.shutdown()
         }
@@ -256,6 +263,55 @@ struct KafkaFeedDriverTests {
             #expect(report.isClean)
             #expect(applied - appliedBefore == Int64(events.applicable))
             #expect(ProjectionVerifier.compare(cache: index, with: rows).isClean)
+        }
+    }
+
+    /// Events deleted by the topic's retention before the feed read them (the mock cluster keeps about 5 MB per
+    /// partition) are reported as lost, with the offsets, instead of being skipped silently.
+    @Test func eventsDeletedByRetentionAreReportedAsLost() async throws {
+        try await TestPostgres.withDatabase { configuration in
+            try await blocking { try KafkaFeedFixtures.prepare(configuration, listings: 300) }
+            let cluster = try KafkaMockCluster(brokers: 1)
+            try cluster.createTopic("retained", partitions: 1)
+            let padding = String(repeating: "x", count: 400)
+            let records = (0..<20_000).map { index in
+                KafkaProducerRecord(topic: "retained", partition: 0, value: Array(
+                    #"{"op": "u", "source": {"schema": "property", "table": "listings"}, "after": {"id": \#(1 + index % 300), "title": "\#(padding)"}}"#.utf8))
+            }
+            try await KafkaFeedFixtures.produce(records, brokers: cluster.bootstrapServers)
+            let index = ExploreIndex()
+            let driver = KafkaFeedDriver(configuration: .init(
+                postgres: configuration, kafka: KafkaFeedFixtures.feed(brokers: cluster.bootstrapServers, topic: "retained"),
+                batching: .init(window: .milliseconds(2), maximumKeys: 1_000)), index: index)
+            // A stored position at the start of the partition, as if the feed had stopped there long ago.
+            try await blocking {
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                try ProjectionStore.buildIfNeeded(on: connection)
+                try connection.query("""
+                    INSERT INTO explore.kafka_offsets (feed, topic, partition, next_offset)
+                    VALUES ($1, 'retained', 0, 0)
+                    """, [ProjectionDefinition.feedName])
+            }
+            let before = try await blocking {
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                return try KafkaFeedFixtures.appliedChanges(connection)
+            }
+            driver.start()
+            let applied = try await blocking {
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                #expect(try KafkaFeedFixtures.eventually {
+                    try KafkaFeedFixtures.storedOffsetSum(connection, topic: "retained") == 20_000
+                })
+                return try KafkaFeedFixtures.appliedChanges(connection)
+            }
+            try await blocking { driver.stop() }
+            let status = driver.status
+            #expect(status.lostEvents > 0)
+            #expect(status.lastError?.contains("retention") == true)
+            #expect(applied - before + status.lostEvents == 20_000)
         }
     }
 
