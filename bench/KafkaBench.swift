@@ -32,6 +32,7 @@ enum KafkaBench {
         var sustainedSeconds = 0.0
         var bootstrapSeconds = 0.0
         var sampleVerifyClean = false
+        var lostEvents: Int64 = 0
     }
 
     static let topic = "bench-changes"
@@ -186,6 +187,7 @@ enum KafkaBench {
                 + "\(status.rejectedEvents) rejected, last error \(status.lastError ?? "none")")
         }
         figures.sustainedSeconds = Double(DispatchTime.now().uptimeNanoseconds - connected) / 1e9
+        figures.lostEvents = driver.status.lostEvents
         figures.sustainedEvents = events
         progress(String(format: "backlog of %d events applied in %.2f s (%.0f events/s)", events,
                         figures.sustainedSeconds, Double(events) / figures.sustainedSeconds))
@@ -228,7 +230,8 @@ enum KafkaBench {
         Swift.print(String(format: "  sustained: %d events in %.2f s = %.0f events/s  [%@ >= 20,000/s]",
                            figures.sustainedEvents, figures.sustainedSeconds, rate, rate >= 20_000 ? "PASS" : "FAIL"))
         Swift.print(String(format: "  cache bootstrap before the backlog: %.2f s", figures.bootstrapSeconds))
-        Swift.print("  sampled verify after the run: \(figures.sampleVerifyClean ? "clean" : "DIVERGED")")
+        Swift.print("  sampled verify after the run: \(figures.sampleVerifyClean ? "clean" : "DIVERGED"), "
+            + "events lost to retention: \(figures.lostEvents)")
     }
 }
 
