@@ -74,9 +74,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
 
+        // MARK: The Kafka feed of the projector: change events through librdkafka, offsets with the projection.
+        .target(name: "KafkaFeed", dependencies: [
+            "Kafka", "ChangeEvents", "Projector", "Postgres", "ExploreQuery",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+
         // MARK: The service: the projector feeding the cache, and the server answering from it.
         .target(name: "ExploreService", dependencies: [
-            "Projector", "Postgres", "ExploreQuery", "ExploreWire", "ExploreServer",
+            "Projector", "KafkaFeed", "Postgres", "ExploreQuery", "ExploreWire", "ExploreServer",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
 
@@ -94,12 +100,13 @@ let package = Package(
         // MARK: Executables.
         .executableTarget(name: "explore-projector", dependencies: [
             "Postgres", "Migrations", "Projector", "ExploreQuery", "DemoData", "ExploreServer", "ExploreClient",
-            "ExploreService", "ExploreMetrics",
+            "ExploreService", "ExploreMetrics", "KafkaFeed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "bench", dependencies: [
             "ExploreQuery", "DemoData", "CSQLite", "ExploreWire", "ExploreServer", "ExploreClient",
+            "Kafka", "KafkaFeed", "ChangeEvents", "Postgres", "Projector", "Migrations",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench", swiftSettings: swiftSettings),
@@ -137,6 +144,10 @@ let package = Package(
                     .product(name: "NIOPosix", package: "swift-nio")],
                     swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "DemoData"], swiftSettings: swiftSettings),
+        .testTarget(name: "KafkaFeedTests", dependencies: ["KafkaFeed", "Kafka", "ChangeEvents", "Projector",
+                    "Migrations", "Postgres", "ExploreQuery", "ExploreService", "ExploreClient", "TestSupport",
+                    "DemoData"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "ChangeEventsTests", dependencies: ["ChangeEvents", "DemoData"],
                     swiftSettings: swiftSettings),
     ]

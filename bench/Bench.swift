@@ -54,6 +54,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds each loaded --server phase runs.")
     var serverSeconds: Int = 5
 
+    @OptionGroup var kafkaOptions: KafkaBenchOptions
+
     func validate() throws {
         if let listings, listings < 1 { throw ValidationError("--listings must be at least 1") }
         if let queries, queries < 1 { throw ValidationError("--queries must be at least 1") }
@@ -70,6 +72,12 @@ struct Bench: AsyncParsableCommand {
     // The async entry point runs on the main thread, so the synchronous SQLite phase never occupies the
     // cooperative pool; only the --server phase (NIO client and server) is asynchronous.
     func run() async throws {
+        if kafkaOptions.kafka {
+            var options = kafkaOptions
+            options.listings = listings
+            try options.run()
+            return
+        }
         let settings = BenchSettings(
             listings: listings ?? (quick ? 100_000 : 1_000_000), seed: seed,
             queriesPerClass: queries ?? (quick ? 400 : 2_000),

@@ -2,6 +2,7 @@ import Dispatch
 public import ExploreQuery
 public import ExploreServer
 import ExploreWire
+public import KafkaFeed
 public import Logging
 public import Postgres
 public import Projector
@@ -25,6 +26,16 @@ public final class ExploreService: Sendable {
         public var server: ExploreServerConfiguration
         /// Failed projector sessions tolerated before start gives up on bootstrapping the cache.
         public var bootstrapAttempts: Int
+        /// Which change feed keeps the projection current: the outbox (default) or a Kafka topic.
+        public var feed: Feed = .outbox
+
+        /// The change feed the projector follows.
+        public enum Feed: Sendable {
+            /// `explore.change_outbox`, filled by the base-table triggers (LISTEN/NOTIFY plus polling).
+            case outbox
+            /// A Kafka topic of Debezium (or minimal) change events.
+            case kafka(KafkaFeedConfiguration)
+        }
 
         /// Creates a configuration; the server defaults to 127.0.0.1:7700 without admin operations.
         public init(postgres: PostgresConfiguration, batching: ChangeBatcher.Configuration = .init(),
@@ -72,11 +83,7 @@ public final class ExploreService: Sendable {
         if built { logger.info("built the projection table from the defining query") }
 
         let index = ExploreIndex()
-        let driverConfiguration = ProjectorDriver.Configuration(
-            postgres: postgres, batching: configuration.batching, pollInterval: configuration.pollInterval)
-        let projector = ProjectorHandle {
-            ProjectorDriver(configuration: driverConfiguration, index: index, logger: logger)
-        }
+        let projector = try makeProjector(configuration, index: index, logger: logger)
         let attempts = configuration.bootstrapAttempts
         do {
             try await offCooperativePool { () throws(ExploreServiceError) in
@@ -124,6 +131,32 @@ public final class ExploreService: Sendable {
         await server.waitUntilClosed()
     }
 
+    /// The handle over the configured feed's driver.
+    private static func makeProjector(_ configuration: Configuration, index: ExploreIndex, logger: Logger)
+        throws(ExploreServiceError) -> ProjectorHandle
+    {
+        switch configuration.feed {
+        case .outbox:
+            let driverConfiguration = ProjectorDriver.Configuration(
+                postgres: configuration.postgres, batching: configuration.batching,
+                pollInterval: configuration.pollInterval)
+            return ProjectorHandle {
+                ProjectorDriver(configuration: driverConfiguration, index: index, logger: logger)
+            }
+        case .kafka(let kafka):
+            do {
+                try kafka.validate()
+            } catch {
+                throw ExploreServiceError(.invalidConfiguration, error.message)
+            }
+            let driverConfiguration = KafkaFeedDriver.Configuration(
+                postgres: configuration.postgres, kafka: kafka, batching: configuration.batching)
+            return ProjectorHandle {
+                KafkaFeedDriver(configuration: driverConfiguration, index: index, logger: logger)
+            }
+        }
+    }
+
     /// Checks that the migrations created the projection's objects, then builds the projection if needed.
     private static func prepareProjection(_ postgres: PostgresConfiguration) throws(ExploreServiceError) -> Bool {
         let connection: PostgresConnection
@@ -139,6 +172,7 @@ public final class ExploreService: Sendable {
                 SELECT to_regclass('explore.listings_projection') IS NOT NULL
                    AND to_regclass('explore.checkpoint') IS NOT NULL
                    AND to_regclass('explore.change_outbox') IS NOT NULL
+                   AND to_regclass('explore.kafka_offsets') IS NOT NULL
                 """)
             guard present.first?[0] == "t" else {
                 throw ExploreServiceError(.notMigrated, "the projection tables are missing in database "

@@ -14,6 +14,8 @@ public struct ExploreServiceError: Error, Sendable, Hashable, CustomStringConver
         public static let projectionFailed = Code("projectionFailed")
         /// The server could not bind its address.
         public static let listenFailed = Code("listenFailed")
+        /// A setting is invalid (for example a Kafka topic name); the message names it.
+        public static let invalidConfiguration = Code("invalidConfiguration")
 
         /// The code's name.
         public var description: String { name }

@@ -132,7 +132,29 @@ public final class KafkaConsumer: Sendable {
         let timestamp = rd_kafka_message_timestamp(message, &timestampType)
         return KafkaMessage(
             topic: topic, partition: raw.partition, offset: raw.offset, key: key, value: value,
-            timestampMilliseconds: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp)
+            timestampMilliseconds: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp,
+            headers: copyHeaders(message))
+    }
+
+    /// The message's headers; none when it has none (or they cannot be parsed).
+    private static func copyHeaders(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
+        var list: OpaquePointer?
+        guard rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+        var headers: [KafkaHeader] = []
+        var index = 0
+        while true {
+            var name: UnsafePointer<CChar>?
+            var value: UnsafeRawPointer?
+            var size = 0
+            guard rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR,
+                let name
+            else { break }
+            headers.append(KafkaHeader(
+                name: String(cString: name),
+                value: value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }))
+            index += 1
+        }
+        return headers
     }
 
     /// Polls on the consumer's queue until a message arrives, the consumer closes, or `cancellation` is set.
@@ -249,6 +271,71 @@ public final class KafkaConsumer: Sendable {
             return [low, high]
         }
         return (pair[0], pair[1])
+    }
+
+    /// Sends a commit of positions (the next offset to consume, per partition) to the group without waiting for
+    /// the broker: the outcome is not reported. For consumers whose real checkpoint lives elsewhere and who
+    /// commit only so that lag tooling sees their progress.
+    ///
+    /// - Throws: `KafkaError` when librdkafka refuses to queue the commit.
+    public func commitWithoutWaiting(_ positions: [KafkaTopicPartitionOffset]) throws(KafkaError) {
+        guard !positions.isEmpty else { return }
+        let list = RDKafkaTopicPartitionList(positions)
+        let err = rd_kafka_commit(client.handle, list.pointer, 1)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err) }
+    }
+
+    /// The number of partitions of `topic`, asked of the cluster's metadata. Blocking (up to `timeout`): call it
+    /// from a thread you own.
+    ///
+    /// - Throws: `KafkaError` `.unknownTopicOrPartition` when the topic does not exist, a transport or timeout
+    ///   error when no broker answers.
+    public func partitionCount(topic: String, timeout: Duration) throws(KafkaError) -> Int {
+        let topicHandle = try client.topicHandle(topic)
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(
+            client.handle, 0, topicHandle, &metadata, Int32(clamping: timeout.wholeMilliseconds))
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err) }
+        guard let metadata else { throw KafkaError(code: .unknownTopicOrPartition, reason: "no metadata for \(topic)") }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        let topics = UnsafeBufferPointer(start: metadata.pointee.topics, count: Int(metadata.pointee.topic_cnt))
+        guard let entry = topics.first(where: { String(cString: $0.topic) == topic }) else {
+            throw KafkaError(code: .unknownTopicOrPartition, reason: "topic \(topic) is not in the metadata")
+        }
+        if entry.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(entry.err, reason: "topic \(topic)") }
+        guard entry.partition_cnt > 0 else {
+            throw KafkaError(code: .unknownTopicOrPartition, reason: "topic \(topic) has no partitions")
+        }
+        return Int(entry.partition_cnt)
+    }
+
+    /// The low and high watermarks librdkafka last saw for a partition in fetch responses, without asking the
+    /// broker; nil when it has not fetched from the partition yet.
+    public func cachedWatermarks(topic: String, partition: Int32) -> (low: Int64, high: Int64)? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(client.handle, topic, partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return (low, high)
+    }
+
+    /// ``close()`` for a thread you own: blocks until the handle is closed. Never call it from the cooperative
+    /// pool or while another thread is blocked in ``poll(timeout:)``.
+    ///
+    /// - Throws: `KafkaError` when librdkafka reports an error while closing.
+    public func closeSynchronously() throws(KafkaError) {
+        guard state.withLock({ $0.closeRequested() }) == .closeHandle else { return }
+        errorContinuation.finish()
+        let client = self.client
+        let result: Result<Void, KafkaError> = pollQueue.sync {
+            do throws(KafkaError) {
+                try client.consumerClose()
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
     }
 
     /// Leaves the group (committing if auto-commit is on) and ends ``messages``. Idempotent.

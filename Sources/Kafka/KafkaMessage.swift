@@ -12,11 +12,13 @@ public struct KafkaMessage: Sendable, Hashable {
     public var value: [UInt8]?
     /// The record's timestamp in milliseconds since the Unix epoch, when the broker provided one.
     public var timestampMilliseconds: Int64?
+    /// The record's headers, in order.
+    public var headers: [KafkaHeader]
 
     /// Creates a message (tests and in-memory feeds build them directly).
     public init(
         topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8]?,
-        timestampMilliseconds: Int64? = nil
+        timestampMilliseconds: Int64? = nil, headers: [KafkaHeader] = []
     ) {
         self.topic = topic
         self.partition = partition
@@ -24,6 +26,12 @@ public struct KafkaMessage: Sendable, Hashable {
         self.key = key
         self.value = value
         self.timestampMilliseconds = timestampMilliseconds
+        self.headers = headers
+    }
+
+    /// The value of the first header named `name`, if any.
+    public func header(_ name: String) -> [UInt8]? {
+        headers.first { $0.name == name }?.value ?? nil
     }
 
     /// True when the record has a null value (Kafka's deletion marker for compacted topics).
@@ -45,13 +53,37 @@ public struct KafkaProducerRecord: Sendable, Hashable {
     public var key: [UInt8]?
     /// The value, or nil to produce a tombstone.
     public var value: [UInt8]?
+    /// Headers to attach, in order.
+    public var headers: [KafkaHeader]
 
     /// Creates a record.
-    public init(topic: String, partition: Int32? = nil, key: [UInt8]? = nil, value: [UInt8]?) {
+    public init(
+        topic: String, partition: Int32? = nil, key: [UInt8]? = nil, value: [UInt8]?, headers: [KafkaHeader] = []
+    ) {
         self.topic = topic
         self.partition = partition
         self.key = key
         self.value = value
+        self.headers = headers
+    }
+}
+
+/// One record header: a name and an optional value.
+public struct KafkaHeader: Sendable, Hashable {
+    /// The header's name.
+    public var name: String
+    /// The header's value; nil for a header without one.
+    public var value: [UInt8]?
+
+    /// Creates a header.
+    public init(name: String, value: [UInt8]?) {
+        self.name = name
+        self.value = value
+    }
+
+    /// Creates a header with a UTF-8 text value.
+    public init(name: String, text: String) {
+        self.init(name: name, value: Array(text.utf8))
     }
 }
 

@@ -97,6 +97,10 @@ public final class KafkaProducer: Sendable {
     private func produce(_ record: KafkaProducerRecord, topic: OpaquePointer, id: UInt) throws(KafkaError) {
         guard accepting.withLock({ $0 }) else { throw KafkaError(code: .closed, reason: "producer is closed") }
         let partition = record.partition ?? crdkafka_partition_unassigned()
+        if !record.headers.isEmpty {
+            try produceWithHeaders(record, topic: topic, partition: partition, id: id)
+            return
+        }
         // A nil value produces a null payload (a tombstone); RD_KAFKA_MSG_F_COPY lets librdkafka copy the bytes
         // before rd_kafka_produce returns, so the Swift buffers need not outlive the call.
         let status = Self.withOptionalBytes(record.value) { value in
@@ -109,6 +113,62 @@ public final class KafkaProducer: Sendable {
             }
         }
         if status != 0 { throw KafkaError(rd_kafka_last_error()) }
+    }
+
+    /// `rd_kafka_produceva` (the array form of the variadic `rd_kafka_producev`, which Swift cannot call): the only
+    /// produce call that takes headers. The headers list is handed over to librdkafka on success.
+    private func produceWithHeaders(
+        _ record: KafkaProducerRecord, topic: OpaquePointer, partition: Int32, id: UInt
+    ) throws(KafkaError) {
+        guard let headers = rd_kafka_headers_new(record.headers.count) else {
+            throw KafkaError(code: .invalidArgument, reason: "rd_kafka_headers_new failed")
+        }
+        for header in record.headers {
+            let err = Self.withOptionalBytes(header.value) { value in
+                rd_kafka_header_add(headers, header.name, -1, value?.baseAddress, value?.count ?? 0)
+            }
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                rd_kafka_headers_destroy(headers)
+                throw KafkaError(err)
+            }
+        }
+        let error = Self.withOptionalBytes(record.value) { value in
+            Self.withOptionalBytes(record.key) { key -> OpaquePointer? in
+                var fields = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 7)
+                fields[0].vtype = RD_KAFKA_VTYPE_RKT
+                fields[0].u.rkt = topic
+                fields[1].vtype = RD_KAFKA_VTYPE_PARTITION
+                fields[1].u.i32 = partition
+                fields[2].vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                fields[2].u.i = RD_KAFKA_MSG_F_COPY
+                fields[3].vtype = RD_KAFKA_VTYPE_VALUE
+                fields[3].u.mem.ptr = UnsafeMutableRawPointer(mutating: value?.baseAddress)
+                fields[3].u.mem.size = value?.count ?? 0
+                fields[4].vtype = RD_KAFKA_VTYPE_KEY
+                fields[4].u.mem.ptr = UnsafeMutableRawPointer(mutating: key?.baseAddress)
+                fields[4].u.mem.size = key?.count ?? 0
+                fields[5].vtype = RD_KAFKA_VTYPE_OPAQUE
+                fields[5].u.ptr = UnsafeMutableRawPointer(bitPattern: id)
+                fields[6].vtype = RD_KAFKA_VTYPE_HEADERS
+                fields[6].u.headers = headers
+                return rd_kafka_produceva(client.handle, fields, fields.count)
+            }
+        }
+        if let error {
+            let code = rd_kafka_error_code(error)
+            rd_kafka_error_destroy(error)
+            rd_kafka_headers_destroy(headers)
+            throw KafkaError(code)
+        }
+    }
+
+    /// ``flush(timeout:)`` for a thread you own: blocks until every enqueued record is delivered (or failed), up
+    /// to `timeout`. Never call it from the cooperative pool.
+    ///
+    /// - Throws: `KafkaError` `.timedOut` when records are still in flight after `timeout`.
+    public func flushSynchronously(timeout: Duration) throws(KafkaError) {
+        let err = rd_kafka_flush(client.handle, Int32(clamping: timeout.wholeMilliseconds))
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err) }
     }
 
     /// Gives `body` a non-nil buffer for a non-nil array, even an empty one, so "empty" and "null" stay distinct.

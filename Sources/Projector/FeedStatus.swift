@@ -22,6 +22,9 @@ public struct FeedStatus: Sendable, Hashable {
     /// Events that could not be applied (malformed, unknown table, missing key): counted, logged, dead-lettered
     /// when configured, and skipped so they never stall the feed.
     public var rejectedEvents: Int64 = 0
+    /// Events the source deleted before the feed applied them (a Kafka topic's retention outran the feed): the
+    /// projection may miss their changes until it is rebuilt.
+    public var lostEvents: Int64 = 0
     /// The rebuild in progress, if any.
     public var rebuild: RebuildProgress?
 

@@ -153,14 +153,8 @@ public enum ProjectionStore {
     ) throws(ProjectorError) -> AppliedBatch {
         do {
             return try connection.transaction { () throws -> AppliedBatch in
-                var ids = Set(batch.listingIDs)
-                if !batch.locationIDs.isEmpty {
-                    let atLocations = try connection.query(
-                        ProjectionDefinition.listingsAtLocationsQuery, [int8Array(batch.locationIDs)])
-                    for row in atLocations { if let id = row[0].flatMap({ Int64($0) }) { ids.insert(id) } }
-                }
-                let affected = int8Array(ids.sorted())
-                let changes = try recompute(affected, on: connection)
+                let (changes, recomputed) = try recomputeAffected(
+                    listingIDs: batch.listingIDs, locationIDs: batch.locationIDs, on: connection)
                 try connection.query(
                     "DELETE FROM explore.change_outbox WHERE id = ANY($1::bigint[])", [int8Array(batch.entryIDs)])
                 let moved = try connection.query("""
@@ -179,12 +173,30 @@ public enum ProjectionStore {
                 }
                 try beforeCommit()
                 return AppliedBatch(
-                    changes: changes, recomputedListings: ids.count, consumedEntries: batch.entryIDs.count,
-                    listingIDs: Array(ids))
+                    changes: changes, recomputedListings: recomputed.count, consumedEntries: batch.entryIDs.count,
+                    listingIDs: recomputed)
             }
         } catch {
             throw ProjectorError.database("applying a batch failed", error)
         }
+    }
+
+    /// Recomputes the given listings and every listing at the given locations from the defining query into the
+    /// projection table, inside the caller's transaction (every feed moves its own position in that transaction).
+    /// Returns the changes actually made, for the cache after commit, and the listings recomputed (ascending; a
+    /// running rebuild recomputes them into its side table too).
+    public static func recomputeAffected(
+        listingIDs: [Int64], locationIDs: [Int64], on connection: PostgresConnection
+    ) throws -> (changes: ListingChangeBatch, recomputed: [Int64]) {
+        var ids = Set(listingIDs)
+        if !locationIDs.isEmpty {
+            let atLocations = try connection.query(
+                ProjectionDefinition.listingsAtLocationsQuery, [int8Array(locationIDs)])
+            for row in atLocations { if let id = row[0].flatMap({ Int64($0) }) { ids.insert(id) } }
+        }
+        guard !ids.isEmpty else { return (ListingChangeBatch([]), []) }
+        let sorted = ids.sorted()
+        return (try recompute(int8Array(sorted), on: connection), sorted)
     }
 
     /// Recomputes `ids` (a `bigint[]` literal) into the projection table; returns the changes actually made.

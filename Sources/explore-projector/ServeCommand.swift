@@ -18,11 +18,14 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             With --database-url (or EXPLORE_POSTGRES_URL) the service builds the projection if it has never been \
             built, loads the cache from the projection table, follows the change outbox (LISTEN/NOTIFY plus \
-            polling) and serves searches from the cache. With --demo N it serves N generated listings instead. \
+            polling) and serves searches from the cache. With --feed kafka it follows a topic of Debezium (or \
+            {"table", "id"}) change events instead, resuming from the offsets stored with the projection. \
+            With --demo N it serves N generated listings instead. \
             SIGINT or SIGTERM stops it gracefully: the batch in flight is finished, then connections are drained.
             """)
 
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var feedOptions: FeedOptions
     @Option(help: "Serve N generated listings in memory instead of a database.") var demo: Int?
     @Option(help: "Seed of the generated data set (with --demo).") var seed: UInt64 = 1
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).") var listen = "127.0.0.1:7700"
@@ -44,6 +47,9 @@ struct ServeCommand: AsyncParsableCommand {
             guard demo >= 0 else { throw ValidationError("--demo must be >= 0") }
             guard database.databaseURL == nil else {
                 throw ValidationError("pass either --database-url or --demo, not both")
+            }
+            guard feedOptions.feed == .outbox else {
+                throw ValidationError("--demo serves generated listings without a feed; drop --feed kafka")
             }
         }
         guard parseListenAddress(listen) != nil else {
@@ -104,10 +110,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     private func runDatabase(server: ExploreServerConfiguration) async throws {
         let postgres = try database.configuration()
-        let configuration = ExploreService.Configuration(
+        var configuration = ExploreService.Configuration(
             postgres: postgres,
             batching: ChangeBatcher.Configuration(window: .milliseconds(batchWindowMs), maximumKeys: batchMaxIds),
             pollInterval: .milliseconds(pollIntervalMs), server: server)
+        if let kafka = try feedOptions.kafkaConfiguration() { configuration.feed = .kafka(kafka) }
         let operations = try await startOperations()
         let signals = ServeSignals(operations: operations)
         let service: ExploreService

@@ -10,7 +10,8 @@ struct VerifyCommand: ParsableCommand {
         discussion: """
             Reads both sides in one REPEATABLE READ snapshot and reports missing, extra and differing listings by \
             id. Differences explained by outbox entries the projector has not applied yet are reported as pending, \
-            not as divergence.
+            not as divergence. Under the Kafka feed the outbox holds the changes committed since the feed last \
+            pruned it (every 10 s), and the stored Kafka offsets are listed.
             """)
     @OptionGroup var database: DatabaseOptions
     @Option(help: "Compare about N random listings from each side instead of all of them.")
@@ -42,6 +43,14 @@ struct VerifyCommand: ParsableCommand {
             show("extra", report.extra)
             show("differing", report.differing)
             show("pending", report.pending)
+            if let offsets = try? connection.query("""
+                SELECT topic, count(*), sum(next_offset) FROM explore.kafka_offsets GROUP BY topic ORDER BY topic
+                """) {
+                for row in offsets {
+                    print("kafka feed: topic \(row[0] ?? "?"), \(row[1] ?? "0") partition(s), "
+                        + "\(row[2] ?? "0") record(s) consumed")
+                }
+            }
             guard report.isClean else {
                 throw CommandFailure("the projection diverges from its definition in "
                     + "\(report.missing.count + report.extra.count + report.differing.count) listing(s)")

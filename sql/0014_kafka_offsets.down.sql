@@ -1,0 +1,1 @@
+DROP TABLE explore.kafka_offsets;
