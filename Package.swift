@@ -85,7 +85,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "bench", dependencies: [
-            "ExploreQuery", "DemoData", "CSQLite", "ExploreServer", "ExploreClient",
+            "ExploreQuery", "DemoData", "CSQLite", "ExploreServer", "ExploreClient", "Projector", "Postgres",
+            "Migrations",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench", swiftSettings: swiftSettings),

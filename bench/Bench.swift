@@ -54,6 +54,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds each loaded --server phase runs.")
     var serverSeconds: Int = 5
 
+    @Flag(help: "Benchmark the projector on PostgreSQL instead (build, bootstrap, changes/s, freshness, 1 % refresh).")
+    var projector = false
+
+    @Option(help: "With --projector: the server to create the benchmark database on (default: a throwaway cluster).")
+    var databaseURL: String?
+
     func validate() throws {
         if let listings, listings < 1 { throw ValidationError("--listings must be at least 1") }
         if let queries, queries < 1 { throw ValidationError("--queries must be at least 1") }
@@ -70,6 +76,20 @@ struct Bench: AsyncParsableCommand {
     // The async entry point runs on the main thread, so the synchronous SQLite phase never occupies the
     // cooperative pool; only the --server phase (NIO client and server) is asynchronous.
     func run() async throws {
+        if projector {
+            let bench = ProjectorBench(listings: listings ?? (quick ? 100_000 : 1_000_000), seed: seed, quick: quick,
+                                       databaseURL: databaseURL)
+            let report = try bench.run()
+            ProjectorBench.printTable(report)
+            if let json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+                print("figures written to \(json)")
+            }
+            if !report.verificationClean { throw ExitCode(1) }
+            return
+        }
         let settings = BenchSettings(
             listings: listings ?? (quick ? 100_000 : 1_000_000), seed: seed,
             queriesPerClass: queries ?? (quick ? 400 : 2_000),

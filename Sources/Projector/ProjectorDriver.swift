@@ -31,12 +31,16 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
         public var backoff: ReconnectBackoff
         /// Called inside each batch transaction just before COMMIT; throwing rolls the batch back. For tests.
         public var beforeCommit: (@Sendable () throws -> Void)?
+        /// Called on the driver's thread after each committed batch reached the cache, with the changes it made
+        /// there; for measurements (the bench's commit-to-visible freshness). Keep it cheap: the next batch waits.
+        public var afterApply: (@Sendable (ListingChangeBatch) -> Void)?
 
         /// Creates a configuration with defaults suited to production.
         public init(
             postgres: PostgresConfiguration, batching: ChangeBatcher.Configuration = .init(),
             pollInterval: Duration = .milliseconds(500), pageSize: Int = 10_000,
-            backoff: ReconnectBackoff = ReconnectBackoff(), beforeCommit: (@Sendable () throws -> Void)? = nil
+            backoff: ReconnectBackoff = ReconnectBackoff(), beforeCommit: (@Sendable () throws -> Void)? = nil,
+            afterApply: (@Sendable (ListingChangeBatch) -> Void)? = nil
         ) {
             self.postgres = postgres
             self.batching = batching
@@ -44,6 +48,7 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
             self.pageSize = pageSize
             self.backoff = backoff
             self.beforeCommit = beforeCommit
+            self.afterApply = afterApply
         }
     }
 
@@ -165,6 +170,7 @@ public final class ProjectorDriver: FeedDriver, @unchecked Sendable {
                     beforeCommit: { try self.configuration.beforeCommit?() })
                 feed.batchCommitted()
                 index.apply(applied.changes)
+                configuration.afterApply?(applied.changes)
                 appliedChanges += Int64(applied.consumedEntries)
                 let total = appliedChanges
                 lock.withLock {
