@@ -238,7 +238,9 @@ public enum ProjectionStore {
             try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             do {
                 let checkpoint = try checkpoint(on: connection, feed: feed)
-                let rows = try copyProjectionRows(on: connection)
+                // The store orders rows itself; an ORDER BY would only make the server sort (or walk the
+                // primary key) before the first row streams.
+                let rows = try copyProjectionRows(on: connection, inIDOrder: false)
                 try connection.executeScript("COMMIT")
                 return (ExploreStore(bulk: rows), checkpoint)
             } catch {
@@ -250,15 +252,16 @@ public enum ProjectionStore {
         }
     }
 
-    /// Every row of the projection table in the cache's representation, by COPY, in id order.
-    public static func copyProjectionRows(on connection: PostgresConnection) throws(ProjectorError)
-        -> [ExploreListing]
+    /// Every row of the projection table in the cache's representation, by COPY, in id order unless
+    /// `inIDOrder` is false.
+    public static func copyProjectionRows(on connection: PostgresConnection, inIDOrder: Bool = true)
+        throws(ProjectorError) -> [ExploreListing]
     {
         var rows: [ExploreListing] = []
         do {
             try connection.copyTo("""
                 COPY (SELECT \(ProjectionDefinition.cacheColumns("p")) FROM explore.listings_projection p
-                      ORDER BY p.id) TO STDOUT
+                      \(inIDOrder ? "ORDER BY p.id" : "")) TO STDOUT
                 """) { chunk in
                 rows.append(try ProjectionRowDecoder.decode(copyLine: chunk))
             }
