@@ -66,6 +66,8 @@ struct ProjectorBench {
         var incrementalSpeedup: Double
         var verifiedSample: Int
         var verificationClean: Bool
+        /// The machine's 1-minute load average at the start and the end (other work skews every figure).
+        var loadAverage: [Double]
         var bars: [Bar]
     }
 
@@ -120,6 +122,7 @@ struct ProjectorBench {
     // MARK: Phases
 
     private func measure(_ configuration: PostgresConfiguration, serverDescription: String) throws -> Report {
+        let loadAtStart = Self.loadAverage()
         let connection = try PostgresConnection.connect(configuration)
         defer { connection.close() }
         let files = try MigrationFile.load(directory: BenchCluster.repositoryRoot + "/sql")
@@ -201,7 +204,8 @@ struct ProjectorBench {
             onePercentListings: onePercent.listings, onePercentEntries: onePercent.entries,
             incrementalSeconds: onePercent.incremental, refreshConcurrentlySeconds: onePercent.refresh,
             incrementalSpeedup: onePercent.refresh / max(onePercent.incremental, 1e-9),
-            verifiedSample: verification.compared, verificationClean: verification.isClean, bars: [])
+            verifiedSample: verification.compared, verificationClean: verification.isClean,
+            loadAverage: [loadAtStart, Self.loadAverage()], bars: [])
         report.bars = Self.bars(report)
         return report
     }
@@ -368,6 +372,12 @@ struct ProjectorBench {
 
     // MARK: Report
 
+    /// The 1-minute load average, from /proc/loadavg (0 where unavailable).
+    static func loadAverage() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return 0 }
+        return Double(text.split(separator: " ").first ?? "") ?? 0
+    }
+
     static func bars(_ report: Report) -> [Bar] {
         var bars = [
             Bar(name: "cache bootstrap", value: format(report.bootstrapSeconds, digits: 2) + " s",
@@ -396,6 +406,9 @@ struct ProjectorBench {
         print("projector benchmark: \(grouped(Double(s.listings))) listings generated, "
               + "\(grouped(Double(report.servedListings))) in the read model, seed \(s.seed)")
         print("  server: \(report.server)")
+        print("  machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load average "
+              + report.loadAverage.map { format($0, digits: 1) }.joined(separator: " -> ")
+              + " (start -> end of the run)")
         print("  seed (COPY, indexes, keys)        \(format(report.seedSeconds, digits: 1)) s")
         print("  full projection build             \(format(report.buildSeconds, digits: 2)) s")
         print("  REFRESH MV CONCURRENTLY (full)    \(format(report.fullRefreshConcurrentlySeconds, digits: 2)) s")

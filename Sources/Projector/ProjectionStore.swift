@@ -203,8 +203,9 @@ public enum ProjectionStore {
                 RETURNING p.*
             ),
             removed AS (
+                -- Only ids the definition no longer returns are looked up (usually none), not the whole batch.
                 DELETE FROM explore.listings_projection p
-                WHERE p.id = ANY($1::bigint[]) AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.id = p.id)
+                WHERE p.id = ANY(ARRAY(SELECT unnest($1::bigint[]) EXCEPT SELECT id FROM fresh))
                 RETURNING p.id
             )
             SELECT 'u', \(ProjectionDefinition.cacheColumns("upserted")) FROM upserted
