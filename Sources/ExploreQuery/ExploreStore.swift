@@ -75,6 +75,8 @@ public final class ExploreStore {
     public init<Rows: Sequence>(bulk rows: Rows) where Rows.Element == ExploreListing {
         var positionByID: [Int64: Int] = [:]
         var unique: [ExploreListing] = []
+        positionByID.reserveCapacity(rows.underestimatedCount)
+        unique.reserveCapacity(rows.underestimatedCount)
         for row in rows {
             if let position = positionByID[row.id] {
                 unique[position] = row
@@ -84,8 +86,23 @@ public final class ExploreStore {
             }
         }
         positionByID = [:]
-        // Cluster slots by city and area so their postings are dense where they are used.
-        unique.sort { ($0.city, $0.area, $0.id) < ($1.city, $1.area, $1.id) }
+        // Cluster slots by city and area so their postings are dense where they are used. The sort orders small
+        // integer keys (each name's rank among the distinct names, so the order is the strings' order) and row
+        // positions, not the rows: no string comparisons, no large values moved.
+        func ranks(_ names: Set<String>) -> [String: Int32] {
+            var rank: [String: Int32] = [:]
+            rank.reserveCapacity(names.count)
+            for (index, name) in names.sorted().enumerated() { rank[name] = Int32(index) }
+            return rank
+        }
+        let cityRank = ranks(Set(unique.lazy.map(\.city)))
+        let areaRank = ranks(Set(unique.lazy.map(\.area)))
+        var placements = unique.indices.map { position in
+            let row = unique[position]
+            return Placement(city: cityRank[row.city] ?? 0, area: areaRank[row.area] ?? 0, id: row.id,
+                             position: position)
+        }
+        placements.sort()
 
         var lows: [Int64] = []
         var highs: [Int64] = []
@@ -109,9 +126,23 @@ public final class ExploreStore {
 
         reserve(unique.count)
         slotByID.reserveCapacity(unique.count)
-        for row in unique { insertColumns(row, slot: allocateSlot(for: row.id)) }
+        for placement in placements {
+            let row = unique[placement.position]
+            insertColumns(row, slot: allocateSlot(for: row.id))
+        }
         for slot in 0..<slotCount { indexRow(slot, includingOrders: false) }
         buildOrders()
+    }
+
+    /// A row's place in a bulk load: its city's and area's rank among the distinct names, its id, its position.
+    private struct Placement: Comparable {
+        var city: Int32
+        var area: Int32
+        var id: Int64
+        var position: Int
+        static func < (a: Placement, b: Placement) -> Bool {
+            (a.city, a.area, a.id) < (b.city, b.area, b.id)
+        }
     }
 
     static let defaultPriceBounds: [Int64] = PriceBuckets.lowerBounds + [
