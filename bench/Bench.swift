@@ -54,6 +54,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds each loaded --server phase runs.")
     var serverSeconds: Int = 5
 
+    @Flag(help: "Benchmark the projector on PostgreSQL instead (build, bootstrap, changes/s, freshness, 1 % refresh).")
+    var projector = false
+
     @OptionGroup var kafkaOptions: KafkaBenchOptions
 
     func validate() throws {
@@ -67,11 +70,29 @@ struct Bench: AsyncParsableCommand {
         if connections < 1 { throw ValidationError("--connections must be at least 1") }
         if pipelineDepth < 1 { throw ValidationError("--pipeline-depth must be at least 1") }
         if serverSeconds < 1 { throw ValidationError("--server-seconds must be at least 1") }
+        if projector && kafkaOptions.kafka { throw ValidationError("--projector and --kafka are separate runs") }
+        if kafkaOptions.databaseUrl != nil && !projector && !kafkaOptions.kafka {
+            throw ValidationError("--database-url is used with --projector or --kafka")
+        }
     }
 
     // The async entry point runs on the main thread, so the synchronous SQLite phase never occupies the
     // cooperative pool; only the --server phase (NIO client and server) is asynchronous.
     func run() async throws {
+        if projector {
+            let bench = ProjectorBench(listings: listings ?? (quick ? 100_000 : 1_000_000), seed: seed, quick: quick,
+                                       databaseURL: kafkaOptions.databaseUrl)
+            let report = try bench.run()
+            ProjectorBench.printTable(report)
+            if let json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+                print("figures written to \(json)")
+            }
+            if !report.verificationClean { throw ExitCode(1) }
+            return
+        }
         if kafkaOptions.kafka {
             var options = kafkaOptions
             options.listings = listings

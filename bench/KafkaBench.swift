@@ -301,7 +301,10 @@ struct KafkaBenchOptions: ParsableArguments {
     @Flag(help: "Benchmark the Kafka feed instead: freshness and sustained events/s against --database-url.")
     var kafka = false
 
-    @Option(help: "PostgreSQL URL of a migrated, seeded database (with --kafka; default EXPLORE_POSTGRES_URL).")
+    @Option(help: ArgumentHelp(
+        "PostgreSQL URL.",
+        discussion: "With --kafka: a migrated, seeded database (default EXPLORE_POSTGRES_URL). With --projector: the "
+            + "server to create the benchmark database on (default: a throwaway cluster)."))
     var databaseUrl: String?
 
     @Option(help: "Events in the sustained-rate backlog (with --kafka).")
@@ -313,7 +316,6 @@ struct KafkaBenchOptions: ParsableArguments {
     func validate() throws {
         if kafkaEvents < 1 { throw ValidationError("--kafka-events must be at least 1") }
         if kafkaSeconds < 1 { throw ValidationError("--kafka-seconds must be at least 1") }
-        if !kafka && databaseUrl != nil { throw ValidationError("--database-url is used with --kafka") }
     }
 
     /// Bench's `--listings`: with `--kafka`, the database is seeded with that many listings when it differs.

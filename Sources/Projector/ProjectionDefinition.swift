@@ -23,8 +23,8 @@ public enum ProjectionDefinition {
         "bathrooms", "primary_image_url", "city", "area", "created_at",
     ]
 
-    /// The placeholder in ``template`` that restricts the query to some listings.
-    public static let restrictionPlaceholder = "{{restriction}}"
+    /// Opens a restriction marker in ``template``: `{{restriction:COLUMN}}`, COLUMN holding a listing id.
+    public static let restrictionMarker = "{{restriction:"
 
     /// `projections/explore_listings.sql`, verbatim.
     public static let template = #"""
@@ -32,10 +32,13 @@ public enum ProjectionDefinition {
 -- listing types, the primary image and the location's names joined in. Missing optional rows (no type-specific
 -- row, no primary image, a location that no longer exists) give NULLs, never a lost listing.
 --
--- {{restriction}} is replaced by nothing for the whole read model, or by `AND l.id = ANY($1::bigint[])` to
--- recompute only some listings. Sources/Projector/ProjectionDefinition.swift embeds this text (a test keeps the
--- two identical), and sql/0010_explore_projection.up.sql creates explore.explore_listings_mv from it (a test
--- compares the server's parsed definitions).
+-- {{restriction:COLUMN}} marks where the query can be restricted to some listings; COLUMN holds the listing id
+-- of that table's rows. For the whole read model every marker is replaced by nothing; to recompute only some
+-- listings each becomes `AND COLUMN = ANY($1::bigint[])`, so every table is read through its index for just
+-- those listings (a filter on listings alone lets the planner hash-join whole tables at a million listings).
+-- Sources/Projector/ProjectionDefinition.swift embeds this text (a test keeps the two identical), and
+-- sql/0010_explore_projection.up.sql creates explore.explore_listings_mv from it (a test compares the server's
+-- parsed definitions).
 SELECT
     l.id,
     l.type                          AS listing_type,
@@ -51,23 +54,52 @@ SELECT
     loc.area,
     l.created_at
 FROM property.listings l
-LEFT JOIN property.developments d ON d.listing_id = l.id
-LEFT JOIN property.existing_properties e ON e.listing_id = l.id
-LEFT JOIN property.media m ON m.listing_id = l.id AND m.is_primary
+LEFT JOIN property.developments d ON d.listing_id = l.id {{restriction:d.listing_id}}
+LEFT JOIN property.existing_properties e ON e.listing_id = l.id {{restriction:e.listing_id}}
+LEFT JOIN property.media m ON m.listing_id = l.id AND m.is_primary {{restriction:m.listing_id}}
 LEFT JOIN property.locations loc ON loc.id = l.location_id
 WHERE l.status IN ('published', 'active')
-    {{restriction}}
+    {{restriction:l.id}}
 """#
+
+    /// The columns named by the restriction markers, in template order.
+    public static var restrictedColumns: [String] {
+        var columns: [String] = []
+        _ = replacingRestrictions { column in
+            columns.append(column)
+            return ""
+        }
+        return columns
+    }
 
     /// The whole read model.
     public static var fullQuery: String {
-        template.replacing(restrictionPlaceholder, with: "")
+        replacingRestrictions { _ in "" }
     }
 
-    /// The read model restricted to the listing ids bound to `$parameter` (a `bigint[]`).
+    /// The read model restricted to the listing ids bound to `$parameter` (a `bigint[]`): every table is
+    /// filtered by those ids, so each is read through its index for just those listings.
     public static func restrictedQuery(parameter: Int = 1) -> String {
-        template.replacing(
-            restrictionPlaceholder, with: "AND l.id = ANY($\(parameter)::bigint[])")
+        replacingRestrictions { column in "AND \(column) = ANY($\(parameter)::bigint[])" }
+    }
+
+    /// `template` (default: ``template``) with each `{{restriction:COLUMN}}` replaced by `replacement(COLUMN)`;
+    /// comment lines (which describe the markers) are kept as they are.
+    static func replacingRestrictions(in template: String = template, _ replacement: (String) -> String) -> String {
+        let lines: [Substring] = template.split(separator: "\n", omittingEmptySubsequences: false)
+        return lines.map { (line: Substring) -> String in
+            if line.drop(while: { $0 == " " }).starts(with: "--") { return String(line) }
+            var result = ""
+            var rest = line
+            while let open = rest.firstRange(of: restrictionMarker),
+                  let close = rest[open.upperBound...].firstRange(of: "}}")
+            {
+                result += rest[..<open.lowerBound]
+                result += replacement(String(rest[open.upperBound..<close.lowerBound]))
+                rest = rest[close.upperBound...]
+            }
+            return result + rest
+        }.joined(separator: "\n")
     }
 
     /// The read model's columns as `alias.column`, with `created_at` as microseconds since the Unix epoch (the

@@ -8,7 +8,7 @@
 public struct ProjectionQuery: Sendable, Hashable {
     /// The definition's version, recorded in `explore.projection_state` with the table built from it.
     public var version: Int
-    /// The query text with ``ProjectionDefinition/restrictionPlaceholder``.
+    /// The query text with restriction markers (``ProjectionDefinition/restrictionMarker``).
     public var template: String
 
     /// Creates a definition.
@@ -22,19 +22,21 @@ public struct ProjectionQuery: Sendable, Hashable {
 
     /// The whole read model.
     public var fullQuery: String {
-        template.replacing(ProjectionDefinition.restrictionPlaceholder, with: "")
+        ProjectionDefinition.replacingRestrictions(in: template) { _ in "" }
     }
 
     /// The rows whose listing id is in the `bigint[]` bound to `$parameter`.
     public func restrictedQuery(parameter: Int = 1) -> String {
-        template.replacing(
-            ProjectionDefinition.restrictionPlaceholder, with: "AND l.id = ANY($\(parameter)::bigint[])")
+        ProjectionDefinition.replacingRestrictions(in: template) { column in
+            "AND \(column) = ANY($\(parameter)::bigint[])"
+        }
     }
 
     /// The rows whose listing id lies in `[$lower, $upper)` (two `bigint` parameters): one chunk of a rebuild.
+    /// Every listing-keyed table gets the range, so each is read through its index for just that chunk.
     public func rangeQuery(lower: Int = 1, upper: Int = 2) -> String {
-        template.replacing(
-            ProjectionDefinition.restrictionPlaceholder,
-            with: "AND l.id >= $\(lower)::bigint AND l.id < $\(upper)::bigint")
+        ProjectionDefinition.replacingRestrictions(in: template) { column in
+            "AND \(column) >= $\(lower)::bigint AND \(column) < $\(upper)::bigint"
+        }
     }
 }

@@ -218,8 +218,9 @@ public enum ProjectionStore {
                 RETURNING p.*
             ),
             removed AS (
+                -- Only ids the definition no longer returns are looked up (usually none), not the whole batch.
                 DELETE FROM explore.listings_projection p
-                WHERE p.id = ANY($1::bigint[]) AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.id = p.id)
+                WHERE p.id = ANY(ARRAY(SELECT unnest($1::bigint[]) EXCEPT SELECT id FROM fresh))
                 RETURNING p.id
             )
             SELECT 'u', \(ProjectionDefinition.cacheColumns("upserted")) FROM upserted
@@ -253,7 +254,9 @@ public enum ProjectionStore {
             try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             do {
                 let checkpoint = try checkpoint(on: connection, feed: feed)
-                let rows = try copyProjectionRows(on: connection)
+                // The store orders rows itself; an ORDER BY would only make the server sort (or walk the
+                // primary key) before the first row streams.
+                let rows = try copyProjectionRows(on: connection, inIDOrder: false)
                 try connection.executeScript("COMMIT")
                 return (ExploreStore(bulk: rows), checkpoint)
             } catch {
@@ -265,15 +268,16 @@ public enum ProjectionStore {
         }
     }
 
-    /// Every row of the projection table in the cache's representation, by COPY, in id order.
-    public static func copyProjectionRows(on connection: PostgresConnection) throws(ProjectorError)
-        -> [ExploreListing]
+    /// Every row of the projection table in the cache's representation, by COPY, in id order unless
+    /// `inIDOrder` is false.
+    public static func copyProjectionRows(on connection: PostgresConnection, inIDOrder: Bool = true)
+        throws(ProjectorError) -> [ExploreListing]
     {
         var rows: [ExploreListing] = []
         do {
             try connection.copyTo("""
                 COPY (SELECT \(ProjectionDefinition.cacheColumns("p")) FROM explore.listings_projection p
-                      ORDER BY p.id) TO STDOUT
+                      \(inIDOrder ? "ORDER BY p.id" : "")) TO STDOUT
                 """) { chunk in
                 rows.append(try ProjectionRowDecoder.decode(copyLine: chunk))
             }

@@ -35,12 +35,16 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
         public var lagSampleInterval: Duration = .milliseconds(250)
         /// How full rebuilds run (chunk size, lock timeout, version upgrade on start); `nil`: the defaults.
         public var rebuild: RebuildCoordinator.Configuration?
+        /// Called on the driver's thread after each committed batch reached the cache, with the changes it made
+        /// there; for measurements (the bench's commit-to-visible freshness). Keep it cheap: the next batch waits.
+        public var afterApply: (@Sendable (ListingChangeBatch) -> Void)?
 
         /// Creates a configuration with defaults suited to production.
         public init(
             postgres: PostgresConfiguration, batching: ChangeBatcher.Configuration = .init(),
             pollInterval: Duration = .milliseconds(500), pageSize: Int = 10_000,
-            backoff: ReconnectBackoff = ReconnectBackoff(), beforeCommit: (@Sendable () throws -> Void)? = nil
+            backoff: ReconnectBackoff = ReconnectBackoff(), beforeCommit: (@Sendable () throws -> Void)? = nil,
+            afterApply: (@Sendable (ListingChangeBatch) -> Void)? = nil
         ) {
             self.postgres = postgres
             self.batching = batching
@@ -48,6 +52,7 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
             self.pageSize = pageSize
             self.backoff = backoff
             self.beforeCommit = beforeCommit
+            self.afterApply = afterApply
         }
     }
 
@@ -181,6 +186,7 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
                     beforeCommit: { try self.configuration.beforeCommit?() })
                 feed.batchCommitted()
                 index.apply(applied.changes)
+                configuration.afterApply?(applied.changes)
                 appliedChanges += Int64(applied.consumedEntries)
                 let total = appliedChanges
                 lock.withLock {

@@ -36,6 +36,18 @@ struct ProjectionDatabaseTests {
         #expect(file.trimmingSuffixNewlines() == ProjectionDefinition.template.trimmingSuffixNewlines())
     }
 
+    /// The recompute filters every listing-keyed table by the ids (so each is read by index), and the whole
+    /// read model keeps no marker.
+    @Test func restrictionMarkersCoverEveryListingKeyedTable() {
+        #expect(ProjectionDefinition.restrictedColumns == ["d.listing_id", "e.listing_id", "m.listing_id", "l.id"])
+        let code = ProjectionDefinition.fullQuery.split(separator: "\n").filter { !$0.hasPrefix("--") }.joined()
+        #expect(!code.contains("ANY(") && !code.contains("{{"))
+        let restricted = ProjectionDefinition.restrictedQuery(parameter: 2)
+        for column in ProjectionDefinition.restrictedColumns {
+            #expect(restricted.contains("AND \(column) = ANY($2::bigint[])"))
+        }
+    }
+
     /// The materialized view from migration 0010 and the view of the migrations' canonical explore_listings both
     /// parse to the same query as the definition.
     @Test func migrationObjectsMatchTheDefinition() throws {
