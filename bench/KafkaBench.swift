@@ -78,7 +78,9 @@ enum KafkaBench {
         let producer = try KafkaProducer(configuration: producerProperties)
         let encoder = ChangeEventEncoder()
         var random = SplitMix64(seed: 42)
-        var nextPrice: Int64 = 900_000_000 + Int64(UInt32(truncatingIfNeeded: random.next()))
+        // Above every price in the table, so no freshness event can be a no-op left over from an earlier run.
+        var nextPrice = try connection.query("SELECT COALESCE(max(price), 0) FROM property.existing_properties")
+            .first?.decode(0, as: Int64.self) ?? 0
 
         func record(_ id: Int64, price: Int64) -> KafkaProducerRecord {
             let change = SourceChange(
