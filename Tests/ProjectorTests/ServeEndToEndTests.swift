@@ -37,8 +37,9 @@ import Darwin
             let service = try await ExploreService.start(configuration: .init(
                 postgres: configuration, batching: .init(window: .milliseconds(2), maximumKeys: 500),
                 pollInterval: .milliseconds(50), server: server))
+            // REBUILD and VERIFY take seconds on a loaded machine: a generous per-request timeout for this client.
             let client = try await ExploreClient.connect(
-                host: "127.0.0.1", port: service.port, adminToken: "end-to-end-token")
+                host: "127.0.0.1", port: service.port, adminToken: "end-to-end-token", timeout: .seconds(120))
 
             // Differential: the same queries against the reference and the service, same ids in the same order.
             let queries: [[(key: String, value: String)]] = [
@@ -111,7 +112,8 @@ import Darwin
             let service = try await ExploreService.start(configuration: .init(
                 postgres: configuration, batching: .init(window: .milliseconds(1), maximumKeys: 50),
                 pollInterval: .milliseconds(20), server: server))
-            let admin = try await ExploreClient.connect(host: "127.0.0.1", port: service.port, adminToken: "t")
+            let admin = try await ExploreClient.connect(host: "127.0.0.1", port: service.port, adminToken: "t",
+                                                        timeout: .seconds(120))
             let reader = try await ExploreClient.connect(host: "127.0.0.1", port: service.port)
 
             let existing = dataset.exploreRows().filter { $0.listingType == .existing }.map(\.id)
