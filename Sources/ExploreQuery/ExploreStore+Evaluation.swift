@@ -7,13 +7,65 @@
 /// facet bases and facet counts are derived from those buffers. Blocks where a categorical filter has no rows
 /// (postings keep a per-block summary) are skipped for every output that needs that filter, so a city filter
 /// confines most work to that city's blocks (bulk loads cluster slots by city).
+///
+/// Outputs whose filters all fall on grouped fields (type, status, city, bedrooms, price) are counted from
+/// the ``GroupCube`` instead, and when the cube's total shows matches are dense, the page is found by walking
+/// the sort order and testing rows directly, so such searches never touch the bitmaps.
 extension ExploreStore {
+    /// Sorted walks testing rows directly may visit at most this many rows (estimated) per page.
+    static let rowWalkLimit = 150
+
     func search(_ plan: SearchPlan) -> SearchResult {
         let query = plan.query
+        let facetFields = FacetField.allCases.filter { query.facets.contains($0) }
+        let used = query.filter.usedFields
+        func grouped(excluding own: FilterField?) -> Bool {
+            used.allSatisfy { $0 == own || CubeFilter.groupedFields.contains($0) }
+        }
+        let totalFromCube = grouped(excluding: nil)
+        let cubeFacets = facetFields.filter { $0 != .area && grouped(excluding: $0.ownFilter) }
+        let bitmapFacets = facetFields.filter { !cubeFacets.contains($0) }
+        var cubeCounts: CubeCounts?
+        if totalFromCube || !cubeFacets.isEmpty {
+            cubeCounts = CubeCounts(
+                cube: cube, filter: CubeFilter(query.filter, statusDictionary: statusDictionary,
+                                               cityDictionary: cityDictionary),
+                total: totalFromCube, facets: cubeFacets, statusDictionary: statusDictionary,
+                cityDictionary: cityDictionary)
+        }
+        let wanted = plan.offset + query.limit + 1
+        var walkRows = false
+        if let matchCount = cubeCounts?.total {
+            walkRows = matchCount == 0 || wanted * count <= matchCount * Self.rowWalkLimit
+            // An ascending price walk under a price minimum needs the match set to start at the minimum.
+            if query.sort == .priceAscending && query.filter.priceMin != nil && matchCount > 0 { walkRows = false }
+        }
+        var evaluation = BlockEvaluation(matches: nil, total: 0, counters: [])
+        if !walkRows || !bitmapFacets.isEmpty {
+            evaluation = evaluateBlocks(query.filter, wantMatches: !walkRows, facetFields: bitmapFacets)
+        }
+        let total = cubeCounts?.total ?? evaluation.total
+        let (rows, nextCursor) = page(plan, matches: evaluation.matches, matchCount: total)
+        var bitmapCounts: [FacetField: [(value: FacetValue, count: Int)]] = [:]
+        for counter in evaluation.counters { bitmapCounts[counter.field] = counter.result() }
+        let facets = facetFields.map { field in
+            FacetCounts(field: field, counts: cubeCounts?.facets[field] ?? bitmapCounts[field] ?? [])
+        }
+        return SearchResult(total: query.includeTotal ? total : nil, rows: rows, columns: query.columns,
+                            nextCursor: nextCursor, facets: facets)
+    }
+
+    struct BlockEvaluation {
+        var matches: MatchSet?
+        var total: Int
+        var counters: [FacetCounter]
+    }
+
+    /// The bitmap evaluation: the match set (when `wantMatches`) and its size, and the counts of `facetFields`.
+    func evaluateBlocks(_ filter: SearchFilter, wantMatches: Bool, facetFields: [FacetField]) -> BlockEvaluation {
         let words = wordCount
         let blockCount = (words + Bitset.blockWords - 1) / Bitset.blockWords
-        let terms = filterTerms(query.filter, wordCount: words)
-        let facetFields = FacetField.allCases.filter { query.facets.contains($0) }
+        let terms = filterTerms(filter, wordCount: words)
 
         // Which blocks each output needs: the AND of the block summaries of the terms it uses.
         let maskWords = (blockCount + 63) / 64
@@ -48,6 +100,7 @@ extension ExploreStore {
         for block in 0..<blockCount {
             let bit = UInt64(1) << UInt64(block & 63)
             let needMatches = matchMask[block >> 6] & bit != 0
+                && (wantMatches || facetPlans.contains { !$0.usesOwnBase })
             let needFacets = facetPlans.contains { $0.usesOwnBase && $0.mask[block >> 6] & bit != 0 }
             let needMatchFacets = needMatches && facetPlans.contains { !$0.usesOwnBase }
             guard needMatches || needFacets else { continue }
@@ -104,6 +157,8 @@ extension ExploreStore {
                 let allTerms = Array(terms.indices)
                 if needMatches {
                     combine(allTerms, skipping: nil, into: blockMatches)
+                }
+                if needMatches && wantMatches {
                     matchBlockOffsets[block] = Int32(matchWords.count)
                     var blockTotal = 0
                     for j in 0..<n { blockTotal &+= blockMatches[j].nonzeroBitCount }
@@ -123,11 +178,8 @@ extension ExploreStore {
             }
         }
 
-        let matches = MatchSet(blockOffsets: matchBlockOffsets, words: matchWords)
-        let (rows, nextCursor) = page(plan, matches: matches, matchCount: total)
-        let facets = counters.map { FacetCounts(field: $0.field, counts: $0.result()) }
-        return SearchResult(total: query.includeTotal ? total : nil, rows: rows, columns: query.columns,
-                            nextCursor: nextCursor, facets: facets)
+        return BlockEvaluation(matches: wantMatches ? MatchSet(blockOffsets: matchBlockOffsets, words: matchWords) : nil,
+                               total: total, counters: counters)
     }
 
     /// The terms of a filter, one per constrained field.
@@ -244,11 +296,10 @@ struct FilterTerm {
         self.slotLists = slotLists
         var blocks: [UInt64] = []
         for list in slotLists {
-            for slot in list.slots {
-                let block = Int(slot) >> (6 + Bitset.blockShift)
-                if block >> 6 >= blocks.count { blocks.append(contentsOf: repeatElement(0, count: (block >> 6) + 1 - blocks.count)) }
-                blocks[block >> 6] |= 1 &<< UInt64(block & 63)
+            if list.blocks.count > blocks.count {
+                blocks.append(contentsOf: repeatElement(0, count: list.blocks.count - blocks.count))
             }
+            for (i, word) in list.blocks.enumerated() { blocks[i] |= word }
         }
         self.blocks = blocks
     }
@@ -526,7 +577,12 @@ struct FacetCounter {
         case .priceBucket:
             for (index, count) in counts.enumerated() { entries.append((.priceBucket(index), count)) }
         }
-        return entries.filter { $0.count > 0 }.sorted { a, b in
+        return Self.ordered(entries)
+    }
+
+    /// Non-zero counts, most frequent first, ties by value: the order every facet is returned in.
+    static func ordered(_ entries: [(value: FacetValue, count: Int)]) -> [(value: FacetValue, count: Int)] {
+        entries.filter { $0.count > 0 }.sorted { a, b in
             a.count != b.count ? a.count > b.count : FacetValue.ascending(a.value, b.value)
         }
     }
@@ -544,6 +600,15 @@ struct MatchSet {
         let offset = Int(blockOffsets[block])
         guard offset >= 0 else { return false }
         return words[offset + ((slot >> 6) & (Bitset.blockWords - 1))] & (1 &<< UInt64(slot & 63)) != 0
+    }
+
+    /// Calls `body(wordIndex, word)` for every non-zero word of the evaluated blocks, in slot order.
+    func forEachWord(_ body: (Int, UInt64) -> Void) {
+        for (block, offset) in blockOffsets.enumerated() where offset >= 0 {
+            for j in 0..<Bitset.blockWords where words[Int(offset) + j] != 0 {
+                body(block &* Bitset.blockWords &+ j, words[Int(offset) + j])
+            }
+        }
     }
 
     /// Calls `body` with every matching slot in ascending order.

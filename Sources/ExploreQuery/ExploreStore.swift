@@ -55,6 +55,8 @@ public final class ExploreStore {
     var unpriced = SortedSlotList()
     /// Rows by `(createdAt, id)`; newest-first walks it backwards.
     var createdOrder = SortedSlotList()
+    /// Live rows grouped by type, status, city and bedrooms, for counts over the whole data set.
+    var cube = GroupCube()
 
     /// Number of slots ever used (live or free).
     var slotCount: Int { ids.count }
@@ -112,6 +114,8 @@ public final class ExploreStore {
         for row in unique { insertColumns(row, slot: allocateSlot(for: row.id)) }
         for slot in 0..<slotCount { indexRow(slot, includingOrders: false) }
         buildOrders()
+        cube = GroupCube(slotCount: slotCount, key: { self.hasFlag($0, .live) ? self.cubeKey($0) : nil },
+                         price: { self.cubePrice($0) })
     }
 
     static let defaultPriceBounds: [Int64] = PriceBuckets.lowerBounds + [
@@ -182,6 +186,7 @@ public final class ExploreStore {
         for posting in bathroomPostings.values { total += posting.memoryBytes + 16 }
         total += priceLowRanges.memoryBytes + priceHighRanges.memoryBytes + createdRanges.memoryBytes
         total += priceOrder.memoryBytes + unpriced.memoryBytes + createdOrder.memoryBytes
+        total += cube.memoryBytes
         return total
     }
 
@@ -299,7 +304,22 @@ public final class ExploreStore {
             priceHighRanges.remove(slot)
         }
         createdRanges.insert(slot, createdAt[slot])
-        if includingOrders { insertOrders(slot) }
+        if includingOrders {
+            insertOrders(slot)
+            cube.add(slot: slot, key: cubeKey(slot), price: cubePrice(slot))
+        }
+    }
+
+    /// The cube group of `slot`'s current column values.
+    func cubeKey(_ slot: Int) -> GroupCube.Key {
+        let hasBedrooms = hasFlag(slot, .hasBedrooms)
+        return GroupCube.Key(type: types[slot], status: statusCodes[slot], city: cityCodes[slot],
+                             bedrooms: hasBedrooms ? bedrooms[slot] : Int32.min, hasBedrooms: hasBedrooms)
+    }
+
+    /// `slot`'s effective price range, if it has a price.
+    func cubePrice(_ slot: Int) -> (low: Int64, high: Int64)? {
+        hasPrice(slot) ? (priceLow[slot], priceHigh[slot]) : nil
     }
 
     private func noteSpread(_ low: Int64, _ high: Int64) {
@@ -363,6 +383,7 @@ public final class ExploreStore {
     private func unindexRow(_ slot: Int) {
         let s = UInt32(slot)
         removeOrders(slot)
+        cube.remove(slot: slot, price: cubePrice(slot))
         live.remove(slot)
         typePostings[Int(types[slot])].remove(slot)
         statusPostings[Int(statusCodes[slot])].remove(slot)
@@ -390,6 +411,7 @@ public final class ExploreStore {
         let newLow = row.priceFrom ?? row.priceTo
         let newHigh = row.priceTo ?? row.priceFrom
         let oldHasPrice = hasPrice(slot)
+        let oldCubePrice = cubePrice(slot)
         let priceOrderChanged = oldHasPrice != (newLow != nil) || (newLow != nil && newLow! != priceLow[slot])
         let createdChanged = row.createdAt != createdAt[slot]
         if priceOrderChanged || createdChanged {
@@ -470,6 +492,17 @@ public final class ExploreStore {
             createdAt[slot] = row.createdAt
         }
         flags[slot] = flag.rawValue
+        let newCubeKey = cubeKey(slot)
+        let newCubePrice = cubePrice(slot)
+        if newCubeKey != cube.key(ofSlot: slot) {
+            cube.remove(slot: slot, price: oldCubePrice)
+            cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
+        } else if let oldCubePrice, let newCubePrice {
+            if oldCubePrice != newCubePrice { cube.movePrice(slot: slot, from: oldCubePrice, to: newCubePrice) }
+        } else if oldCubePrice != nil || newCubePrice != nil {
+            cube.remove(slot: slot, price: oldCubePrice)
+            cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
+        }
         if priceOrderChanged || createdChanged {
             insertOrders(slot, price: priceOrderChanged, created: createdChanged)
         }

@@ -25,7 +25,7 @@ struct SortedSlotList {
     private var lastIDs: [Int64] = []
     private(set) var count = 0
 
-    static let maximumChunk = 512
+    static let maximumChunk = 128
 
     var memoryBytes: Int {
         var total = chunks.capacity * MemoryLayout<Chunk>.stride + lastKeys.capacity * 8 + lastIDs.capacity * 8
