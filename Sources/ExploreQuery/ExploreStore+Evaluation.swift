@@ -20,7 +20,7 @@ extension ExploreStore {
         let facetFields = FacetField.allCases.filter { query.facets.contains($0) }
         let used = query.filter.usedFields
         func grouped(excluding own: FilterField?) -> Bool {
-            used.allSatisfy { $0 == own || CubeFilter.groupedFields.contains($0) }
+            CubeFilter.canCount(used.filter { $0 != own })
         }
         let totalFromCube = grouped(excluding: nil)
         let cubeFacets = facetFields.filter { $0 != .area && grouped(excluding: $0.ownFilter) }

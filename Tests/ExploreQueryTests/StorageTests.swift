@@ -63,15 +63,15 @@ import Testing
         #expect(cube.key(ofSlot: 99) == nil)
         let l = cube.index(of: lisbon)!
         let p = cube.index(of: porto)!
-        #expect(cube.counts[l] == 2 && cube.lows[l].count == 1)
+        #expect(cube.counts[l] == 2 && cube.lows[Int(cube.priceGroupOf[l])].count == 1)
         #expect(Self.buckets(cube, l) == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
         #expect(Self.buckets(cube, p) == [1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
         cube.movePrice(slot: 0, from: (150_000, 150_000), to: (150_000, 1_200_000))
-        #expect(cube.lows[l].elements == [150_000] && cube.highs[l].elements == [1_200_000])
+        #expect(cube.lows[Int(cube.priceGroupOf[l])].elements == [150_000] && cube.highs[Int(cube.priceGroupOf[l])].elements == [1_200_000])
         #expect(Self.buckets(cube, l) == [0, 1, 1, 1, 1, 1, 1, 1, 0, 0])
         cube.remove(slot: 2, price: (90_000, 450_000))
         cube.remove(slot: 2, price: (90_000, 450_000))  // already gone: no effect
-        #expect(cube.counts[p] == 0 && cube.lows[p].count == 0 && Self.buckets(cube, p).allSatisfy { $0 == 0 })
+        #expect(cube.counts[p] == 0 && cube.lows[Int(cube.priceGroupOf[p])].count == 0 && Self.buckets(cube, p).allSatisfy { $0 == 0 })
         #expect(cube.key(ofSlot: 2) == nil)
     }
 
@@ -118,8 +118,11 @@ import Testing
         for (c, key) in bulk.keys.enumerated() {
             let other = incremental.index(of: key)!
             #expect(bulk.counts[c] == incremental.counts[other])
-            #expect(bulk.lows[c].elements == incremental.lows[other].elements)
-            #expect(bulk.highs[c].elements == incremental.highs[other].elements)
+            let bulkGroup = Int(bulk.priceGroupOf[c])
+            let otherGroup = Int(incremental.priceGroupOf[other])
+            #expect(bulk.priceKeys[bulkGroup] == incremental.priceKeys[otherGroup])
+            #expect(bulk.lows[bulkGroup].elements == incremental.lows[otherGroup].elements)
+            #expect(bulk.highs[bulkGroup].elements == incremental.highs[otherGroup].elements)
             #expect(Self.buckets(bulk, c) == Self.buckets(incremental, other))
         }
         for slot in keys.indices { #expect(bulk.key(ofSlot: slot) == keys[slot]) }

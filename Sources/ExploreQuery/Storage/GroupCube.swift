@@ -1,11 +1,13 @@
-/// Live rows counted per group of (listing type, status, city, bedrooms), with each group's price ends in
-/// rank structures and its price-bucket histogram.
+/// Live rows counted per group of (listing type, status, city, bedrooms) with each group's price-bucket
+/// histogram, and the price ends of each coarser price group (the same key without status) in rank structures.
 ///
 /// Explore's broad searches and most facets constrain only these fields (plus a price range), yet count over
 /// the whole data set: the city facet of a city search drops the city filter, a search with only a type
-/// filter counts every city. Answering those from the groups costs a pass over a few thousand groups (and two
-/// rank queries per group under a price filter) instead of a pass over a million rows. A row's group is
-/// kept per slot, so a change that leaves the grouped fields and the price alone costs nothing here.
+/// filter counts every city. Answering those from the groups costs a pass over a few hundred groups (and two
+/// rank queries per price group under a price filter) instead of a pass over a million rows. Price groups
+/// leave status out because explore searches rarely filter on status and never together with a price, and
+/// every rank query is a few cache misses: a search with both is answered from the bitmaps instead. A row's
+/// group is kept per slot, so a change that leaves the grouped fields and the price alone costs nothing here.
 struct GroupCube {
     struct Key: Hashable {
         var type: UInt8
@@ -22,9 +24,13 @@ struct GroupCube {
     private(set) var keys: [Key] = []
     /// Live rows per group.
     private(set) var counts: [Int32] = []
-    /// `priceLow` and `priceHigh` of each group's priced rows.
+    /// The price group of each group.
+    private(set) var priceGroupOf: [Int32] = []
+    /// Per price group: its key (status 0), and `priceLow` and `priceHigh` of its priced rows.
+    private(set) var priceKeys: [Key] = []
     private(set) var lows: [RankedKeys] = []
     private(set) var highs: [RankedKeys] = []
+    private var priceGroupByKey: [Key: Int32] = [:]
     /// Priced rows per group and ``PriceBuckets`` bucket their range overlaps, `bucketCount` per group.
     private(set) var buckets: [Int32] = []
     static let bucketCount = PriceBuckets.lowerBounds.count
@@ -37,7 +43,8 @@ struct GroupCube {
     init() {}
 
     var memoryBytes: Int {
-        var total = cellOf.capacity * 4 + cellByKey.capacity * 24 + keys.capacity * MemoryLayout<Key>.stride
+        var total = cellOf.capacity * 4 + (cellByKey.capacity + priceGroupByKey.capacity) * 24
+        total += (keys.capacity + priceKeys.capacity) * MemoryLayout<Key>.stride + priceGroupOf.capacity * 4
         total += counts.capacity * 4 + buckets.capacity * 4 + (lows.capacity + highs.capacity) * 32
         for c in lows.indices { total += lows[c].memoryBytes + highs[c].memoryBytes }
         return total
@@ -56,9 +63,18 @@ struct GroupCube {
         if let index = cellByKey[key] { return Int(index) }
         keys.append(key)
         counts.append(0)
-        lows.append(RankedKeys())
-        highs.append(RankedKeys())
         buckets.append(contentsOf: repeatElement(0, count: Self.bucketCount))
+        var priceKey = key
+        priceKey.status = 0
+        if let group = priceGroupByKey[priceKey] {
+            priceGroupOf.append(group)
+        } else {
+            priceGroupByKey[priceKey] = Int32(priceKeys.count)
+            priceGroupOf.append(Int32(priceKeys.count))
+            priceKeys.append(priceKey)
+            lows.append(RankedKeys())
+            highs.append(RankedKeys())
+        }
         cellByKey[key] = Int32(keys.count - 1)
         return keys.count - 1
     }
@@ -87,19 +103,21 @@ struct GroupCube {
     mutating func movePrice(slot: Int, from old: (low: Int64, high: Int64), to new: (low: Int64, high: Int64)) {
         guard slot < cellOf.count, cellOf[slot] != Self.noCell else { return }
         let c = Int(cellOf[slot])
-        if old.low != new.low { lows[c].replace(old.low, with: new.low) }
-        if old.high != new.high { highs[c].replace(old.high, with: new.high) }
+        let p = Int(priceGroupOf[c])
+        if old.low != new.low { lows[p].replace(old.low, with: new.low) }
+        if old.high != new.high { highs[p].replace(old.high, with: new.high) }
         countBuckets(c, old, delta: -1)
         countBuckets(c, new, delta: 1)
     }
 
     private mutating func addPrice(_ c: Int, _ price: (low: Int64, high: Int64), delta: Int32) {
+        let p = Int(priceGroupOf[c])
         if delta > 0 {
-            lows[c].insert(price.low)
-            highs[c].insert(price.high)
+            lows[p].insert(price.low)
+            highs[p].insert(price.high)
         } else {
-            lows[c].remove(price.low)
-            highs[c].remove(price.high)
+            lows[p].remove(price.low)
+            highs[p].remove(price.high)
         }
         countBuckets(c, price, delta: delta)
     }
@@ -124,19 +142,20 @@ struct GroupCube {
         for slot in 0..<slotCount {
             guard let k = key(slot) else { continue }
             let c = cell(for: k)
-            if c == lowKeys.count {
+            while lowKeys.count < priceKeys.count {
                 lowKeys.append([])
                 highKeys.append([])
             }
             cellOf[slot] = UInt32(c)
             counts[c] += 1
-            if let p = price(slot) {
-                lowKeys[c].append(p.low)
-                highKeys[c].append(p.high)
-                countBuckets(c, p, delta: 1)
+            if let range = price(slot) {
+                let p = Int(priceGroupOf[c])
+                lowKeys[p].append(range.low)
+                highKeys[p].append(range.high)
+                countBuckets(c, range, delta: 1)
             }
         }
-        for c in keys.indices {
+        for c in priceKeys.indices {
             lowKeys[c].sort()
             highKeys[c].sort()
             lows[c] = RankedKeys(sorted: lowKeys[c])
@@ -159,6 +178,12 @@ struct CubeFilter {
 
     /// Filter fields a cube answer can honour.
     static let groupedFields: Set<FilterField> = [.listingType, .status, .city, .bedrooms, .price]
+
+    /// Whether the cube can count under `fields` (a price range and a status together it cannot: price
+    /// groups leave status out).
+    static func canCount(_ fields: Set<FilterField>) -> Bool {
+        fields.isSubset(of: groupedFields) && !(fields.contains(.price) && fields.contains(.status))
+    }
 
     init(_ filter: SearchFilter, statusDictionary: StringDictionary, cityDictionary: StringDictionary) {
         if let types = filter.listingTypes {
@@ -188,7 +213,7 @@ struct CubeFilter {
     /// Priced rows of `cell` whose range overlaps the price filter: those with `low <= max` minus those with
     /// `high < min` (a row cannot be in both, as `low <= high` and `min <= max`).
     @inline(__always)
-    func priceCount(_ cube: GroupCube, cell c: Int) -> Int {
+    func priceCount(_ cube: GroupCube, priceGroup c: Int) -> Int {
         var n = priceMax.map { cube.lows[c].count(notAbove: $0) } ?? cube.lows[c].count
         if let priceMin { n -= cube.highs[c].count(below: priceMin) }
         return n
@@ -213,6 +238,9 @@ struct CubeCounts {
         var bedroomCounts: [Int32: Int] = [:]
         var bucketCounts = [Int](repeating: 0, count: PriceBuckets.lowerBounds.count)
         let hasPrice = filter.hasPrice
+        // Without a price filter every output counts whole groups; with one, the outputs under it count price
+        // groups by rank (the caller never asks for those together with a status filter), and only the
+        // price-bucket facet (which drops the price filter) still reads the groups.
         let bucketCount = GroupCube.bucketCount
         for g in cube.keys.indices where cube.counts[g] > 0 {
             let key = cube.keys[g]
@@ -222,10 +250,8 @@ struct CubeCounts {
             let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
             let c = filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true
             let b = filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true
-            let wantsCount = (wantTotal && t && c && b) || (wantCity && t && b) || (wantType && c && b)
-                || (wantBedrooms && t && c && key.hasBedrooms)
-            if wantsCount {
-                let n = hasPrice ? filter.priceCount(cube, cell: g) : Int(cube.counts[g])
+            if !hasPrice {
+                let n = Int(cube.counts[g])
                 if wantTotal && t && c && b { total += n }
                 if wantCity && t && b { cityCounts[Int(key.city)] += n }
                 if wantType && c && b { typeCounts[Int(key.type)] += n }
@@ -233,6 +259,22 @@ struct CubeCounts {
             }
             if wantPrice && t && c && b {
                 for i in 0..<bucketCount { bucketCounts[i] += Int(cube.buckets[g * bucketCount + i]) }
+            }
+        }
+        if hasPrice && (wantTotal || wantCity || wantType || wantBedrooms) {
+            for g in cube.priceKeys.indices where cube.lows[g].count > 0 {
+                let key = cube.priceKeys[g]
+                let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
+                let c = filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true
+                let b = filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true
+                let wantsCount = (wantTotal && t && c && b) || (wantCity && t && b) || (wantType && c && b)
+                    || (wantBedrooms && t && c && key.hasBedrooms)
+                guard wantsCount else { continue }
+                let n = filter.priceCount(cube, priceGroup: g)
+                if wantTotal && t && c && b { total += n }
+                if wantCity && t && b { cityCounts[Int(key.city)] += n }
+                if wantType && c && b { typeCounts[Int(key.type)] += n }
+                if wantBedrooms && t && c && key.hasBedrooms { bedroomCounts[key.bedrooms, default: 0] += n }
             }
         }
         self.total = wantTotal ? total : nil
