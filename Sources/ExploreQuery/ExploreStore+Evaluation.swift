@@ -152,7 +152,7 @@ extension ExploreStore {
                         addOutput(skipping: facet.skipIndex)
                     }
                     terms[index].fill(block: block, start: start, end: end, into: buffer(index),
-                                      need: Array(need[0..<n]))
+                                      need: UnsafeBufferPointer(need))
                 }
                 let allTerms = Array(terms.indices)
                 if needMatches {
@@ -169,9 +169,9 @@ extension ExploreStore {
                 for (planIndex, facet) in facetPlans.enumerated() where facet.mask[block >> 6] & bit != 0 {
                     if facet.usesOwnBase {
                         combine(allTerms, skipping: facet.skipIndex, into: base)
-                        counters[planIndex].count(Array(base[0..<n]), start: start, count: n, block: block, buckets: buckets)
+                        counters[planIndex].count(UnsafeBufferPointer(base), start: start, count: n, block: block, buckets: buckets)
                     } else if needMatchFacets {
-                        counters[planIndex].count(Array(blockMatches[0..<n]), start: start, count: n, block: block,
+                        counters[planIndex].count(UnsafeBufferPointer(blockMatches), start: start, count: n, block: block,
                                                   buckets: buckets)
                     }
                 }
@@ -313,7 +313,8 @@ struct FilterTerm {
     /// Writes this term's words `start..<end` (block `block`) into `out`.
     @inline(__always)
     /// For range terms, bits outside `need` may be wrong (the caller does not use them).
-    func fill(block: Int, start: Int, end: Int, into out: UnsafeMutableBufferPointer<UInt64>, need: [UInt64]?) {
+    func fill(block: Int, start: Int, end: Int, into out: UnsafeMutableBufferPointer<UInt64>,
+              need: UnsafeBufferPointer<UInt64>?) {
         let n = end - start
         if let present {
             for j in 0..<n {
@@ -468,7 +469,7 @@ struct FacetCounter {
         }
     }
 
-    mutating func count(_ base: [UInt64], start: Int, count n: Int, block: Int, buckets: PriceBucketBitmaps) {
+    mutating func count(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int, block: Int, buckets: PriceBucketBitmaps) {
         var rows = 0
         for j in 0..<n { rows &+= base[j].nonzeroBitCount }
         guard rows > 0 else { return }
@@ -534,7 +535,7 @@ struct FacetCounter {
     }
 
     @inline(__always)
-    private static func intersect(_ base: [UInt64], _ words: [UInt64], start: Int, count n: Int) -> Int {
+    private static func intersect(_ base: UnsafeBufferPointer<UInt64>, _ words: [UInt64], start: Int, count n: Int) -> Int {
         let limit = Swift.min(n, words.count - start)
         guard limit > 0 else { return 0 }
         var c = 0
@@ -543,7 +544,7 @@ struct FacetCounter {
     }
 
     @inline(__always)
-    private static func forEachSlot(_ base: [UInt64], start: Int, count n: Int, _ body: (Int) -> Void) {
+    private static func forEachSlot(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int, _ body: (Int) -> Void) {
         for j in 0..<n {
             var word = base[j]
             while word != 0 {
@@ -553,7 +554,7 @@ struct FacetCounter {
         }
     }
 
-    private mutating func tally(_ base: [UInt64], start: Int, count n: Int, codes: [UInt32]) {
+    private mutating func tally(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int, codes: [UInt32]) {
         guard !codes.isEmpty else { return }
         var local = counts
         counts = []

@@ -59,19 +59,20 @@ extension ExploreStore {
     private func collectStraddlers(_ plan: SearchPlan, matches: MatchSet, below minimum: Int64, wanted: Int,
                                    into slots: inout [Int]) {
         let below = LessThan(priceLowRanges, minimum, values: priceLow)
-        var found: [(key: Int64, id: Int64, slot: Int)] = []
+        var heap = BoundedHeap(capacity: wanted)
         matches.forEachWord { index, word in
             var bits = below.word(index, need: word) & word
             while bits != 0 {
                 let slot = index &<< 6 | bits.trailingZeroBitCount
                 bits &= bits &- 1
-                let entry = (key: priceLow[slot], id: ids[slot], slot: slot)
-                if let cursor = plan.cursor, (entry.key, entry.id) <= (cursor.key, cursor.id) { continue }
-                found.append(entry)
+                let key = priceLow[slot]
+                guard heap.mayAccept(group: 0, key: key) else { continue }
+                let id = ids[slot]
+                if let cursor = plan.cursor, (key, id) <= (cursor.key, cursor.id) { continue }
+                heap.offer((group: 0, key: key, id: id, slot: slot))
             }
         }
-        found.sort { ($0.key, $0.id) < ($1.key, $1.id) }
-        for entry in found.prefix(wanted) { slots.append(entry.slot) }
+        for entry in heap.sorted() { slots.append(entry.slot) }
     }
 
     private func walkPage(_ plan: SearchPlan, wanted: Int, into slots: inout [Int], exactPriceStart: Bool = false,
@@ -131,45 +132,15 @@ extension ExploreStore {
 
     private func collectPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int]) {
         let sort = plan.query.sort
-        // The `wanted` smallest positions in a bounded max-heap: most matches are rejected by one comparison
-        // with the heap's top, instead of sorting every match.
-        var heap: [(group: UInt8, key: Int64, id: Int64, slot: Int)] = []
-        heap.reserveCapacity(wanted)
-        @inline(__always) func less(_ a: (group: UInt8, key: Int64, id: Int64, slot: Int),
-                                    _ b: (group: UInt8, key: Int64, id: Int64, slot: Int)) -> Bool {
-            (a.group, a.key, a.id) < (b.group, b.key, b.id)
-        }
+        var heap = BoundedHeap(capacity: wanted)
         matches.forEachSlot { slot in
             let p = position(of: slot, in: sort)
             if let cursor = plan.cursor {
                 guard (p.group, p.key, p.id) > (cursor.group, cursor.key, cursor.id) else { return }
             }
-            let entry = (group: p.group, key: p.key, id: p.id, slot: slot)
-            if heap.count < wanted {
-                heap.append(entry)
-                var child = heap.count - 1
-                while child > 0 {
-                    let parent = (child - 1) / 2
-                    guard less(heap[parent], heap[child]) else { break }
-                    heap.swapAt(parent, child)
-                    child = parent
-                }
-            } else if less(entry, heap[0]) {
-                heap[0] = entry
-                var parent = 0
-                while true {
-                    let left = 2 * parent + 1
-                    guard left < heap.count else { break }
-                    var largest = left
-                    if left + 1 < heap.count && less(heap[left], heap[left + 1]) { largest = left + 1 }
-                    guard less(heap[parent], heap[largest]) else { break }
-                    heap.swapAt(parent, largest)
-                    parent = largest
-                }
-            }
+            heap.offer((group: p.group, key: p.key, id: p.id, slot: slot))
         }
-        heap.sort(by: less)
-        slots.append(contentsOf: heap.map(\.slot))
+        slots.append(contentsOf: heap.sorted().map(\.slot))
     }
 
 }
