@@ -199,8 +199,8 @@ extension ExploreStore {
             }))
         }
         if let areas = filter.areas {
-            let lists = areas.compactMap { areaDictionary.code(of: $0).map { areaPostings[Int($0)] } }
-            terms.append(FilterTerm(field: .area, slotLists: lists))
+            terms.append(FilterTerm(field: .area, blockPostings: areaPostings,
+                                    codes: areas.compactMap { areaDictionary.code(of: $0) }))
         }
         if let locations = filter.locationIDs {
             terms.append(FilterTerm(field: .locationID, slotLists: locations.compactMap { locationPostings[$0] }))
@@ -288,8 +288,24 @@ struct FilterTerm {
         self.blocks = blocks
     }
 
-    /// Sorted slot lists (area, location), filled per block by binary search.
+    /// Sorted slot lists (location), filled per block by binary search.
     var slotLists: [SortedSlots] = []
+    /// Block postings (area) and the asked values' codes, filled per block from the values' pages.
+    var blockPostings: BlockPostings?
+    var codes: [UInt32] = []
+
+    init(field: FilterField, blockPostings: BlockPostings, codes: [UInt32]) {
+        self.field = field
+        self.blockPostings = blockPostings
+        self.codes = codes
+        var blocks: [UInt64] = []
+        for code in codes where Int(code) < blockPostings.valueBlocks.count {
+            let summary = blockPostings.valueBlocks[Int(code)]
+            if summary.count > blocks.count { blocks.append(contentsOf: repeatElement(0, count: summary.count - blocks.count)) }
+            for (i, word) in summary.enumerated() { blocks[i] |= word }
+        }
+        self.blocks = blocks
+    }
 
     init(field: FilterField, slotLists: [SortedSlots]) {
         self.field = field
@@ -328,6 +344,15 @@ struct FilterTerm {
             return
         }
         for j in 0..<n { out[j] = 0 }
+        if let blockPostings {
+            blockPostings.pages.withUnsafeBufferPointer { pages in
+                for code in codes {
+                    guard let page = blockPostings.page(block: block, code: code) else { continue }
+                    let base = page * BlockPostings.pageWords
+                    for j in 0..<n { out[j] |= pages[base + j] }
+                }
+            }
+        }
         for list in slotLists {
             list.slots.withUnsafeBufferPointer { slots in
                 let first = UInt32(start &<< 6)
@@ -409,6 +434,7 @@ struct FacetCounter {
     private let priceLow: [Int64]
     private let priceHigh: [Int64]
     private let codes: [UInt32]
+    private let areaPostings: BlockPostings
     /// For the city facet: the city codes with rows in each block (`blockCityStart[b]..<blockCityStart[b+1]`
     /// in `blockCities`), so a block intersects only the few city postings clustered there.
     private let blockCityStart: [Int32]
@@ -425,6 +451,7 @@ struct FacetCounter {
         priceLow = field == .priceBucket ? store.priceLow : []
         priceHigh = field == .priceBucket ? store.priceHigh : []
         codes = field == .city ? store.cityCodes : field == .area ? store.areaCodes : []
+        areaPostings = field == .area ? store.areaPostings : BlockPostings()
         if field == .city {
             let blockCount = (store.wordCount + Bitset.blockWords - 1) / Bitset.blockWords
             var perBlock = [Int32](repeating: 0, count: blockCount + 1)
@@ -493,7 +520,21 @@ struct FacetCounter {
                 }
             }
         case .area:
-            tally(base, start: start, count: n, codes: codes)
+            // One popcount pass per area page in the block, unless so few rows match that reading their codes
+            // is cheaper.
+            let entries = block < areaPostings.blockEntries.count ? areaPostings.blockEntries[block] : []
+            if perRowCheaper || entries.count * n > rows * 4 {
+                tally(base, start: start, count: n, codes: codes)
+            } else {
+                areaPostings.pages.withUnsafeBufferPointer { pages in
+                    for entry in entries {
+                        let page = Int(entry.page) * BlockPostings.pageWords
+                        var c = 0
+                        for j in 0..<n { c &+= (base[j] & pages[page + j]).nonzeroBitCount }
+                        counts[Int(entry.code)] += c
+                    }
+                }
+            }
         case .bedrooms:
             if perRowCheaper {
                 Self.forEachSlot(base, start: start, count: n) { slot in

@@ -3,7 +3,7 @@
 /// Layout: every listing lives in a row slot; each column is an array indexed by slot, freed slots are reused
 /// through a free list, and `slotByID` maps listing ids to slots. Low-cardinality text is dictionary encoded,
 /// titles and image URLs live in byte arenas. Indexes over slots: bitset postings for listing type, status,
-/// city, bedrooms and bathrooms; sorted slot lists for area and location id; range-encoded bitmaps for the
+/// city, bedrooms and bathrooms; block postings for area; sorted slot lists for location id; range-encoded bitmaps for the
 /// price ends and creation time; and sorted slot lists for every sort order.
 public final class ExploreStore {
     // MARK: Columns
@@ -39,7 +39,7 @@ public final class ExploreStore {
     var typePostings = [Bitset](repeating: Bitset(), count: ListingType.allCases.count)
     var statusPostings: [Bitset] = []
     var cityPostings: [Bitset] = []
-    var areaPostings: [SortedSlots] = []
+    var areaPostings = BlockPostings()
     var locationPostings: [Int64: SortedSlots] = [:]
     var bedroomPostings: [Int32: Bitset] = [:]
     var bathroomPostings: [Int32: Bitset] = [:]
@@ -179,7 +179,7 @@ public final class ExploreStore {
         for posting in typePostings { total += posting.memoryBytes }
         for posting in statusPostings { total += posting.memoryBytes }
         for posting in cityPostings { total += posting.memoryBytes }
-        for posting in areaPostings { total += posting.memoryBytes }
+        total += areaPostings.memoryBytes
         total += locationPostings.capacity * (8 + MemoryLayout<SortedSlots>.stride)
         for posting in locationPostings.values { total += posting.memoryBytes }
         for posting in bedroomPostings.values { total += posting.memoryBytes + 16 }
@@ -289,8 +289,7 @@ public final class ExploreStore {
         Self.insert(slot, code: statusCodes[slot], into: &statusPostings)
         Self.insert(slot, code: cityCodes[slot], into: &cityPostings)
         let area = Int(areaCodes[slot])
-        while areaPostings.count <= area { areaPostings.append(SortedSlots()) }
-        areaPostings[area].insert(s)
+        areaPostings.insert(slot, code: UInt32(area))
         locationPostings[locationIDs[slot], default: SortedSlots()].insert(s)
         if hasFlag(slot, .hasBedrooms) { bedroomPostings[bedrooms[slot], default: Bitset()].insert(slot) }
         if hasFlag(slot, .hasBathrooms) { bathroomPostings[bathrooms[slot], default: Bitset()].insert(slot) }
@@ -381,14 +380,13 @@ public final class ExploreStore {
 
     /// Removes `slot` from every index (columns still hold its values).
     private func unindexRow(_ slot: Int) {
-        let s = UInt32(slot)
         removeOrders(slot)
         cube.remove(slot: slot, price: cubePrice(slot))
         live.remove(slot)
         typePostings[Int(types[slot])].remove(slot)
         statusPostings[Int(statusCodes[slot])].remove(slot)
         cityPostings[Int(cityCodes[slot])].remove(slot)
-        areaPostings[Int(areaCodes[slot])].remove(s)
+        areaPostings.remove(slot, code: areaCodes[slot])
         removeLocation(slot)
         if hasFlag(slot, .hasBedrooms) { bedroomPostings[bedrooms[slot]]?.remove(slot) }
         if hasFlag(slot, .hasBathrooms) { bathroomPostings[bathrooms[slot]]?.remove(slot) }
@@ -442,10 +440,9 @@ public final class ExploreStore {
         let area = areaDictionary.values[Int(areaCodes[slot])] == row.area
             ? areaCodes[slot] : areaDictionary.encode(row.area)
         if area != areaCodes[slot] {
-            areaPostings[Int(areaCodes[slot])].remove(s)
+            areaPostings.remove(slot, code: areaCodes[slot])
             areaCodes[slot] = area
-            while areaPostings.count <= Int(area) { areaPostings.append(SortedSlots()) }
-            areaPostings[Int(area)].insert(s)
+            areaPostings.insert(slot, code: area)
         }
         if row.locationID != locationIDs[slot] {
             removeLocation(slot)

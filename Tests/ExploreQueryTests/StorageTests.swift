@@ -128,3 +128,50 @@ import Testing
         for slot in keys.indices { #expect(bulk.key(ofSlot: slot) == keys[slot]) }
     }
 }
+
+/// Block postings and the bounded heap against plain models.
+@Suite struct BlockStorageTests {
+    @Test func blockPostingsMatchASetPerValue() {
+        var random = SeededRandom(seed: 21)
+        var postings = BlockPostings()
+        var model: [UInt32: Set<Int>] = [:]
+        for _ in 0..<20_000 {
+            let slot = Int.random(in: 0..<30_000, using: &random)
+            let code = UInt32.random(in: 0..<6, using: &random)
+            if Bool.random(using: &random) {
+                postings.insert(slot, code: code)
+                model[code, default: []].insert(slot)
+            } else {
+                postings.remove(slot, code: code)
+                model[code]?.remove(slot)
+            }
+        }
+        for code in UInt32(0)..<7 {
+            let expected = model[code] ?? []
+            let found = Set((0..<30_000).filter { postings.contains($0, code: code) })
+            #expect(found == expected, "code \(code)")
+            // Every block holding a slot of the value is in its summary.
+            for slot in expected {
+                let block = slot >> 12
+                #expect(postings.valueBlocks[Int(code)][block >> 6] & (1 << UInt64(block & 63)) != 0)
+            }
+        }
+        #expect(postings.page(block: 99, code: 0) == nil)
+    }
+
+    @Test func boundedHeapKeepsTheSmallestInOrder() {
+        var random = SeededRandom(seed: 22)
+        for capacity in [0, 1, 7, 100] {
+            var heap = BoundedHeap(capacity: capacity)
+            var all: [BoundedHeap.Entry] = []
+            for slot in 0..<1_000 {
+                let entry = (group: UInt8.random(in: 0...1, using: &random), key: Int64.random(in: 0...50, using: &random),
+                             id: Int64(slot * 37 % 1_000), slot: slot)
+                all.append(entry)
+                heap.offer(entry)
+            }
+            let expected = all.sorted(by: BoundedHeap.less).prefix(capacity).map(\.slot)
+            #expect(heap.sorted().map(\.slot) == expected, "capacity \(capacity)")
+        }
+    }
+}
