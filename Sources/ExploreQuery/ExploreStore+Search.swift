@@ -45,7 +45,7 @@ extension ExploreStore {
             walkPage(plan, wanted: wanted, into: &slots) { predicate.matches($0) }
         }
         let pageSlots = slots.dropFirst(plan.offset).prefix(query.limit)
-        let rows = pageSlots.map { row(slot: $0) }
+        let rows = self.rows(slots: Array(pageSlots))
         var next: SearchCursor?
         if slots.count > plan.offset + query.limit, let last = pageSlots.last {
             let position = position(of: last, in: query.sort)

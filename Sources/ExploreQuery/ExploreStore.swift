@@ -166,6 +166,42 @@ public final class ExploreStore {
             createdAt: createdAt[slot])
     }
 
+    /// The rows of `slots`, in order, read a column at a time: one column's loads for every row are
+    /// independent, so their cache misses overlap instead of queueing row by row.
+    func rows(slots: [Int]) -> [ExploreListing] {
+        let (ids, types, flags, statusCodes, cityCodes, areaCodes) = (ids, types, flags, statusCodes, cityCodes, areaCodes)
+        let (locationIDs, priceLow, priceHigh, bedrooms, bathrooms, createdAt) =
+            (locationIDs, priceLow, priceHigh, bedrooms, bathrooms, createdAt)
+        let idValues = slots.map { ids[$0] }
+        let typeValues = slots.map { types[$0] }
+        let flagValues = slots.map { flags[$0] }
+        let statusValues = slots.map { statusCodes[$0] }
+        let cityValues = slots.map { cityCodes[$0] }
+        let areaValues = slots.map { areaCodes[$0] }
+        let locationValues = slots.map { locationIDs[$0] }
+        let lowValues = slots.map { priceLow[$0] }
+        let highValues = slots.map { priceHigh[$0] }
+        let bedroomValues = slots.map { bedrooms[$0] }
+        let bathroomValues = slots.map { bathrooms[$0] }
+        let createdValues = slots.map { createdAt[$0] }
+        let titleValues = slots.map { titles.get($0) }
+        let imageValues = slots.map { imageURLs.get($0) }
+        return slots.indices.map { i in
+            let flag = SlotFlags(rawValue: flagValues[i])
+            return ExploreListing(
+                id: idValues[i], listingType: ListingType(rawValue: typeValues[i]) ?? .existing,
+                status: statusDictionary.values[Int(statusValues[i])], title: titleValues[i] ?? "",
+                locationID: locationValues[i],
+                priceFrom: flag.contains(.hasPriceFrom) ? lowValues[i] : nil,
+                priceTo: flag.contains(.hasPriceTo) ? highValues[i] : nil,
+                bedrooms: flag.contains(.hasBedrooms) ? bedroomValues[i] : nil,
+                bathrooms: flag.contains(.hasBathrooms) ? bathroomValues[i] : nil,
+                primaryImageURL: imageValues[i],
+                city: cityDictionary.values[Int(cityValues[i])], area: areaDictionary.values[Int(areaValues[i])],
+                createdAt: createdValues[i])
+        }
+    }
+
     /// Bytes held by columns, strings and indexes, from the buffers' capacities.
     var memoryBytes: Int {
         var total = ids.capacity * 8 + types.capacity + flags.capacity + statusCodes.capacity * 4
