@@ -242,7 +242,8 @@ struct CubeCounts {
         // groups by rank (the caller never asks for those together with a status filter), and only the
         // price-bucket facet (which drops the price filter) still reads the groups.
         let bucketCount = GroupCube.bucketCount
-        for g in cube.keys.indices where cube.counts[g] > 0 {
+        let groupOutputs = wantPrice || (!hasPrice && (wantTotal || wantCity || wantType || wantBedrooms))
+        for g in cube.keys.indices where groupOutputs && cube.counts[g] > 0 {
             let key = cube.keys[g]
             if let statuses = filter.statuses, !(Int(key.status) < statuses.count && statuses[Int(key.status)]) {
                 continue
