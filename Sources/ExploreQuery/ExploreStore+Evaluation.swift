@@ -7,13 +7,65 @@
 /// facet bases and facet counts are derived from those buffers. Blocks where a categorical filter has no rows
 /// (postings keep a per-block summary) are skipped for every output that needs that filter, so a city filter
 /// confines most work to that city's blocks (bulk loads cluster slots by city).
+///
+/// Outputs whose filters all fall on grouped fields (type, status, city, bedrooms, price) are counted from
+/// the ``GroupCube`` instead, and when the cube's total shows matches are dense, the page is found by walking
+/// the sort order and testing rows directly, so such searches never touch the bitmaps.
 extension ExploreStore {
+    /// Sorted walks testing rows directly may visit at most this many rows (estimated) per page.
+    static let rowWalkLimit = 150
+
     func search(_ plan: SearchPlan) -> SearchResult {
         let query = plan.query
+        let facetFields = FacetField.allCases.filter { query.facets.contains($0) }
+        let used = query.filter.usedFields
+        func grouped(excluding own: FilterField?) -> Bool {
+            CubeFilter.canCount(used.filter { $0 != own })
+        }
+        let totalFromCube = grouped(excluding: nil)
+        let cubeFacets = facetFields.filter { $0 != .area && grouped(excluding: $0.ownFilter) }
+        let bitmapFacets = facetFields.filter { !cubeFacets.contains($0) }
+        var cubeCounts: CubeCounts?
+        if totalFromCube || !cubeFacets.isEmpty {
+            cubeCounts = CubeCounts(
+                cube: cube, filter: CubeFilter(query.filter, statusDictionary: statusDictionary,
+                                               cityDictionary: cityDictionary),
+                total: totalFromCube, facets: cubeFacets, statusDictionary: statusDictionary,
+                cityDictionary: cityDictionary)
+        }
+        let wanted = plan.offset + query.limit + 1
+        var walkRows = false
+        if let matchCount = cubeCounts?.total {
+            walkRows = matchCount == 0 || wanted * count <= matchCount * Self.rowWalkLimit
+            // An ascending price walk under a price minimum needs the match set to start at the minimum.
+            if query.sort == .priceAscending && query.filter.priceMin != nil && matchCount > 0 { walkRows = false }
+        }
+        var evaluation = BlockEvaluation(matches: nil, total: 0, counters: [])
+        if !walkRows || !bitmapFacets.isEmpty {
+            evaluation = evaluateBlocks(query.filter, wantMatches: !walkRows, facetFields: bitmapFacets)
+        }
+        let total = cubeCounts?.total ?? evaluation.total
+        let (rows, nextCursor) = page(plan, matches: evaluation.matches, matchCount: total)
+        var bitmapCounts: [FacetField: [(value: FacetValue, count: Int)]] = [:]
+        for counter in evaluation.counters { bitmapCounts[counter.field] = counter.result() }
+        let facets = facetFields.map { field in
+            FacetCounts(field: field, counts: cubeCounts?.facets[field] ?? bitmapCounts[field] ?? [])
+        }
+        return SearchResult(total: query.includeTotal ? total : nil, rows: rows, columns: query.columns,
+                            nextCursor: nextCursor, facets: facets)
+    }
+
+    struct BlockEvaluation {
+        var matches: MatchSet?
+        var total: Int
+        var counters: [FacetCounter]
+    }
+
+    /// The bitmap evaluation: the match set (when `wantMatches`) and its size, and the counts of `facetFields`.
+    func evaluateBlocks(_ filter: SearchFilter, wantMatches: Bool, facetFields: [FacetField]) -> BlockEvaluation {
         let words = wordCount
         let blockCount = (words + Bitset.blockWords - 1) / Bitset.blockWords
-        let terms = filterTerms(query.filter, wordCount: words)
-        let facetFields = FacetField.allCases.filter { query.facets.contains($0) }
+        let terms = filterTerms(filter, wordCount: words)
 
         // Which blocks each output needs: the AND of the block summaries of the terms it uses.
         let maskWords = (blockCount + 63) / 64
@@ -48,6 +100,7 @@ extension ExploreStore {
         for block in 0..<blockCount {
             let bit = UInt64(1) << UInt64(block & 63)
             let needMatches = matchMask[block >> 6] & bit != 0
+                && (wantMatches || facetPlans.contains { !$0.usesOwnBase })
             let needFacets = facetPlans.contains { $0.usesOwnBase && $0.mask[block >> 6] & bit != 0 }
             let needMatchFacets = needMatches && facetPlans.contains { !$0.usesOwnBase }
             guard needMatches || needFacets else { continue }
@@ -99,11 +152,13 @@ extension ExploreStore {
                         addOutput(skipping: facet.skipIndex)
                     }
                     terms[index].fill(block: block, start: start, end: end, into: buffer(index),
-                                      need: Array(need[0..<n]))
+                                      need: UnsafeBufferPointer(need))
                 }
                 let allTerms = Array(terms.indices)
                 if needMatches {
                     combine(allTerms, skipping: nil, into: blockMatches)
+                }
+                if needMatches && wantMatches {
                     matchBlockOffsets[block] = Int32(matchWords.count)
                     var blockTotal = 0
                     for j in 0..<n { blockTotal &+= blockMatches[j].nonzeroBitCount }
@@ -114,20 +169,17 @@ extension ExploreStore {
                 for (planIndex, facet) in facetPlans.enumerated() where facet.mask[block >> 6] & bit != 0 {
                     if facet.usesOwnBase {
                         combine(allTerms, skipping: facet.skipIndex, into: base)
-                        counters[planIndex].count(Array(base[0..<n]), start: start, count: n, block: block, buckets: buckets)
+                        counters[planIndex].count(UnsafeBufferPointer(base), start: start, count: n, block: block, buckets: buckets)
                     } else if needMatchFacets {
-                        counters[planIndex].count(Array(blockMatches[0..<n]), start: start, count: n, block: block,
+                        counters[planIndex].count(UnsafeBufferPointer(blockMatches), start: start, count: n, block: block,
                                                   buckets: buckets)
                     }
                 }
             }
         }
 
-        let matches = MatchSet(blockOffsets: matchBlockOffsets, words: matchWords)
-        let (rows, nextCursor) = page(plan, matches: matches, matchCount: total)
-        let facets = counters.map { FacetCounts(field: $0.field, counts: $0.result()) }
-        return SearchResult(total: query.includeTotal ? total : nil, rows: rows, columns: query.columns,
-                            nextCursor: nextCursor, facets: facets)
+        return BlockEvaluation(matches: wantMatches ? MatchSet(blockOffsets: matchBlockOffsets, words: matchWords) : nil,
+                               total: total, counters: counters)
     }
 
     /// The terms of a filter, one per constrained field.
@@ -147,8 +199,8 @@ extension ExploreStore {
             }))
         }
         if let areas = filter.areas {
-            let lists = areas.compactMap { areaDictionary.code(of: $0).map { areaPostings[Int($0)] } }
-            terms.append(FilterTerm(field: .area, slotLists: lists))
+            terms.append(FilterTerm(field: .area, blockPostings: areaPostings,
+                                    codes: areas.compactMap { areaDictionary.code(of: $0) }))
         }
         if let locations = filter.locationIDs {
             terms.append(FilterTerm(field: .locationID, slotLists: locations.compactMap { locationPostings[$0] }))
@@ -236,19 +288,34 @@ struct FilterTerm {
         self.blocks = blocks
     }
 
-    /// Sorted slot lists (area, location), filled per block by binary search.
+    /// Sorted slot lists (location), filled per block by binary search.
     var slotLists: [SortedSlots] = []
+    /// Block postings (area) and the asked values' codes, filled per block from the values' pages.
+    var blockPostings: BlockPostings?
+    var codes: [UInt32] = []
+
+    init(field: FilterField, blockPostings: BlockPostings, codes: [UInt32]) {
+        self.field = field
+        self.blockPostings = blockPostings
+        self.codes = codes
+        var blocks: [UInt64] = []
+        for code in codes where Int(code) < blockPostings.valueBlocks.count {
+            let summary = blockPostings.valueBlocks[Int(code)]
+            if summary.count > blocks.count { blocks.append(contentsOf: repeatElement(0, count: summary.count - blocks.count)) }
+            for (i, word) in summary.enumerated() { blocks[i] |= word }
+        }
+        self.blocks = blocks
+    }
 
     init(field: FilterField, slotLists: [SortedSlots]) {
         self.field = field
         self.slotLists = slotLists
         var blocks: [UInt64] = []
         for list in slotLists {
-            for slot in list.slots {
-                let block = Int(slot) >> (6 + Bitset.blockShift)
-                if block >> 6 >= blocks.count { blocks.append(contentsOf: repeatElement(0, count: (block >> 6) + 1 - blocks.count)) }
-                blocks[block >> 6] |= 1 &<< UInt64(block & 63)
+            if list.blocks.count > blocks.count {
+                blocks.append(contentsOf: repeatElement(0, count: list.blocks.count - blocks.count))
             }
+            for (i, word) in list.blocks.enumerated() { blocks[i] |= word }
         }
         self.blocks = blocks
     }
@@ -262,7 +329,8 @@ struct FilterTerm {
     /// Writes this term's words `start..<end` (block `block`) into `out`.
     @inline(__always)
     /// For range terms, bits outside `need` may be wrong (the caller does not use them).
-    func fill(block: Int, start: Int, end: Int, into out: UnsafeMutableBufferPointer<UInt64>, need: [UInt64]?) {
+    func fill(block: Int, start: Int, end: Int, into out: UnsafeMutableBufferPointer<UInt64>,
+              need: UnsafeBufferPointer<UInt64>?) {
         let n = end - start
         if let present {
             for j in 0..<n {
@@ -276,6 +344,15 @@ struct FilterTerm {
             return
         }
         for j in 0..<n { out[j] = 0 }
+        if let blockPostings {
+            blockPostings.pages.withUnsafeBufferPointer { pages in
+                for code in codes {
+                    guard let page = blockPostings.page(block: block, code: code) else { continue }
+                    let base = page * BlockPostings.pageWords
+                    for j in 0..<n { out[j] |= pages[base + j] }
+                }
+            }
+        }
         for list in slotLists {
             list.slots.withUnsafeBufferPointer { slots in
                 let first = UInt32(start &<< 6)
@@ -357,6 +434,7 @@ struct FacetCounter {
     private let priceLow: [Int64]
     private let priceHigh: [Int64]
     private let codes: [UInt32]
+    private let areaPostings: BlockPostings
     /// For the city facet: the city codes with rows in each block (`blockCityStart[b]..<blockCityStart[b+1]`
     /// in `blockCities`), so a block intersects only the few city postings clustered there.
     private let blockCityStart: [Int32]
@@ -373,6 +451,7 @@ struct FacetCounter {
         priceLow = field == .priceBucket ? store.priceLow : []
         priceHigh = field == .priceBucket ? store.priceHigh : []
         codes = field == .city ? store.cityCodes : field == .area ? store.areaCodes : []
+        areaPostings = field == .area ? store.areaPostings : BlockPostings()
         if field == .city {
             let blockCount = (store.wordCount + Bitset.blockWords - 1) / Bitset.blockWords
             var perBlock = [Int32](repeating: 0, count: blockCount + 1)
@@ -417,7 +496,7 @@ struct FacetCounter {
         }
     }
 
-    mutating func count(_ base: [UInt64], start: Int, count n: Int, block: Int, buckets: PriceBucketBitmaps) {
+    mutating func count(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int, block: Int, buckets: PriceBucketBitmaps) {
         var rows = 0
         for j in 0..<n { rows &+= base[j].nonzeroBitCount }
         guard rows > 0 else { return }
@@ -441,7 +520,21 @@ struct FacetCounter {
                 }
             }
         case .area:
-            tally(base, start: start, count: n, codes: codes)
+            // One popcount pass per area page in the block, unless so few rows match that reading their codes
+            // is cheaper.
+            let entries = block < areaPostings.blockEntries.count ? areaPostings.blockEntries[block] : []
+            if perRowCheaper || entries.count * n > rows * 4 {
+                tally(base, start: start, count: n, codes: codes)
+            } else {
+                areaPostings.pages.withUnsafeBufferPointer { pages in
+                    for entry in entries {
+                        let page = Int(entry.page) * BlockPostings.pageWords
+                        var c = 0
+                        for j in 0..<n { c &+= (base[j] & pages[page + j]).nonzeroBitCount }
+                        counts[Int(entry.code)] += c
+                    }
+                }
+            }
         case .bedrooms:
             if perRowCheaper {
                 Self.forEachSlot(base, start: start, count: n) { slot in
@@ -483,7 +576,7 @@ struct FacetCounter {
     }
 
     @inline(__always)
-    private static func intersect(_ base: [UInt64], _ words: [UInt64], start: Int, count n: Int) -> Int {
+    private static func intersect(_ base: UnsafeBufferPointer<UInt64>, _ words: [UInt64], start: Int, count n: Int) -> Int {
         let limit = Swift.min(n, words.count - start)
         guard limit > 0 else { return 0 }
         var c = 0
@@ -492,7 +585,7 @@ struct FacetCounter {
     }
 
     @inline(__always)
-    private static func forEachSlot(_ base: [UInt64], start: Int, count n: Int, _ body: (Int) -> Void) {
+    private static func forEachSlot(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int, _ body: (Int) -> Void) {
         for j in 0..<n {
             var word = base[j]
             while word != 0 {
@@ -502,7 +595,7 @@ struct FacetCounter {
         }
     }
 
-    private mutating func tally(_ base: [UInt64], start: Int, count n: Int, codes: [UInt32]) {
+    private mutating func tally(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int, codes: [UInt32]) {
         guard !codes.isEmpty else { return }
         var local = counts
         counts = []
@@ -526,7 +619,12 @@ struct FacetCounter {
         case .priceBucket:
             for (index, count) in counts.enumerated() { entries.append((.priceBucket(index), count)) }
         }
-        return entries.filter { $0.count > 0 }.sorted { a, b in
+        return Self.ordered(entries)
+    }
+
+    /// Non-zero counts, most frequent first, ties by value: the order every facet is returned in.
+    static func ordered(_ entries: [(value: FacetValue, count: Int)]) -> [(value: FacetValue, count: Int)] {
+        entries.filter { $0.count > 0 }.sorted { a, b in
             a.count != b.count ? a.count > b.count : FacetValue.ascending(a.value, b.value)
         }
     }
@@ -544,6 +642,15 @@ struct MatchSet {
         let offset = Int(blockOffsets[block])
         guard offset >= 0 else { return false }
         return words[offset + ((slot >> 6) & (Bitset.blockWords - 1))] & (1 &<< UInt64(slot & 63)) != 0
+    }
+
+    /// Calls `body(wordIndex, word)` for every non-zero word of the evaluated blocks, in slot order.
+    func forEachWord(_ body: (Int, UInt64) -> Void) {
+        for (block, offset) in blockOffsets.enumerated() where offset >= 0 {
+            for j in 0..<Bitset.blockWords where words[Int(offset) + j] != 0 {
+                body(block &* Bitset.blockWords &+ j, words[Int(offset) + j])
+            }
+        }
     }
 
     /// Calls `body` with every matching slot in ascending order.

@@ -14,22 +14,38 @@ extension ExploreStore {
         }
     }
 
-    func page(_ plan: SearchPlan, matches: MatchSet, matchCount: Int) -> ([ExploreListing], SearchCursor?) {
+    /// - Parameter matches: the match set, or nil to test rows against the filter during the walk.
+    func page(_ plan: SearchPlan, matches: MatchSet?, matchCount: Int) -> ([ExploreListing], SearchCursor?) {
         let query = plan.query
         let wanted = plan.offset + query.limit + 1
         guard matchCount > 0 else { return ([], nil) }
-        // A walk visits about `wanted × live / matches` entries; collecting touches every match and sorts.
+        // A walk visits about `wanted × live / matches` entries, each a sequential read and a bit test;
+        // collecting reads every match's sort key from the columns (a likely cache miss each) and selects.
         let walkCost = Double(wanted) * Double(count) / Double(matchCount)
-        let collectCost = Double(matchCount) * 8
+        let collectCost = Double(matchCount) * 24
         var slots: [Int] = []
         slots.reserveCapacity(Swift.min(wanted, matchCount))
-        if walkCost <= collectCost {
-            walkPage(plan, matches: matches, wanted: wanted, into: &slots)
-        } else {
+        if let matches, walkCost > collectCost {
             collectPage(plan, matches: matches, wanted: wanted, into: &slots)
+        } else if let matches {
+            var exactPriceStart = false
+            if query.sort == .priceAscending, let minimum = query.filter.priceMin, minimum > Int64.min,
+               plan.cursor.map({ $0.group == 0 && $0.key < minimum }) ?? true {
+                // Rows priced from below the minimum match only through a range reaching it; they are found in
+                // the match set (few: only ranged rows), so the walk can start at the minimum instead of
+                // `minimum - maxPriceSpread`, which one wide development range would push to the start.
+                collectStraddlers(plan, matches: matches, below: minimum, wanted: wanted, into: &slots)
+                exactPriceStart = true
+            }
+            if slots.count < wanted {
+                walkPage(plan, wanted: wanted, into: &slots, exactPriceStart: exactPriceStart) { matches.contains($0) }
+            }
+        } else {
+            let predicate = RowPredicate(plan.query.filter, store: self)
+            walkPage(plan, wanted: wanted, into: &slots) { predicate.matches($0) }
         }
         let pageSlots = slots.dropFirst(plan.offset).prefix(query.limit)
-        let rows = pageSlots.map { row(slot: $0) }
+        let rows = self.rows(slots: Array(pageSlots))
         var next: SearchCursor?
         if slots.count > plan.offset + query.limit, let last = pageSlots.last {
             let position = position(of: last, in: query.sort)
@@ -39,12 +55,33 @@ extension ExploreStore {
         return (rows, next)
     }
 
-    private func walkPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int]) {
+    /// Matches priced from below `minimum`, after the cursor, in `(priceLow, id)` order.
+    private func collectStraddlers(_ plan: SearchPlan, matches: MatchSet, below minimum: Int64, wanted: Int,
+                                   into slots: inout [Int]) {
+        let below = LessThan(priceLowRanges, minimum, values: priceLow)
+        var heap = BoundedHeap(capacity: wanted)
+        matches.forEachWord { index, word in
+            var bits = below.word(index, need: word) & word
+            while bits != 0 {
+                let slot = index &<< 6 | bits.trailingZeroBitCount
+                bits &= bits &- 1
+                let key = priceLow[slot]
+                guard heap.mayAccept(group: 0, key: key) else { continue }
+                let id = ids[slot]
+                if let cursor = plan.cursor, (key, id) <= (cursor.key, cursor.id) { continue }
+                heap.offer((group: 0, key: key, id: id, slot: slot))
+            }
+        }
+        for entry in heap.sorted() { slots.append(entry.slot) }
+    }
+
+    private func walkPage(_ plan: SearchPlan, wanted: Int, into slots: inout [Int], exactPriceStart: Bool = false,
+                          matching: (Int) -> Bool) {
         let cursor = plan.cursor
         do {
-            let visit: (UInt32) -> Bool = { slot in
+            func visit(_ slot: UInt32) -> Bool {
                 let s = Int(slot)
-                if matches.contains(s) {
+                if matching(s) {
                     slots.append(s)
                     if slots.count >= wanted { return false }
                 }
@@ -58,7 +95,9 @@ extension ExploreStore {
             switch plan.query.sort {
             case .priceAscending:
                 var start = after
-                if inFirstGroup, let minimum = filter.priceMin {
+                if exactPriceStart, let minimum = filter.priceMin, start.map({ $0.key < minimum }) ?? true {
+                    start = (minimum - 1, Int64.max)
+                } else if inFirstGroup, let minimum = filter.priceMin {
                     let (floor, overflow) = minimum.subtractingReportingOverflow(maxPriceSpread)
                     if !overflow, floor > Int64.min, start.map({ $0.key < floor }) ?? true {
                         start = (floor - 1, Int64.max)
@@ -93,16 +132,15 @@ extension ExploreStore {
 
     private func collectPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int]) {
         let sort = plan.query.sort
-        var candidates: [(group: UInt8, key: Int64, id: Int64, slot: Int)] = []
+        var heap = BoundedHeap(capacity: wanted)
         matches.forEachSlot { slot in
             let p = position(of: slot, in: sort)
             if let cursor = plan.cursor {
                 guard (p.group, p.key, p.id) > (cursor.group, cursor.key, cursor.id) else { return }
             }
-            candidates.append((p.group, p.key, p.id, slot))
+            heap.offer((group: p.group, key: p.key, id: p.id, slot: slot))
         }
-        candidates.sort { ($0.group, $0.key, $0.id) < ($1.group, $1.key, $1.id) }
-        slots.append(contentsOf: candidates.prefix(wanted).map(\.slot))
+        slots.append(contentsOf: heap.sorted().map(\.slot))
     }
 
 }

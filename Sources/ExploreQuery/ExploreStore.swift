@@ -3,7 +3,7 @@
 /// Layout: every listing lives in a row slot; each column is an array indexed by slot, freed slots are reused
 /// through a free list, and `slotByID` maps listing ids to slots. Low-cardinality text is dictionary encoded,
 /// titles and image URLs live in byte arenas. Indexes over slots: bitset postings for listing type, status,
-/// city, bedrooms and bathrooms; sorted slot lists for area and location id; range-encoded bitmaps for the
+/// city, bedrooms and bathrooms; block postings for area; sorted slot lists for location id; range-encoded bitmaps for the
 /// price ends and creation time; and sorted slot lists for every sort order.
 public final class ExploreStore {
     // MARK: Columns
@@ -39,7 +39,7 @@ public final class ExploreStore {
     var typePostings = [Bitset](repeating: Bitset(), count: ListingType.allCases.count)
     var statusPostings: [Bitset] = []
     var cityPostings: [Bitset] = []
-    var areaPostings: [SortedSlots] = []
+    var areaPostings = BlockPostings()
     var locationPostings: [Int64: SortedSlots] = [:]
     var bedroomPostings: [Int32: Bitset] = [:]
     var bathroomPostings: [Int32: Bitset] = [:]
@@ -55,6 +55,8 @@ public final class ExploreStore {
     var unpriced = SortedSlotList()
     /// Rows by `(createdAt, id)`; newest-first walks it backwards.
     var createdOrder = SortedSlotList()
+    /// Live rows grouped by type, status, city and bedrooms, for counts over the whole data set.
+    var cube = GroupCube()
 
     /// Number of slots ever used (live or free).
     var slotCount: Int { ids.count }
@@ -132,6 +134,8 @@ public final class ExploreStore {
         }
         for slot in 0..<slotCount { indexRow(slot, includingOrders: false) }
         buildOrders()
+        cube = GroupCube(slotCount: slotCount, key: { self.hasFlag($0, .live) ? self.cubeKey($0) : nil },
+                         price: { self.cubePrice($0) })
     }
 
     /// A row's place in a bulk load: its city's and area's rank among the distinct names, its id, its position.
@@ -193,6 +197,42 @@ public final class ExploreStore {
             createdAt: createdAt[slot])
     }
 
+    /// The rows of `slots`, in order, read a column at a time: one column's loads for every row are
+    /// independent, so their cache misses overlap instead of queueing row by row.
+    func rows(slots: [Int]) -> [ExploreListing] {
+        let (ids, types, flags, statusCodes, cityCodes, areaCodes) = (ids, types, flags, statusCodes, cityCodes, areaCodes)
+        let (locationIDs, priceLow, priceHigh, bedrooms, bathrooms, createdAt) =
+            (locationIDs, priceLow, priceHigh, bedrooms, bathrooms, createdAt)
+        let idValues = slots.map { ids[$0] }
+        let typeValues = slots.map { types[$0] }
+        let flagValues = slots.map { flags[$0] }
+        let statusValues = slots.map { statusCodes[$0] }
+        let cityValues = slots.map { cityCodes[$0] }
+        let areaValues = slots.map { areaCodes[$0] }
+        let locationValues = slots.map { locationIDs[$0] }
+        let lowValues = slots.map { priceLow[$0] }
+        let highValues = slots.map { priceHigh[$0] }
+        let bedroomValues = slots.map { bedrooms[$0] }
+        let bathroomValues = slots.map { bathrooms[$0] }
+        let createdValues = slots.map { createdAt[$0] }
+        let titleValues = slots.map { titles.get($0) }
+        let imageValues = slots.map { imageURLs.get($0) }
+        return slots.indices.map { i in
+            let flag = SlotFlags(rawValue: flagValues[i])
+            return ExploreListing(
+                id: idValues[i], listingType: ListingType(rawValue: typeValues[i]) ?? .existing,
+                status: statusDictionary.values[Int(statusValues[i])], title: titleValues[i] ?? "",
+                locationID: locationValues[i],
+                priceFrom: flag.contains(.hasPriceFrom) ? lowValues[i] : nil,
+                priceTo: flag.contains(.hasPriceTo) ? highValues[i] : nil,
+                bedrooms: flag.contains(.hasBedrooms) ? bedroomValues[i] : nil,
+                bathrooms: flag.contains(.hasBathrooms) ? bathroomValues[i] : nil,
+                primaryImageURL: imageValues[i],
+                city: cityDictionary.values[Int(cityValues[i])], area: areaDictionary.values[Int(areaValues[i])],
+                createdAt: createdValues[i])
+        }
+    }
+
     /// Bytes held by columns, strings and indexes, from the buffers' capacities.
     var memoryBytes: Int {
         var total = ids.capacity * 8 + types.capacity + flags.capacity + statusCodes.capacity * 4
@@ -206,13 +246,14 @@ public final class ExploreStore {
         for posting in typePostings { total += posting.memoryBytes }
         for posting in statusPostings { total += posting.memoryBytes }
         for posting in cityPostings { total += posting.memoryBytes }
-        for posting in areaPostings { total += posting.memoryBytes }
+        total += areaPostings.memoryBytes
         total += locationPostings.capacity * (8 + MemoryLayout<SortedSlots>.stride)
         for posting in locationPostings.values { total += posting.memoryBytes }
         for posting in bedroomPostings.values { total += posting.memoryBytes + 16 }
         for posting in bathroomPostings.values { total += posting.memoryBytes + 16 }
         total += priceLowRanges.memoryBytes + priceHighRanges.memoryBytes + createdRanges.memoryBytes
         total += priceOrder.memoryBytes + unpriced.memoryBytes + createdOrder.memoryBytes
+        total += cube.memoryBytes
         return total
     }
 
@@ -315,8 +356,7 @@ public final class ExploreStore {
         Self.insert(slot, code: statusCodes[slot], into: &statusPostings)
         Self.insert(slot, code: cityCodes[slot], into: &cityPostings)
         let area = Int(areaCodes[slot])
-        while areaPostings.count <= area { areaPostings.append(SortedSlots()) }
-        areaPostings[area].insert(s)
+        areaPostings.insert(slot, code: UInt32(area))
         locationPostings[locationIDs[slot], default: SortedSlots()].insert(s)
         if hasFlag(slot, .hasBedrooms) { bedroomPostings[bedrooms[slot], default: Bitset()].insert(slot) }
         if hasFlag(slot, .hasBathrooms) { bathroomPostings[bathrooms[slot], default: Bitset()].insert(slot) }
@@ -330,7 +370,22 @@ public final class ExploreStore {
             priceHighRanges.remove(slot)
         }
         createdRanges.insert(slot, createdAt[slot])
-        if includingOrders { insertOrders(slot) }
+        if includingOrders {
+            insertOrders(slot)
+            cube.add(slot: slot, key: cubeKey(slot), price: cubePrice(slot))
+        }
+    }
+
+    /// The cube group of `slot`'s current column values.
+    func cubeKey(_ slot: Int) -> GroupCube.Key {
+        let hasBedrooms = hasFlag(slot, .hasBedrooms)
+        return GroupCube.Key(type: types[slot], status: statusCodes[slot], city: cityCodes[slot],
+                             bedrooms: hasBedrooms ? bedrooms[slot] : Int32.min, hasBedrooms: hasBedrooms)
+    }
+
+    /// `slot`'s effective price range, if it has a price.
+    func cubePrice(_ slot: Int) -> (low: Int64, high: Int64)? {
+        hasPrice(slot) ? (priceLow[slot], priceHigh[slot]) : nil
     }
 
     private func noteSpread(_ low: Int64, _ high: Int64) {
@@ -406,13 +461,13 @@ public final class ExploreStore {
 
     /// Removes `slot` from every index (columns still hold its values).
     private func unindexRow(_ slot: Int) {
-        let s = UInt32(slot)
         removeOrders(slot)
+        cube.remove(slot: slot, price: cubePrice(slot))
         live.remove(slot)
         typePostings[Int(types[slot])].remove(slot)
         statusPostings[Int(statusCodes[slot])].remove(slot)
         cityPostings[Int(cityCodes[slot])].remove(slot)
-        areaPostings[Int(areaCodes[slot])].remove(s)
+        areaPostings.remove(slot, code: areaCodes[slot])
         removeLocation(slot)
         if hasFlag(slot, .hasBedrooms) { bedroomPostings[bedrooms[slot]]?.remove(slot) }
         if hasFlag(slot, .hasBathrooms) { bathroomPostings[bathrooms[slot]]?.remove(slot) }
@@ -435,6 +490,7 @@ public final class ExploreStore {
         let newLow = row.priceFrom ?? row.priceTo
         let newHigh = row.priceTo ?? row.priceFrom
         let oldHasPrice = hasPrice(slot)
+        let oldCubePrice = cubePrice(slot)
         let priceOrderChanged = oldHasPrice != (newLow != nil) || (newLow != nil && newLow! != priceLow[slot])
         let createdChanged = row.createdAt != createdAt[slot]
         if priceOrderChanged || createdChanged {
@@ -465,10 +521,9 @@ public final class ExploreStore {
         let area = areaDictionary.values[Int(areaCodes[slot])] == row.area
             ? areaCodes[slot] : areaDictionary.encode(row.area)
         if area != areaCodes[slot] {
-            areaPostings[Int(areaCodes[slot])].remove(s)
+            areaPostings.remove(slot, code: areaCodes[slot])
             areaCodes[slot] = area
-            while areaPostings.count <= Int(area) { areaPostings.append(SortedSlots()) }
-            areaPostings[Int(area)].insert(s)
+            areaPostings.insert(slot, code: area)
         }
         if row.locationID != locationIDs[slot] {
             removeLocation(slot)
@@ -515,6 +570,17 @@ public final class ExploreStore {
             createdAt[slot] = row.createdAt
         }
         flags[slot] = flag.rawValue
+        let newCubeKey = cubeKey(slot)
+        let newCubePrice = cubePrice(slot)
+        if newCubeKey != cube.key(ofSlot: slot) {
+            cube.remove(slot: slot, price: oldCubePrice)
+            cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
+        } else if let oldCubePrice, let newCubePrice {
+            if oldCubePrice != newCubePrice { cube.movePrice(slot: slot, from: oldCubePrice, to: newCubePrice) }
+        } else if oldCubePrice != nil || newCubePrice != nil {
+            cube.remove(slot: slot, price: oldCubePrice)
+            cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
+        }
         if priceOrderChanged || createdChanged {
             insertOrders(slot, price: priceOrderChanged, created: createdChanged)
         }

@@ -67,6 +67,47 @@ import Testing
         }
     }
 
+    /// Ten 4,096-slot blocks, changes that free, reuse and append slots across block boundaries, and rows
+    /// moving between cube groups: block skipping, cube counts and row walks against the reference at scale.
+    @Test func largeStoreAcrossBlocks() throws {
+        var generator = RandomListings(seed: 41, idRange: 1...60_000)
+        var reference = ReferenceSearch()
+        var initialRows: [ExploreListing] = []
+        for id in 1...40_000 where id % 7 != 0 { initialRows.append(generator.listing(id: Int64(id))) }
+        for row in initialRows { reference.rows[row.id] = row }
+        let index = ExploreIndex(store: ExploreStore(bulk: initialRows))
+        #expect(index.count == reference.rows.count)
+        for round in 0..<6 {
+            for _ in 0..<16 { try Self.check(index, reference, Self.randomQuery(&generator)) }
+            let sort = SortOrder.allCases[round % SortOrder.allCases.count]
+            try Self.checkCursorWalk(index, reference, filter: generator.filter(), sort: sort, limit: 1_000)
+            var changes: [ListingChange] = []
+            for _ in 0..<4_000 {
+                let id = generator.id()
+                if generator.chance(30) {
+                    changes.append(.delete(id))
+                } else if generator.chance(50), var row = reference.rows[id] {
+                    // A price-only or group-only move of an existing row.
+                    if generator.chance(50) {
+                        row.priceFrom = row.priceFrom.map { $0 + 25_000 }
+                        row.priceTo = row.priceTo.map { $0 + 25_000 }
+                    } else {
+                        row.city = RandomListings.cities.randomElement(using: &generator.random)!
+                        row.bedrooms = row.bedrooms.map { ($0 + 1) % 6 }
+                    }
+                    changes.append(.upsert(row))
+                } else {
+                    changes.append(.upsert(generator.listing(id: id)))
+                }
+            }
+            let batch = ListingChangeBatch(changes)
+            index.apply(batch)
+            reference.apply(batch)
+            #expect(index.count == reference.rows.count)
+        }
+        for _ in 0..<16 { try Self.check(index, reference, Self.randomQuery(&generator)) }
+    }
+
     /// Freed slots keep their old range bits until reused; a reused slot must answer for its new row only,
     /// including rows without a price (which must leave every price bitmap) and the price-bucket facet.
     @Test func reusedSlotsForgetTheirPreviousRanges() throws {

@@ -25,7 +25,7 @@ struct SortedSlotList {
     private var lastIDs: [Int64] = []
     private(set) var count = 0
 
-    static let maximumChunk = 512
+    static let maximumChunk = 128
 
     var memoryBytes: Int {
         var total = chunks.capacity * MemoryLayout<Chunk>.stride + lastKeys.capacity * 8 + lastIDs.capacity * 8
@@ -192,22 +192,50 @@ struct SortedSlotList {
         } else {
             back = chunks.isEmpty ? nil : Position(chunk: chunks.count - 1, index: chunks[chunks.count - 1].keys.count - 1)
         }
-        // Then earlier groups, each emitted front to back.
-        while let last = back {
-            let key = chunks[last.chunk].keys[last.index]
-            var first = last
-            var before = previous(first)
-            while let candidate = before, chunks[candidate.chunk].keys[candidate.index] == key {
-                first = candidate
-                before = previous(candidate)
+        // Then earlier groups, each emitted front to back: within a chunk straight from its buffers (most
+        // groups are one entry), a group reaching into the previous chunk through positions.
+        guard var chunkIndex = back?.chunk, var last = back?.index else { return true }
+        while chunkIndex >= 0 {
+            var spansChunks = false
+            let stopped = chunks[chunkIndex].keys.withUnsafeBufferPointer { keys in
+                chunks[chunkIndex].slots.withUnsafeBufferPointer { slots in
+                    while last >= 0 {
+                        let key = keys[last]
+                        var first = last
+                        while first > 0 && keys[first - 1] == key { first -= 1 }
+                        if first == 0 && chunkIndex > 0 && lastKeys[chunkIndex - 1] == key {
+                            spansChunks = true
+                            return false
+                        }
+                        for i in first...last where !body(slots[i]) { return true }
+                        last = first - 1
+                    }
+                    return false
+                }
             }
-            var p = first
-            while true {
-                if !body(chunks[p.chunk].slots[p.index]) { return false }
-                if p.chunk == last.chunk && p.index == last.index { break }
-                p = next(p)
+            if stopped { return false }
+            if spansChunks {
+                let end = Position(chunk: chunkIndex, index: last)
+                let key = chunks[chunkIndex].keys[last]
+                var first = Position(chunk: chunkIndex, index: 0)
+                var before = previous(first)
+                while let candidate = before, chunks[candidate.chunk].keys[candidate.index] == key {
+                    first = candidate
+                    before = previous(candidate)
+                }
+                var p = first
+                while true {
+                    if !body(chunks[p.chunk].slots[p.index]) { return false }
+                    if p.chunk == end.chunk && p.index == end.index { break }
+                    p = next(p)
+                }
+                guard let resume = before else { return true }
+                chunkIndex = resume.chunk
+                last = resume.index
+            } else {
+                chunkIndex -= 1
+                if chunkIndex >= 0 { last = chunks[chunkIndex].keys.count - 1 }
             }
-            back = before
         }
         return true
     }

@@ -1,0 +1,294 @@
+/// Live rows counted per group of (listing type, status, city, bedrooms) with each group's price-bucket
+/// histogram, and the price ends of each coarser price group (the same key without status) in rank structures.
+///
+/// Explore's broad searches and most facets constrain only these fields (plus a price range), yet count over
+/// the whole data set: the city facet of a city search drops the city filter, a search with only a type
+/// filter counts every city. Answering those from the groups costs a pass over a few hundred groups (and two
+/// rank queries per price group under a price filter) instead of a pass over a million rows. Price groups
+/// leave status out because explore searches rarely filter on status and never together with a price, and
+/// every rank query is a few cache misses: a search with both is answered from the bitmaps instead. A row's
+/// group is kept per slot, so a change that leaves the grouped fields and the price alone costs nothing here.
+struct GroupCube {
+    struct Key: Hashable {
+        var type: UInt8
+        var status: UInt32
+        var city: UInt32
+        /// `Int32.min` when the row has no bedrooms (bedrooms are never negative in the read model, but the
+        /// marker only needs to be distinct from every real value, which `hasBedrooms` guarantees).
+        var bedrooms: Int32
+        var hasBedrooms: Bool
+    }
+
+    // Groups are stored column-wise so a search scanning keys and counts touches no rank structures (and
+    // copies no arrays) for groups it does not need.
+    private(set) var keys: [Key] = []
+    /// Live rows per group.
+    private(set) var counts: [Int32] = []
+    /// The price group of each group.
+    private(set) var priceGroupOf: [Int32] = []
+    /// Per price group: its key (status 0), and `priceLow` and `priceHigh` of its priced rows.
+    private(set) var priceKeys: [Key] = []
+    private(set) var lows: [RankedKeys] = []
+    private(set) var highs: [RankedKeys] = []
+    private var priceGroupByKey: [Key: Int32] = [:]
+    /// Priced rows per group and ``PriceBuckets`` bucket their range overlaps, `bucketCount` per group.
+    private(set) var buckets: [Int32] = []
+    static let bucketCount = PriceBuckets.lowerBounds.count
+    private var cellByKey: [Key: Int32] = [:]
+    /// The cell of each slot (`UInt32.max`: none).
+    private var cellOf: [UInt32] = []
+
+    static let noCell = UInt32.max
+
+    init() {}
+
+    var memoryBytes: Int {
+        var total = cellOf.capacity * 4 + (cellByKey.capacity + priceGroupByKey.capacity) * 24
+        total += (keys.capacity + priceKeys.capacity) * MemoryLayout<Key>.stride + priceGroupOf.capacity * 4
+        total += counts.capacity * 4 + buckets.capacity * 4 + (lows.capacity + highs.capacity) * 32
+        for c in lows.indices { total += lows[c].memoryBytes + highs[c].memoryBytes }
+        return total
+    }
+
+    /// The key of the group `slot` is counted in, if any.
+    func key(ofSlot slot: Int) -> Key? {
+        guard slot < cellOf.count, cellOf[slot] != Self.noCell else { return nil }
+        return keys[Int(cellOf[slot])]
+    }
+
+    /// The group index of `key`, if the group exists.
+    func index(of key: Key) -> Int? { cellByKey[key].map(Int.init) }
+
+    private mutating func cell(for key: Key) -> Int {
+        if let index = cellByKey[key] { return Int(index) }
+        keys.append(key)
+        counts.append(0)
+        buckets.append(contentsOf: repeatElement(0, count: Self.bucketCount))
+        var priceKey = key
+        priceKey.status = 0
+        if let group = priceGroupByKey[priceKey] {
+            priceGroupOf.append(group)
+        } else {
+            priceGroupByKey[priceKey] = Int32(priceKeys.count)
+            priceGroupOf.append(Int32(priceKeys.count))
+            priceKeys.append(priceKey)
+            lows.append(RankedKeys())
+            highs.append(RankedKeys())
+        }
+        cellByKey[key] = Int32(keys.count - 1)
+        return keys.count - 1
+    }
+
+    /// Counts `slot` in `key`'s group.
+    mutating func add(slot: Int, key: Key, price: (low: Int64, high: Int64)?) {
+        let c = cell(for: key)
+        if slot >= cellOf.count {
+            cellOf.append(contentsOf: repeatElement(Self.noCell, count: slot + 1 - cellOf.count))
+        }
+        cellOf[slot] = UInt32(c)
+        counts[c] += 1
+        if let price { addPrice(c, price, delta: 1) }
+    }
+
+    /// Stops counting `slot`; `price` must be the price it was added with.
+    mutating func remove(slot: Int, price: (low: Int64, high: Int64)?) {
+        guard slot < cellOf.count, cellOf[slot] != Self.noCell else { return }
+        let c = Int(cellOf[slot])
+        cellOf[slot] = Self.noCell
+        counts[c] -= 1
+        if let price { addPrice(c, price, delta: -1) }
+    }
+
+    /// Moves the price of `slot`, which stays in its group: in-place where the rank structures allow.
+    mutating func movePrice(slot: Int, from old: (low: Int64, high: Int64), to new: (low: Int64, high: Int64)) {
+        guard slot < cellOf.count, cellOf[slot] != Self.noCell else { return }
+        let c = Int(cellOf[slot])
+        let p = Int(priceGroupOf[c])
+        if old.low != new.low { lows[p].replace(old.low, with: new.low) }
+        if old.high != new.high { highs[p].replace(old.high, with: new.high) }
+        countBuckets(c, old, delta: -1)
+        countBuckets(c, new, delta: 1)
+    }
+
+    private mutating func addPrice(_ c: Int, _ price: (low: Int64, high: Int64), delta: Int32) {
+        let p = Int(priceGroupOf[c])
+        if delta > 0 {
+            lows[p].insert(price.low)
+            highs[p].insert(price.high)
+        } else {
+            lows[p].remove(price.low)
+            highs[p].remove(price.high)
+        }
+        countBuckets(c, price, delta: delta)
+    }
+
+    @inline(__always)
+    private mutating func countBuckets(_ c: Int, _ price: (low: Int64, high: Int64), delta: Int32) {
+        for i in 0..<Self.bucketCount where Self.overlaps(price, bucket: i) { buckets[c * Self.bucketCount + i] += delta }
+    }
+
+    /// Whether `[low, high]` overlaps price bucket `i`, as the facet counts it.
+    @inline(__always)
+    static func overlaps(_ price: (low: Int64, high: Int64), bucket i: Int) -> Bool {
+        let bounds = PriceBuckets.lowerBounds
+        return price.high >= bounds[i] && (i + 1 == bounds.count || price.low < bounds[i + 1])
+    }
+
+    /// Builds the cube in one pass (bulk load): rows grouped first, rank structures built from sorted keys.
+    init(slotCount: Int, key: (Int) -> Key?, price: (Int) -> (low: Int64, high: Int64)?) {
+        cellOf = [UInt32](repeating: Self.noCell, count: slotCount)
+        var lowKeys: [[Int64]] = []
+        var highKeys: [[Int64]] = []
+        for slot in 0..<slotCount {
+            guard let k = key(slot) else { continue }
+            let c = cell(for: k)
+            while lowKeys.count < priceKeys.count {
+                lowKeys.append([])
+                highKeys.append([])
+            }
+            cellOf[slot] = UInt32(c)
+            counts[c] += 1
+            if let range = price(slot) {
+                let p = Int(priceGroupOf[c])
+                lowKeys[p].append(range.low)
+                highKeys[p].append(range.high)
+                countBuckets(c, range, delta: 1)
+            }
+        }
+        for c in priceKeys.indices {
+            lowKeys[c].sort()
+            highKeys[c].sort()
+            lows[c] = RankedKeys(sorted: lowKeys[c])
+            highs[c] = RankedKeys(sorted: highKeys[c])
+        }
+    }
+}
+
+/// One search's view of the cube: which groups pass each grouped filter.
+struct CubeFilter {
+    /// Bit per listing type raw value; all ones when unconstrained.
+    let typeMask: UInt64
+    /// Allowed status codes (nil: any).
+    let statuses: [Bool]?
+    /// Allowed city codes (nil: any).
+    let cities: [Bool]?
+    let bedrooms: ClosedRange<Int32>?
+    let priceMin: Int64?
+    let priceMax: Int64?
+
+    /// Filter fields a cube answer can honour.
+    static let groupedFields: Set<FilterField> = [.listingType, .status, .city, .bedrooms, .price]
+
+    /// Whether the cube can count under `fields` (a price range and a status together it cannot: price
+    /// groups leave status out).
+    static func canCount(_ fields: Set<FilterField>) -> Bool {
+        fields.isSubset(of: groupedFields) && !(fields.contains(.price) && fields.contains(.status))
+    }
+
+    init(_ filter: SearchFilter, statusDictionary: StringDictionary, cityDictionary: StringDictionary) {
+        if let types = filter.listingTypes {
+            typeMask = types.reduce(0) { $0 | (1 &<< UInt64($1.rawValue)) }
+        } else {
+            typeMask = ~0
+        }
+        statuses = filter.statuses.map { Self.allowed($0, statusDictionary) }
+        cities = filter.cities.map { Self.allowed($0, cityDictionary) }
+        if filter.bedroomsMin != nil || filter.bedroomsMax != nil {
+            bedrooms = (filter.bedroomsMin ?? Int32.min)...(filter.bedroomsMax ?? Int32.max)
+        } else {
+            bedrooms = nil
+        }
+        priceMin = filter.priceMin
+        priceMax = filter.priceMax
+    }
+
+    private static func allowed(_ values: Set<String>, _ dictionary: StringDictionary) -> [Bool] {
+        var allowed = [Bool](repeating: false, count: dictionary.values.count)
+        for value in values { if let code = dictionary.code(of: value) { allowed[Int(code)] = true } }
+        return allowed
+    }
+
+    var hasPrice: Bool { priceMin != nil || priceMax != nil }
+
+    /// Priced rows of `cell` whose range overlaps the price filter: those with `low <= max` minus those with
+    /// `high < min` (a row cannot be in both, as `low <= high` and `min <= max`).
+    @inline(__always)
+    func priceCount(_ cube: GroupCube, priceGroup c: Int) -> Int {
+        var n = priceMax.map { cube.lows[c].count(notAbove: $0) } ?? cube.lows[c].count
+        if let priceMin { n -= cube.highs[c].count(below: priceMin) }
+        return n
+    }
+}
+
+/// Total and facet counts computed from the cube for the outputs it can answer.
+struct CubeCounts {
+    var total: Int?
+    var facets: [FacetField: [(value: FacetValue, count: Int)]] = [:]
+
+    /// Counts `total` (when asked) and the `facets` (city, listing type, bedrooms, price bucket only).
+    init(cube: GroupCube, filter: CubeFilter, total wantTotal: Bool, facets: [FacetField],
+         statusDictionary: StringDictionary, cityDictionary: StringDictionary) {
+        let wantCity = facets.contains(.city)
+        let wantType = facets.contains(.listingType)
+        let wantBedrooms = facets.contains(.bedrooms)
+        let wantPrice = facets.contains(.priceBucket)
+        var total = 0
+        var cityCounts = [Int](repeating: 0, count: wantCity ? cityDictionary.values.count : 0)
+        var typeCounts = [Int](repeating: 0, count: ListingType.allCases.count)
+        var bedroomCounts: [Int32: Int] = [:]
+        var bucketCounts = [Int](repeating: 0, count: PriceBuckets.lowerBounds.count)
+        let hasPrice = filter.hasPrice
+        // Without a price filter every output counts whole groups; with one, the outputs under it count price
+        // groups by rank (the caller never asks for those together with a status filter), and only the
+        // price-bucket facet (which drops the price filter) still reads the groups.
+        let bucketCount = GroupCube.bucketCount
+        let groupOutputs = wantPrice || (!hasPrice && (wantTotal || wantCity || wantType || wantBedrooms))
+        for g in cube.keys.indices where groupOutputs && cube.counts[g] > 0 {
+            let key = cube.keys[g]
+            if let statuses = filter.statuses, !(Int(key.status) < statuses.count && statuses[Int(key.status)]) {
+                continue
+            }
+            let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
+            let c = filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true
+            let b = filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true
+            if !hasPrice {
+                let n = Int(cube.counts[g])
+                if wantTotal && t && c && b { total += n }
+                if wantCity && t && b { cityCounts[Int(key.city)] += n }
+                if wantType && c && b { typeCounts[Int(key.type)] += n }
+                if wantBedrooms && t && c && key.hasBedrooms { bedroomCounts[key.bedrooms, default: 0] += n }
+            }
+            if wantPrice && t && c && b {
+                for i in 0..<bucketCount { bucketCounts[i] += Int(cube.buckets[g * bucketCount + i]) }
+            }
+        }
+        if hasPrice && (wantTotal || wantCity || wantType || wantBedrooms) {
+            for g in cube.priceKeys.indices where cube.lows[g].count > 0 {
+                let key = cube.priceKeys[g]
+                let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
+                let c = filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true
+                let b = filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true
+                let wantsCount = (wantTotal && t && c && b) || (wantCity && t && b) || (wantType && c && b)
+                    || (wantBedrooms && t && c && key.hasBedrooms)
+                guard wantsCount else { continue }
+                let n = filter.priceCount(cube, priceGroup: g)
+                if wantTotal && t && c && b { total += n }
+                if wantCity && t && b { cityCounts[Int(key.city)] += n }
+                if wantType && c && b { typeCounts[Int(key.type)] += n }
+                if wantBedrooms && t && c && key.hasBedrooms { bedroomCounts[key.bedrooms, default: 0] += n }
+            }
+        }
+        self.total = wantTotal ? total : nil
+        if wantCity {
+            self.facets[.city] = cityCounts.enumerated().map { (.text(cityDictionary.values[$0.offset]), $0.element) }
+        }
+        if wantType {
+            self.facets[.listingType] = typeCounts.enumerated().map {
+                (.listingType(ListingType(rawValue: UInt8($0.offset)) ?? .existing), $0.element)
+            }
+        }
+        if wantBedrooms { self.facets[.bedrooms] = bedroomCounts.map { (.bedrooms($0.key), $0.value) } }
+        if wantPrice { self.facets[.priceBucket] = bucketCounts.enumerated().map { (.priceBucket($0.offset), $0.element) } }
+        for (field, entries) in self.facets { self.facets[field] = FacetCounter.ordered(entries) }
+    }
+}

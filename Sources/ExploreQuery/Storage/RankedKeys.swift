@@ -1,0 +1,144 @@
+/// A sorted multiset of integers that answers "how many are below x" in two binary searches.
+///
+/// The group cube keeps one per group for the price ends, so a price filter's count over a group is two
+/// rank queries instead of a pass over the group's rows. Keys live in small sorted chunks (a flat, two-level
+/// B-tree) with the number of keys before each chunk kept alongside: an insert or remove is one short memmove
+/// plus an update of the following chunks' prefix counts, a rank query never sums chunks.
+struct RankedKeys {
+    private(set) var chunks: [[Int64]] = []
+    /// The last key of each chunk.
+    private var lasts: [Int64] = []
+    /// Keys in the chunks before each chunk.
+    private var before: [Int32] = []
+    private(set) var count = 0
+
+    static let maximumChunk = 256
+
+    init() {}
+
+    /// Builds the multiset from keys already in ascending order.
+    init(sorted keys: [Int64]) {
+        let fill = Self.maximumChunk * 3 / 4
+        var start = 0
+        while start < keys.count {
+            let end = Swift.min(start + fill, keys.count)
+            chunks.append(Array(keys[start..<end]))
+            lasts.append(keys[end - 1])
+            before.append(Int32(start))
+            start = end
+        }
+        count = keys.count
+    }
+
+    var memoryBytes: Int {
+        var total = chunks.capacity * 8 + lasts.capacity * 8 + before.capacity * 4
+        for chunk in chunks { total += chunk.capacity * 8 + 32 }
+        return total
+    }
+
+    /// The first chunk whose last key is `>= key` (strict: `> key`), or `chunks.count`.
+    @inline(__always)
+    private func chunkIndex(_ key: Int64, strict: Bool) -> Int {
+        lasts.withUnsafeBufferPointer { lasts in
+            var low = 0
+            var high = lasts.count
+            while low < high {
+                let mid = (low + high) >> 1
+                if strict ? lasts[mid] <= key : lasts[mid] < key { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
+    }
+
+    @inline(__always)
+    private static func position(in chunk: [Int64], _ key: Int64, strict: Bool) -> Int {
+        chunk.withUnsafeBufferPointer { keys in
+            var low = 0
+            var high = keys.count
+            while low < high {
+                let mid = (low + high) >> 1
+                if strict ? keys[mid] <= key : keys[mid] < key { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
+    }
+
+    /// Number of keys `< key`.
+    func count(below key: Int64) -> Int { rank(key, strict: false) }
+
+    /// Number of keys `<= key`.
+    func count(notAbove key: Int64) -> Int { rank(key, strict: true) }
+
+    @inline(__always)
+    private func rank(_ key: Int64, strict: Bool) -> Int {
+        let c = chunkIndex(key, strict: strict)
+        guard c < chunks.count else { return count }
+        return Int(before[c]) + Self.position(in: chunks[c], key, strict: strict)
+    }
+
+    mutating func insert(_ key: Int64) {
+        count += 1
+        if chunks.isEmpty {
+            chunks.append([key])
+            lasts.append(key)
+            before.append(0)
+            return
+        }
+        let c = Swift.min(chunkIndex(key, strict: true), chunks.count - 1)
+        let at = Self.position(in: chunks[c], key, strict: true)
+        chunks[c].insert(key, at: at)
+        if at == chunks[c].count - 1 { lasts[c] = key }
+        for i in (c + 1)..<before.count { before[i] += 1 }
+        if chunks[c].count > Self.maximumChunk { split(c) }
+    }
+
+    private mutating func split(_ c: Int) {
+        let half = chunks[c].count / 2
+        let upper = Array(chunks[c][half...])
+        chunks[c].removeSubrange(half...)
+        chunks.insert(upper, at: c + 1)
+        lasts[c] = chunks[c][half - 1]
+        lasts.insert(upper[upper.count - 1], at: c + 1)
+        before.insert(before[c] + Int32(half), at: c + 1)
+    }
+
+    /// Removes one occurrence of `key`. - Returns: false when `key` is not present.
+    @discardableResult
+    mutating func remove(_ key: Int64) -> Bool {
+        let c = chunkIndex(key, strict: false)
+        guard c < chunks.count else { return false }
+        let at = Self.position(in: chunks[c], key, strict: false)
+        guard at < chunks[c].count, chunks[c][at] == key else { return false }
+        count -= 1
+        if chunks[c].count == 1 {
+            chunks.remove(at: c)
+            lasts.remove(at: c)
+            before.remove(at: c)
+            for i in c..<before.count { before[i] -= 1 }
+            return true
+        }
+        chunks[c].remove(at: at)
+        if at == chunks[c].count { lasts[c] = chunks[c][at - 1] }
+        for i in (c + 1)..<before.count { before[i] -= 1 }
+        return true
+    }
+
+    /// Replaces one occurrence of `old` with `new`: within one chunk when `new` sorts into the same chunk
+    /// (a price edit of a few percent usually does), so no chunk's prefix count changes.
+    mutating func replace(_ old: Int64, with new: Int64) {
+        let c = chunkIndex(old, strict: false)
+        if c < chunks.count, (c == 0 || lasts[c - 1] <= new), (c + 1 == chunks.count || new <= chunks[c + 1][0]) {
+            let at = Self.position(in: chunks[c], old, strict: false)
+            if at < chunks[c].count, chunks[c][at] == old {
+                chunks[c].remove(at: at)
+                chunks[c].insert(new, at: Self.position(in: chunks[c], new, strict: true))
+                lasts[c] = chunks[c][chunks[c].count - 1]
+                return
+            }
+        }
+        if remove(old) { insert(new) }
+    }
+
+    /// Every key in ascending order (tests).
+    var elements: [Int64] { chunks.flatMap { $0 } }
+}

@@ -1,0 +1,177 @@
+@testable import ExploreQuery
+import Testing
+
+/// The storage structures against plain arrays under random inserts and removes.
+@Suite struct StorageTests {
+    @Test(arguments: [UInt64(1), 2, 3])
+    func rankedKeysMatchASortedArray(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        var keys = RankedKeys()
+        var model: [Int64] = []
+        // Few distinct values so duplicates straddle chunk boundaries; enough keys for many chunk splits.
+        for step in 0..<6_000 {
+            let key = Int64.random(in: -40...40, using: &random) * 1_000
+            if model.isEmpty || Int.random(in: 0..<3, using: &random) > 0 || step < 1_000 {
+                keys.insert(key)
+                model.insert(key, at: model.firstIndex { $0 > key } ?? model.count)
+            } else {
+                let victim = model.randomElement(using: &random)!
+                let removed = keys.remove(victim)
+                #expect(removed)
+                model.remove(at: model.firstIndex(of: victim)!)
+                let removedAbsent = keys.remove(100_000)
+                #expect(!removedAbsent, "absent keys are not removed")
+            }
+            if step % 500 == 0 || step == 5_999 {
+                #expect(keys.elements == model)
+                #expect(keys.count == model.count)
+                for probe in stride(from: Int64(-41_000), through: 41_000, by: 500) {
+                    #expect(keys.count(below: probe) == model.filter { $0 < probe }.count)
+                    #expect(keys.count(notAbove: probe) == model.filter { $0 <= probe }.count)
+                }
+            }
+        }
+        #expect(keys.chunks.allSatisfy { $0.count <= RankedKeys.maximumChunk })
+    }
+
+    @Test func rankedKeysBuiltFromSortedKeysAnswerRanks() {
+        let sorted = (0..<1_000).map { Int64($0 / 3) }
+        var keys = RankedKeys(sorted: sorted)
+        #expect(keys.count(below: 10) == 30)
+        #expect(keys.count(notAbove: 10) == 33)
+        #expect(keys.count(notAbove: Int64.max) == 1_000)
+        #expect(keys.count(below: Int64.min) == 0)
+        keys.insert(10)
+        #expect(keys.count(notAbove: 10) == 34)
+        let removedThree = keys.remove(0) && keys.remove(0) && keys.remove(0)
+        #expect(removedThree)
+        let removedFourth = keys.remove(0)
+        #expect(!removedFourth)
+        #expect(keys.count(below: 10) == 27)
+        #expect(RankedKeys(sorted: []).count(below: 5) == 0)
+    }
+
+    @Test func groupCubeCountsFollowAddsAndRemoves() {
+        var cube = GroupCube()
+        let lisbon = GroupCube.Key(type: 1, status: 0, city: 0, bedrooms: 2, hasBedrooms: true)
+        let porto = GroupCube.Key(type: 0, status: 0, city: 1, bedrooms: Int32.min, hasBedrooms: false)
+        cube.add(slot: 0, key: lisbon, price: (150_000, 150_000))
+        cube.add(slot: 5, key: lisbon, price: nil)
+        cube.add(slot: 2, key: porto, price: (90_000, 450_000))
+        #expect(cube.key(ofSlot: 5) == lisbon)
+        #expect(cube.key(ofSlot: 1) == nil)
+        #expect(cube.key(ofSlot: 99) == nil)
+        let l = cube.index(of: lisbon)!
+        let p = cube.index(of: porto)!
+        #expect(cube.counts[l] == 2 && cube.lows[Int(cube.priceGroupOf[l])].count == 1)
+        #expect(Self.buckets(cube, l) == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(Self.buckets(cube, p) == [1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+        cube.movePrice(slot: 0, from: (150_000, 150_000), to: (150_000, 1_200_000))
+        #expect(cube.lows[Int(cube.priceGroupOf[l])].elements == [150_000] && cube.highs[Int(cube.priceGroupOf[l])].elements == [1_200_000])
+        #expect(Self.buckets(cube, l) == [0, 1, 1, 1, 1, 1, 1, 1, 0, 0])
+        cube.remove(slot: 2, price: (90_000, 450_000))
+        cube.remove(slot: 2, price: (90_000, 450_000))  // already gone: no effect
+        #expect(cube.counts[p] == 0 && cube.lows[Int(cube.priceGroupOf[p])].count == 0 && Self.buckets(cube, p).allSatisfy { $0 == 0 })
+        #expect(cube.key(ofSlot: 2) == nil)
+    }
+
+    static func buckets(_ cube: GroupCube, _ c: Int) -> [Int32] {
+        Array(cube.buckets[c * GroupCube.bucketCount..<(c + 1) * GroupCube.bucketCount])
+    }
+
+    @Test func rankedKeysReplaceKeepsOrder() {
+        var random = SeededRandom(seed: 4)
+        var keys = RankedKeys(sorted: (0..<2_000).map { Int64($0) * 10 })
+        var model = keys.elements
+        for _ in 0..<3_000 {
+            let old = model.randomElement(using: &random)!
+            let new = old + Int64.random(in: -300...300, using: &random) * (Bool.random(using: &random) ? 1 : 40)
+            keys.replace(old, with: new)
+            model.remove(at: model.firstIndex(of: old)!)
+            model.insert(new, at: model.firstIndex { $0 > new } ?? model.count)
+        }
+        #expect(keys.elements == model)
+        for probe in stride(from: Int64(-20_000), through: 40_000, by: 777) {
+            #expect(keys.count(below: probe) == model.filter { $0 < probe }.count)
+        }
+    }
+
+    @Test func bulkBuiltCubeEqualsIncrementalCube() {
+        var random = SeededRandom(seed: 9)
+        var keys: [GroupCube.Key?] = []
+        var prices: [(low: Int64, high: Int64)?] = []
+        for _ in 0..<3_000 {
+            let bedrooms = Int32.random(in: -1...3, using: &random)
+            keys.append(Int.random(in: 0..<10, using: &random) == 0 ? nil : GroupCube.Key(
+                type: UInt8.random(in: 0...1, using: &random), status: UInt32.random(in: 0...1, using: &random),
+                city: UInt32.random(in: 0...4, using: &random), bedrooms: bedrooms < 0 ? Int32.min : bedrooms,
+                hasBedrooms: bedrooms >= 0))
+            let low = Int64.random(in: 0...40, using: &random) * 50_000
+            prices.append(Bool.random(using: &random) ? (low, low + Int64.random(in: 0...3, using: &random) * 100_000) : nil)
+        }
+        let bulk = GroupCube(slotCount: keys.count, key: { keys[$0] }, price: { prices[$0] })
+        var incremental = GroupCube()
+        for slot in keys.indices.reversed() {
+            if let key = keys[slot] { incremental.add(slot: slot, key: key, price: prices[slot]) }
+        }
+        #expect(bulk.keys.count == incremental.keys.count)
+        for (c, key) in bulk.keys.enumerated() {
+            let other = incremental.index(of: key)!
+            #expect(bulk.counts[c] == incremental.counts[other])
+            let bulkGroup = Int(bulk.priceGroupOf[c])
+            let otherGroup = Int(incremental.priceGroupOf[other])
+            #expect(bulk.priceKeys[bulkGroup] == incremental.priceKeys[otherGroup])
+            #expect(bulk.lows[bulkGroup].elements == incremental.lows[otherGroup].elements)
+            #expect(bulk.highs[bulkGroup].elements == incremental.highs[otherGroup].elements)
+            #expect(Self.buckets(bulk, c) == Self.buckets(incremental, other))
+        }
+        for slot in keys.indices { #expect(bulk.key(ofSlot: slot) == keys[slot]) }
+    }
+}
+
+/// Block postings and the bounded heap against plain models.
+@Suite struct BlockStorageTests {
+    @Test func blockPostingsMatchASetPerValue() {
+        var random = SeededRandom(seed: 21)
+        var postings = BlockPostings()
+        var model: [UInt32: Set<Int>] = [:]
+        for _ in 0..<20_000 {
+            let slot = Int.random(in: 0..<30_000, using: &random)
+            let code = UInt32.random(in: 0..<6, using: &random)
+            if Bool.random(using: &random) {
+                postings.insert(slot, code: code)
+                model[code, default: []].insert(slot)
+            } else {
+                postings.remove(slot, code: code)
+                model[code]?.remove(slot)
+            }
+        }
+        for code in UInt32(0)..<7 {
+            let expected = model[code] ?? []
+            let found = Set((0..<30_000).filter { postings.contains($0, code: code) })
+            #expect(found == expected, "code \(code)")
+            // Every block holding a slot of the value is in its summary.
+            for slot in expected {
+                let block = slot >> 12
+                #expect(postings.valueBlocks[Int(code)][block >> 6] & (1 << UInt64(block & 63)) != 0)
+            }
+        }
+        #expect(postings.page(block: 99, code: 0) == nil)
+    }
+
+    @Test func boundedHeapKeepsTheSmallestInOrder() {
+        var random = SeededRandom(seed: 22)
+        for capacity in [0, 1, 7, 100] {
+            var heap = BoundedHeap(capacity: capacity)
+            var all: [BoundedHeap.Entry] = []
+            for slot in 0..<1_000 {
+                let entry = (group: UInt8.random(in: 0...1, using: &random), key: Int64.random(in: 0...50, using: &random),
+                             id: Int64(slot * 37 % 1_000), slot: slot)
+                all.append(entry)
+                heap.offer(entry)
+            }
+            let expected = all.sorted(by: BoundedHeap.less).prefix(capacity).map(\.slot)
+            #expect(heap.sorted().map(\.slot) == expected, "capacity \(capacity)")
+        }
+    }
+}
