@@ -36,6 +36,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Frames already read while the peer was not reading its answers; processed once the channel is writable
     /// again. At most one socket read's worth of frames, since reading stops while this is non-empty.
     private var queuedFrames = CircularBuffer<ByteBuffer>()
+    /// Answers encoded since the last flush: every answer to one read burst of pipelined requests goes out in one
+    /// write and one flush, and the buffer is reused (the socket write has normally completed by the next burst,
+    /// so clearing it does not reallocate).
+    private var output = ByteBuffer()
+    /// Answers are pushed to the channel early once this much is buffered, so the channel's write-buffer water
+    /// marks (back-pressure) still see a burst's answers while it is being processed.
+    private static let outputFlushThreshold = 64 * 1024
+    /// A buffer that grew past this (a burst of large answers) is not kept for reuse.
+    private static let outputRetainedCapacity = 256 * 1024
 
     init(processor: RequestProcessor, shared: ServerSharedState, admin: (any AdminHandler)?) {
         self.processor = processor
@@ -104,7 +113,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
+        flushOutput(context: context)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        output = context.channel.allocator.buffer(capacity: 16 * 1024)
     }
 
     private func handshake(context: ChannelHandlerContext, body: inout ByteBuffer) {
@@ -182,7 +195,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 handler.inFlight -= 1
                 guard context.channel.isActive else { return }
                 handler.answer(context: context, response, header: header, start: start)
-                context.flush()
+                handler.flushOutput(context: context)
                 handler.afterRequestCompleted(context: context)
             }
         }
@@ -226,7 +239,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             process(context: context, body: &body)
             processed = true
         }
-        if processed { context.flush() }
+        if processed { flushOutput(context: context) }
         resumeReadingIfPossible(context: context)
         context.fireChannelWritabilityChanged()
     }
@@ -255,14 +268,30 @@ final class ConnectionHandler: ChannelDuplexHandler {
     // MARK: Writing
 
     private func write(context: ChannelHandlerContext, _ response: WireResponse, requestID: UInt32) {
-        var buffer = context.channel.allocator.buffer(capacity: 256)
-        WireCodec.encode(response, requestID: requestID, into: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        WireCodec.encode(response, requestID: requestID, into: &output)
+        if output.readableBytes >= Self.outputFlushThreshold { flushOutput(context: context) }
+    }
+
+    /// Writes and flushes the buffered answers, then makes the buffer ready for the next burst.
+    ///
+    /// The flush can re-enter this handler (a write completing fires `channelWritabilityChanged`, which answers
+    /// queued frames into `output`): the answers being written are sliced off first, so answers added meanwhile
+    /// stay readable in `output` and go out with the next flush instead of being cleared.
+    private func flushOutput(context: ChannelHandlerContext) {
+        guard let chunk = output.readSlice(length: output.readableBytes), chunk.readableBytes > 0 else { return }
+        context.writeAndFlush(wrapOutboundOut(chunk), promise: nil)
+        guard output.readableBytes == 0 else { return }
+        if output.capacity > Self.outputRetainedCapacity {
+            output = context.channel.allocator.buffer(capacity: 16 * 1024)
+        } else {
+            output.clear()
+        }
     }
 
     private func closeWithError(context: ChannelHandlerContext, _ error: WireError, requestID: UInt32 = 0) {
         guard !closing else { return }
         closing = true
+        flushOutput(context: context)
         var buffer = context.channel.allocator.buffer(capacity: 64)
         WireCodec.encode(.error(error), requestID: requestID, into: &buffer)
         let channel = context.channel
@@ -287,3 +316,4 @@ final class RejectConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
+
