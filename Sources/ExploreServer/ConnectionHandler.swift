@@ -302,18 +302,38 @@ final class ConnectionHandler: ChannelDuplexHandler {
 }
 
 /// Answers `too_many_connections` and closes; installed instead of a ``ConnectionHandler`` when full.
+///
+/// The close is a lingering one: the error frame is followed by end-of-file (the write side is shut), and the
+/// socket stays open, discarding whatever the client sends, until the client closes or ``lingerTimeout`` passes.
+/// Closing outright while the client's `HELLO` is still arriving makes the kernel answer with a reset, and a reset
+/// can discard the error frame before the client reads it: the client would see a bare connection loss instead
+/// of the refusal.
 final class RejectConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+
+    /// Longest a refused connection is kept open waiting for the client to close.
+    static let lingerTimeout: TimeAmount = .seconds(2)
 
     func channelActive(context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: 64)
         WireCodec.encode(.error(WireError(.tooManyConnections, "the server is at its connection limit")),
                          requestID: 0, into: &buffer)
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { result in
+            guard case .success = result else {
+                channel.close(promise: nil)
+                return
+            }
+            let shutOutput = channel.eventLoop.makePromise(of: Void.self)
+            shutOutput.futureResult.whenFailure { _ in channel.close(promise: nil) }
+            channel.close(mode: .output, promise: shutOutput)
+            let linger = channel.eventLoop.scheduleTask(in: Self.lingerTimeout) { channel.close(promise: nil) }
+            channel.closeFuture.whenComplete { _ in linger.cancel() }
+        }
     }
 
+    /// Discards what the refused client sends (its `HELLO`, typically).
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
 

@@ -220,6 +220,16 @@ struct ServerTests {
             let refused = try await third.exchangeUntilClosed([])
             #expect(refused.map(\.1.errorCode) == [.tooManyConnections])
             #expect(refused.first?.0 == 0)
+            // A client sends its HELLO at once, possibly while the server is already refusing: the server lingers
+            // (end-of-file, then waits for the client's close) instead of resetting, so the refusal is read.
+            do throws(ExploreClientError) {
+                let extra = try await ExploreClient.connect(host: "127.0.0.1", port: server.port)
+                await extra.close()
+                Issue.record("third connection accepted")
+            } catch {
+                #expect(error.code == .handshakeRefused)
+                #expect(error.serverError?.code == .tooManyConnections)
+            }
             // The refusal cost the admitted connections nothing.
             #expect(try await first.ping([1]) == [1])
             #expect(try await second.ping([2]) == [2])
