@@ -7,14 +7,19 @@ struct ShutdownRequested: Sendable {}
 
 /// One client connection: handshake, request dispatch, back-pressure and error policy.
 ///
-/// Query execution runs inline on the event loop. Measured with `ServerBenchmark` (release, 919,496 demo listings,
-/// a 500-query explore mix of city + price/bedroom filters, totals and some facets, on this shared 2-core machine
-/// under a load average of ~7): a query costs p50 123 µs / mean 462 µs in-process. The server has one event loop
-/// per core, so a thread pool would add no CPU to run queries on; it would only add two cross-thread hand-offs
-/// per query (each several µs unloaded, far more under load), which is most of the 20 µs per-query protocol
-/// budget. So queries run where their frame is decoded. The price is head-of-line blocking behind a slow query on
-/// the same loop, bounded by the engine's worst query. Admin operations (seconds) never run inline: they go to a
-/// `Task` and answer when done, and the connection keeps serving meanwhile.
+/// Query execution runs inline on the event loop. Measured both ways in one process (release, 919,989 demo
+/// listings, the bench's explore mix, 8 connections x 16 pipelined, this shared 2-core machine under a load average
+/// of ~7 from other work; three interleaved rounds, each configuration against the same index and the same
+/// client): inline on 2 loops cost 601-611 µs of process CPU per query (client + server) at maximum load, a
+/// 2-thread `NIOThreadPool` behind the same 2 loops 647-684 µs (two cross-thread hand-offs per query, each a
+/// wake-up), with no better latency: open-loop p99 at the same half-load rate was 10.1 / 6.2 / 8.3 ms inline and
+/// 9.3 / 10.7 / 6.1 ms with the pool (the query core's own p50 was ~430 µs in-process in the same rounds). On two
+/// cores a pool adds no CPU to run queries on, only hand-offs, so queries run where their frame is decoded. The
+/// price is head-of-line blocking behind a slow query on the same loop, bounded by the engine's worst query.
+/// One event loop per core: a single loop measured 574-611 µs CPU per query and similar throughput only because
+/// other processes held the second core; with the machine to itself a second loop runs a second query at once.
+/// Admin operations (seconds) never run inline: they go to a `Task` and answer when done, and the connection keeps
+/// serving meanwhile.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
