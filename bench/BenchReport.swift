@@ -183,8 +183,11 @@ struct BenchReport: Codable {
                       passed: report.maximumThroughput >= 50_000),
             BarResult(name: "server: p99 at half the maximum load" + suffix, target: "<= 1,000 us",
                       measured: "\(report.halfLoadP99Micros) us", passed: report.halfLoadP99Micros <= 1_000),
-            BarResult(name: "server: protocol overhead per query (unloaded round trip - in-process)" + suffix, target: "<= 20 us",
-                      measured: "\(report.protocolOverheadMicros) us", passed: report.protocolOverheadMicros <= 20),
+            // Paired per query (round trip minus the same query in-process just before): the difference of two
+            // separate medians is dominated by the machine's load, not by the protocol.
+            BarResult(name: "server: protocol overhead per query (round trip - same query in-process, p50)" + suffix,
+                      target: "<= 20 us", measured: Self.format(report.pairedOverheadMicros, digits: 1) + " us",
+                      passed: report.pairedOverheadMicros <= 20),
         ]
     }
 

@@ -29,12 +29,27 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
     var unloadedRoundTripP50Micros: UInt64
     /// One connection, one PING at a time: transport and protocol cost with no query at all.
     var pingRoundTripP50Micros: UInt64
+    /// The same with the measuring task on the client connection's event loop (`ExploreClient.taskExecutor`):
+    /// no thread hand-off on the client side.
+    var pingOnClientLoopP50Micros: UInt64
     /// Unloaded round trip minus in-process time (p50 vs p50): what the protocol, the sockets and both sides'
-    /// event loops add to a query.
+    /// event loops add to a query. Two medians of two separate runs: on a loaded machine their difference is noisy.
     var protocolOverheadMicros: Int64
+    /// The same, paired: each query runs in-process and then over the wire, one right after the other, and the
+    /// figure is the median of the per-query differences (round trip minus in-process), so query cost and machine
+    /// load cancel out query by query.
+    var pairedOverheadMicros: Double
+    /// ``pairedOverheadMicros`` with the measuring task on the client connection's event loop.
+    var pairedOverheadOnClientLoopMicros: Double
     /// CPU cost of the protocol itself per query, both sides: encode the request, frame and decode it, encode the
     /// answer, frame and decode it (p50 over the mix, in-process, no sockets).
     var codecP50Micros: Double
+    /// Process CPU time per query (both sides: client, server, the bench's tasks) during the maximum-load run,
+    /// and the query core's own CPU time per query in-process. CPU time, unlike wall time, is not inflated by
+    /// other processes competing for the cores, so their difference is the protocol's cost even on a loaded
+    /// machine.
+    var loadedCPUMicrosPerQuery: Double
+    var inProcessCPUMicrosPerQuery: Double
     var errors: Int
 
     var description: String {
@@ -45,8 +60,13 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
         p50 \(halfLoadP50Micros) µs, p99 \(halfLoadP99Micros) µs
           in-process: p50 \(inProcessP50Micros) µs, mean \(String(format: "%.1f", inProcessMeanMicros)) µs
           unloaded round trip p50 \(unloadedRoundTripP50Micros) µs -> protocol overhead \(protocolOverheadMicros) µs/query
-          ping round trip p50 \(pingRoundTripP50Micros) µs
+          paired (same query in-process, then over the wire) overhead p50 \(String(format: "%.1f", pairedOverheadMicros)) µs/query \
+        (task on the client's event loop: \(String(format: "%.1f", pairedOverheadOnClientLoopMicros)) µs)
+          ping round trip p50 \(pingRoundTripP50Micros) µs (task on the client's event loop: \(pingOnClientLoopP50Micros) µs)
           codec (request + answer, both sides) p50 \(String(format: "%.1f", codecP50Micros)) µs/query
+          CPU per query: over loopback \(String(format: "%.1f", loadedCPUMicrosPerQuery)) µs (client + server), \
+        in-process \(String(format: "%.1f", inProcessCPUMicrosPerQuery)) µs -> protocol CPU \
+        \(String(format: "%.1f", loadedCPUMicrosPerQuery - inProcessCPUMicrosPerQuery)) µs/query
           errors: \(errors)
         """
     }
@@ -65,7 +85,9 @@ enum ServerBenchmark {
     static func run(index: ExploreIndex, queries: [SearchQuery], connections: Int = 8, pipelineDepth: Int = 16,
                     duration: Duration = .seconds(5)) async throws -> ServerBenchmarkReport {
         precondition(!queries.isEmpty && connections > 0 && pipelineDepth > 0)
+        let inProcessCPUStart = processCPUMicros()
         let inProcess = measureInProcess(index: index, queries: queries)
+        let inProcessCPU = (processCPUMicros() - inProcessCPUStart) / Double(inProcess.count)
         let codec = measureCodec(index: index, queries: queries)
         let server = try await ExploreServer.start(
             configuration: ExploreServerConfiguration(host: "127.0.0.1", port: 0,
@@ -85,10 +107,29 @@ enum ServerBenchmark {
             }
             let unloaded = try await closedLoop(clients: [clients[0]], depth: 1, queries: queries,
                                                 duration: .milliseconds(500))
+            let paired = try await pairedOverhead(index: index, client: clients[0], queries: queries)
+            // The same two figures with the measuring task running on the client connection's event loop.
+            var pingOnLoop: UInt64 = 0
+            var pairedOnLoop = Double.nan
+            if #available(macOS 15.0, *) {
+                let client = clients[0]
+                (pingOnLoop, pairedOnLoop) = try await withTaskExecutorPreference(client.taskExecutor) {
+                    var phase = Phase()
+                    for _ in 0..<2_000 {
+                        let sent = ContinuousClock.now
+                        try await client.ping()
+                        _ = phase.histogram.record(micros(ContinuousClock.now - sent))
+                    }
+                    return (phase.histogram.valueAtPercentile(50),
+                            try await pairedOverhead(index: index, client: client, queries: queries))
+                }
+            }
             _ = try await closedLoop(clients: clients, depth: pipelineDepth, queries: queries,
                                      duration: .milliseconds(500))
+            let loadedCPUStart = processCPUMicros()
             let maximum = try await closedLoop(clients: clients, depth: pipelineDepth, queries: queries,
                                                duration: duration)
+            let loadedCPU = (processCPUMicros() - loadedCPUStart) / Double(max(maximum.count, 1))
             let target = maximum.rate / 2
             let half = try await openLoop(clients: clients, depth: pipelineDepth, rate: target, queries: queries,
                                           duration: duration)
@@ -104,8 +145,11 @@ enum ServerBenchmark {
                 halfLoadP99Micros: half.histogram.valueAtPercentile(99),
                 inProcessP50Micros: inProcess.histogram.valueAtPercentile(50), inProcessMeanMicros: inProcess.mean,
                 unloadedRoundTripP50Micros: unloadedP50, pingRoundTripP50Micros: ping.histogram.valueAtPercentile(50),
+                pingOnClientLoopP50Micros: pingOnLoop,
                 protocolOverheadMicros: Int64(unloadedP50) - Int64(inProcess.histogram.valueAtPercentile(50)),
-                codecP50Micros: codec,
+                pairedOverheadMicros: paired,
+                pairedOverheadOnClientLoopMicros: pairedOnLoop,
+                codecP50Micros: codec, loadedCPUMicrosPerQuery: loadedCPU, inProcessCPUMicrosPerQuery: inProcessCPU,
                 errors: unloaded.errors + maximum.errors + half.errors)
         } catch {
             await server.shutdown()
@@ -166,6 +210,25 @@ enum ServerBenchmark {
         }
         samples.sort()
         return samples[samples.count / 2]
+    }
+
+    /// Median over queries of (round trip − in-process time) for the same query run in-process just before, in
+    /// microseconds.
+    static func pairedOverhead(index: ExploreIndex, client: ExploreClient, queries: [SearchQuery],
+                               pairs: Int = 1_000) async throws -> Double {
+        var differences: [Double] = []
+        differences.reserveCapacity(pairs)
+        for pair in 0..<pairs {
+            let query = queries[(pair * 7919) % queries.count]
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = try? index.search(query)
+            let local = DispatchTime.now().uptimeNanoseconds
+            _ = try await client.search(query)
+            let remote = DispatchTime.now().uptimeNanoseconds
+            differences.append((Double(remote - local) - Double(local - start)) / 1_000)
+        }
+        differences.sort()
+        return differences[differences.count / 2]
     }
 
     /// Every worker sends its next query as soon as its previous answer arrives.
@@ -238,6 +301,13 @@ enum ServerBenchmark {
         }
         phase.rate = Double(phase.count) / seconds(clock.now - start)
         return phase
+    }
+
+    /// CPU time used by the whole process so far, in microseconds.
+    static func processCPUMicros() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+        return Double(time.tv_sec) * 1e6 + Double(time.tv_nsec) / 1e3
     }
 
     static func merge(_ group: ThrowingTaskGroup<Phase, any Error>) async throws -> Phase {

@@ -7,14 +7,19 @@ struct ShutdownRequested: Sendable {}
 
 /// One client connection: handshake, request dispatch, back-pressure and error policy.
 ///
-/// Query execution runs inline on the event loop. Measured with `ServerBenchmark` (release, 919,496 demo listings,
-/// a 500-query explore mix of city + price/bedroom filters, totals and some facets, on this shared 2-core machine
-/// under a load average of ~7): a query costs p50 123 µs / mean 462 µs in-process. The server has one event loop
-/// per core, so a thread pool would add no CPU to run queries on; it would only add two cross-thread hand-offs
-/// per query (each several µs unloaded, far more under load), which is most of the 20 µs per-query protocol
-/// budget. So queries run where their frame is decoded. The price is head-of-line blocking behind a slow query on
-/// the same loop, bounded by the engine's worst query. Admin operations (seconds) never run inline: they go to a
-/// `Task` and answer when done, and the connection keeps serving meanwhile.
+/// Query execution runs inline on the event loop. Measured both ways in one process (release, 919,989 demo
+/// listings, the bench's explore mix, 8 connections x 16 pipelined, this shared 2-core machine under a load average
+/// of ~7 from other work; three interleaved rounds, each configuration against the same index and the same
+/// client): inline on 2 loops cost 601-611 µs of process CPU per query (client + server) at maximum load, a
+/// 2-thread `NIOThreadPool` behind the same 2 loops 647-684 µs (two cross-thread hand-offs per query, each a
+/// wake-up), with no better latency: open-loop p99 at the same half-load rate was 10.1 / 6.2 / 8.3 ms inline and
+/// 9.3 / 10.7 / 6.1 ms with the pool (the query core's own p50 was ~430 µs in-process in the same rounds). On two
+/// cores a pool adds no CPU to run queries on, only hand-offs, so queries run where their frame is decoded. The
+/// price is head-of-line blocking behind a slow query on the same loop, bounded by the engine's worst query.
+/// One event loop per core: a single loop measured 574-611 µs CPU per query and similar throughput only because
+/// other processes held the second core; with the machine to itself a second loop runs a second query at once.
+/// Admin operations (seconds) never run inline: they go to a `Task` and answer when done, and the connection keeps
+/// serving meanwhile.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -36,6 +41,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Frames already read while the peer was not reading its answers; processed once the channel is writable
     /// again. At most one socket read's worth of frames, since reading stops while this is non-empty.
     private var queuedFrames = CircularBuffer<ByteBuffer>()
+    /// Answers encoded since the last flush: every answer to one read burst of pipelined requests goes out in one
+    /// write and one flush, and the buffer is reused (the socket write has normally completed by the next burst,
+    /// so clearing it does not reallocate).
+    private var output = ByteBuffer()
+    /// Answers are pushed to the channel early once this much is buffered, so the channel's write-buffer water
+    /// marks (back-pressure) still see a burst's answers while it is being processed.
+    private static let outputFlushThreshold = 64 * 1024
+    /// A buffer that grew past this (a burst of large answers) is not kept for reuse.
+    private static let outputRetainedCapacity = 256 * 1024
 
     init(processor: RequestProcessor, shared: ServerSharedState, admin: (any AdminHandler)?) {
         self.processor = processor
@@ -104,7 +118,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
+        flushOutput(context: context)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        output = context.channel.allocator.buffer(capacity: 16 * 1024)
     }
 
     private func handshake(context: ChannelHandlerContext, body: inout ByteBuffer) {
@@ -182,7 +200,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 handler.inFlight -= 1
                 guard context.channel.isActive else { return }
                 handler.answer(context: context, response, header: header, start: start)
-                context.flush()
+                handler.flushOutput(context: context)
                 handler.afterRequestCompleted(context: context)
             }
         }
@@ -226,7 +244,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             process(context: context, body: &body)
             processed = true
         }
-        if processed { context.flush() }
+        if processed { flushOutput(context: context) }
         resumeReadingIfPossible(context: context)
         context.fireChannelWritabilityChanged()
     }
@@ -255,14 +273,30 @@ final class ConnectionHandler: ChannelDuplexHandler {
     // MARK: Writing
 
     private func write(context: ChannelHandlerContext, _ response: WireResponse, requestID: UInt32) {
-        var buffer = context.channel.allocator.buffer(capacity: 256)
-        WireCodec.encode(response, requestID: requestID, into: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        WireCodec.encode(response, requestID: requestID, into: &output)
+        if output.readableBytes >= Self.outputFlushThreshold { flushOutput(context: context) }
+    }
+
+    /// Writes and flushes the buffered answers, then makes the buffer ready for the next burst.
+    ///
+    /// The flush can re-enter this handler (a write completing fires `channelWritabilityChanged`, which answers
+    /// queued frames into `output`): the answers being written are sliced off first, so answers added meanwhile
+    /// stay readable in `output` and go out with the next flush instead of being cleared.
+    private func flushOutput(context: ChannelHandlerContext) {
+        guard let chunk = output.readSlice(length: output.readableBytes), chunk.readableBytes > 0 else { return }
+        context.writeAndFlush(wrapOutboundOut(chunk), promise: nil)
+        guard output.readableBytes == 0 else { return }
+        if output.capacity > Self.outputRetainedCapacity {
+            output = context.channel.allocator.buffer(capacity: 16 * 1024)
+        } else {
+            output.clear()
+        }
     }
 
     private func closeWithError(context: ChannelHandlerContext, _ error: WireError, requestID: UInt32 = 0) {
         guard !closing else { return }
         closing = true
+        flushOutput(context: context)
         var buffer = context.channel.allocator.buffer(capacity: 64)
         WireCodec.encode(.error(error), requestID: requestID, into: &buffer)
         let channel = context.channel
@@ -273,17 +307,38 @@ final class ConnectionHandler: ChannelDuplexHandler {
 }
 
 /// Answers `too_many_connections` and closes; installed instead of a ``ConnectionHandler`` when full.
+///
+/// The close is a lingering one: the error frame is followed by end-of-file (the write side is shut), and the
+/// socket stays open, discarding whatever the client sends, until the client closes or ``lingerTimeout`` passes.
+/// Closing outright while the client's `HELLO` is still arriving makes the kernel answer with a reset, and a reset
+/// can discard the error frame before the client reads it: the client would see a bare connection loss instead
+/// of the refusal.
 final class RejectConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+
+    /// Longest a refused connection is kept open waiting for the client to close.
+    static let lingerTimeout: TimeAmount = .seconds(2)
 
     func channelActive(context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: 64)
         WireCodec.encode(.error(WireError(.tooManyConnections, "the server is at its connection limit")),
                          requestID: 0, into: &buffer)
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { result in
+            guard case .success = result else {
+                channel.close(promise: nil)
+                return
+            }
+            let shutOutput = channel.eventLoop.makePromise(of: Void.self)
+            shutOutput.futureResult.whenFailure { _ in channel.close(promise: nil) }
+            channel.close(mode: .output, promise: shutOutput)
+            let linger = channel.eventLoop.scheduleTask(in: Self.lingerTimeout) { channel.close(promise: nil) }
+            channel.closeFuture.whenComplete { _ in linger.cancel() }
+        }
     }
 
+    /// Discards what the refused client sends (its `HELLO`, typically).
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
+

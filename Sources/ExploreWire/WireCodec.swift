@@ -510,17 +510,28 @@ public enum WireCodec {
         buffer.writeInteger(result.columns.rawValue, endianness: .big)
         encodeRows(result.rows, columns: result.columns, into: &buffer)
         buffer.writeVarint(UInt64(result.facets.count))
+        // A facet can hold hundreds of values (every area of a city): like rows, each facet is written straight
+        // into the buffer's memory after one capacity check sized from the values' byte lengths.
         for facet in result.facets {
-            buffer.writeInteger(facet.field.rawValue)
-            buffer.writeVarint(UInt64(facet.counts.count))
+            var bound = 1 + 10
             for entry in facet.counts {
-                switch entry.value {
-                case .text(let text): buffer.writeWireString(text)
-                case .listingType(let type): buffer.writeInteger(type.rawValue)
-                case .bedrooms(let bedrooms): buffer.writeSignedVarint(Int64(bedrooms))
-                case .priceBucket(let bucket): buffer.writeVarint(UInt64(max(bucket, 0)))
+                bound += 2 * 10
+                if case .text(let text) = entry.value { bound += text.utf8.count }
+            }
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { memory in
+                var writer = RawWriter(memory: memory)
+                writer.byte(facet.field.rawValue)
+                writer.varint(UInt64(facet.counts.count))
+                for entry in facet.counts {
+                    switch entry.value {
+                    case .text(let text): writer.string(text)
+                    case .listingType(let type): writer.byte(type.rawValue)
+                    case .bedrooms(let bedrooms): writer.signedVarint(Int64(bedrooms))
+                    case .priceBucket(let bucket): writer.varint(UInt64(max(bucket, 0)))
+                    }
+                    writer.varint(UInt64(max(entry.count, 0)))
                 }
-                buffer.writeVarint(UInt64(max(entry.count, 0)))
+                return writer.offset
             }
         }
     }
@@ -535,32 +546,38 @@ public enum WireCodec {
         let columns = ColumnSet(rawValue: try body.readFixed(UInt16.self, "column mask"))
         try checkColumns(columns)
         let rows = try decodeRows(columns, &body)
-        let facetCount = try body.readCount(minimumElementSize: 2, "facet")
+        let facets = try RawReader.read(&body) { reader throws(WireError) in try decodeFacets(&reader) }
+        return SearchResult(total: total, rows: rows, columns: columns, nextCursor: cursor, facets: facets)
+    }
+
+    /// Facets through a ``RawReader``: hundreds of values per facet, read without a buffer call per field.
+    private static func decodeFacets(_ reader: inout RawReader) throws(WireError) -> [FacetCounts] {
+        let facetCount = try reader.count(minimumElementSize: 2, "facet")
         var facets: [FacetCounts] = []
         for _ in 0..<facetCount {
-            guard let field = FacetField(rawValue: try body.readFixed(UInt8.self, "facet field")) else {
+            guard let field = FacetField(rawValue: try reader.byte("facet field")) else {
                 throw WireError(.malformedFrame, "unknown facet field")
             }
-            let entryCount = try body.readCount(minimumElementSize: 2, "facet value")
+            let entryCount = try reader.count(minimumElementSize: 2, "facet value")
             var counts: [(value: FacetValue, count: Int)] = []
             counts.reserveCapacity(entryCount)
             for _ in 0..<entryCount {
                 let value: FacetValue
                 switch field {
-                case .city, .area: value = .text(try body.readWireString())
+                case .city, .area: value = .text(try reader.string())
                 case .listingType:
-                    guard let type = ListingType(rawValue: try body.readFixed(UInt8.self, "listing type")) else {
+                    guard let type = ListingType(rawValue: try reader.byte("listing type")) else {
                         throw WireError(.malformedFrame, "unknown listing type")
                     }
                     value = .listingType(type)
-                case .bedrooms: value = .bedrooms(try body.readSignedVarint(as: Int32.self, "bedrooms"))
-                case .priceBucket: value = .priceBucket(try body.readVarint(as: Int.self, "price bucket"))
+                case .bedrooms: value = .bedrooms(try reader.signedVarint(as: Int32.self, "bedrooms"))
+                case .priceBucket: value = .priceBucket(try reader.varint(as: Int.self, "price bucket"))
                 }
-                counts.append((value, try body.readVarint(as: Int.self, "facet count")))
+                counts.append((value, try reader.varint(as: Int.self, "facet count")))
             }
             facets.append(FacetCounts(field: field, counts: counts))
         }
-        return SearchResult(total: total, rows: rows, columns: columns, nextCursor: cursor, facets: facets)
+        return facets
     }
 
     // MARK: Rows
@@ -641,47 +658,144 @@ public enum WireCodec {
     }
 
     static func decodeRows(_ columns: ColumnSet, _ body: inout ByteBuffer) throws(WireError) -> [ExploreListing] {
-        let count = try body.readCount("row")
+        try RawReader.read(&body) { reader throws(WireError) in try decodeRows(columns, &reader) }
+    }
+
+    /// Rows through a ``RawReader``: one bounds check per field instead of a buffer call per field.
+    private static func decodeRows(_ columns: ColumnSet, _ reader: inout RawReader) throws(WireError) -> [ExploreListing] {
+        let count = try reader.count("row")
         let allowedNulls = nullMask(for: columns)
         let hasNullable = allowedNulls != 0
         var rows: [ExploreListing] = []
         rows.reserveCapacity(count)
         for _ in 0..<count {
-            var row = ExploreListing(id: try body.readSignedVarint(), listingType: .development, status: "",
+            var row = ExploreListing(id: try reader.signedVarint(), listingType: .development, status: "",
                                      title: "", locationID: 0, priceFrom: nil, priceTo: nil, bedrooms: nil,
                                      bathrooms: nil, primaryImageURL: nil, city: "", area: "", createdAt: 0)
-            let nulls = hasNullable ? try body.readFixed(UInt8.self, "null mask") : 0
+            let nulls = hasNullable ? try reader.byte("null mask") : 0
             guard nulls & ~allowedNulls == 0 else { throw WireError(.malformedFrame, "null bit for an absent column") }
             if columns.contains(.listingType) {
-                guard let type = ListingType(rawValue: try body.readFixed(UInt8.self, "listing type")) else {
+                guard let type = ListingType(rawValue: try reader.byte("listing type")) else {
                     throw WireError(.malformedFrame, "unknown listing type")
                 }
                 row.listingType = type
             }
-            if columns.contains(.status) { row.status = try body.readWireString() }
-            if columns.contains(.title) { row.title = try body.readWireString() }
-            if columns.contains(.locationID) { row.locationID = try body.readSignedVarint() }
+            if columns.contains(.status) { row.status = try reader.string() }
+            if columns.contains(.title) { row.title = try reader.string() }
+            if columns.contains(.locationID) { row.locationID = try reader.signedVarint() }
             if allowedNulls & NullBit.priceFrom != 0 && nulls & NullBit.priceFrom == 0 {
-                row.priceFrom = try body.readSignedVarint()
+                row.priceFrom = try reader.signedVarint()
             }
             if allowedNulls & NullBit.priceTo != 0 && nulls & NullBit.priceTo == 0 {
-                row.priceTo = try body.readSignedVarint()
+                row.priceTo = try reader.signedVarint()
             }
             if allowedNulls & NullBit.bedrooms != 0 && nulls & NullBit.bedrooms == 0 {
-                row.bedrooms = try body.readSignedVarint(as: Int32.self, "bedrooms")
+                row.bedrooms = try reader.signedVarint(as: Int32.self, "bedrooms")
             }
             if allowedNulls & NullBit.bathrooms != 0 && nulls & NullBit.bathrooms == 0 {
-                row.bathrooms = try body.readSignedVarint(as: Int32.self, "bathrooms")
+                row.bathrooms = try reader.signedVarint(as: Int32.self, "bathrooms")
             }
             if allowedNulls & NullBit.primaryImageURL != 0 && nulls & NullBit.primaryImageURL == 0 {
-                row.primaryImageURL = try body.readWireString()
+                row.primaryImageURL = try reader.string()
             }
-            if columns.contains(.city) { row.city = try body.readWireString() }
-            if columns.contains(.area) { row.area = try body.readWireString() }
-            if columns.contains(.createdAt) { row.createdAt = try body.readSignedVarint() }
+            if columns.contains(.city) { row.city = try reader.string() }
+            if columns.contains(.area) { row.area = try reader.string() }
+            if columns.contains(.createdAt) { row.createdAt = try reader.signedVarint() }
             rows.append(row)
         }
         return rows
+    }
+}
+
+/// Reads protocol primitives from a frame body's memory with the same checks and errors as the `ByteBuffer`
+/// readers (`ByteBuffer+Wire.swift`), one bounds check per field: used for the parts of an answer that repeat
+/// (rows, facet values), where a buffer call per field was most of the decoding time.
+struct RawReader {
+    private let memory: UnsafeRawBufferPointer
+    private(set) var offset = 0
+
+    private init(memory: UnsafeRawBufferPointer) { self.memory = memory }
+
+    /// Runs `body` over `buffer`'s readable bytes and consumes what it read.
+    static func read<T>(_ buffer: inout ByteBuffer,
+                        _ body: (inout RawReader) throws(WireError) -> T) throws(WireError) -> T {
+        let outcome = buffer.withUnsafeReadableBytes { memory -> (Result<T, WireError>, Int) in
+            var reader = RawReader(memory: memory)
+            do throws(WireError) {
+                let value = try body(&reader)
+                return (.success(value), reader.offset)
+            } catch {
+                return (.failure(error), 0)
+            }
+        }
+        let value = try outcome.0.get()
+        buffer.moveReaderIndex(forwardBy: outcome.1)
+        return value
+    }
+
+    private var remaining: Int { memory.count - offset }
+
+    mutating func byte(_ what: StaticString) throws(WireError) -> UInt8 {
+        guard offset < memory.count else { throw WireError(.malformedFrame, "truncated \(what)") }
+        defer { offset += 1 }
+        return memory[offset]
+    }
+
+    mutating func varint() throws(WireError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard offset < memory.count else { throw WireError(.malformedFrame, "truncated varint") }
+            let byte = memory[offset]
+            offset += 1
+            if shift == 63 && byte > 1 {
+                throw WireError(.malformedFrame, "varint overflows 64 bits")
+            }
+            result |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return result }
+            shift += 7
+        }
+    }
+
+    mutating func signedVarint() throws(WireError) -> Int64 {
+        let raw = try varint()
+        return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+    }
+
+    mutating func varint<T: FixedWidthInteger>(as: T.Type, _ what: StaticString) throws(WireError) -> T {
+        guard let value = T(exactly: try varint()) else { throw WireError(.malformedFrame, "\(what) out of range") }
+        return value
+    }
+
+    mutating func signedVarint<T: FixedWidthInteger>(as: T.Type, _ what: StaticString) throws(WireError) -> T {
+        guard let value = T(exactly: try signedVarint()) else {
+            throw WireError(.malformedFrame, "\(what) out of range")
+        }
+        return value
+    }
+
+    /// An element count, checked against the bytes left (see `ByteBuffer.readCount`).
+    mutating func count(minimumElementSize: Int = 1, _ what: StaticString) throws(WireError) -> Int {
+        let count = try varint()
+        guard count <= UInt64(remaining / max(minimumElementSize, 1)) else {
+            throw WireError(.malformedFrame, "\(what) count exceeds the frame")
+        }
+        return Int(count)
+    }
+
+    /// A varint-length-prefixed UTF-8 string.
+    mutating func string() throws(WireError) -> String {
+        let length = try count("string byte")
+        let bytes = UnsafeRawBufferPointer(rebasing: memory[offset..<offset + length])
+        offset += length
+        var combined: UInt8 = 0
+        for byte in bytes { combined |= byte }
+        // ASCII needs no validation (see `ByteBuffer.readWireString`).
+        if combined < 0x80 { return String(decoding: bytes, as: UTF8.self) }
+        guard let string = String(validating: bytes, as: UTF8.self) else {
+            throw WireError(.malformedFrame, "string is not valid UTF-8")
+        }
+        return string
     }
 }
 

@@ -181,3 +181,11 @@ extension SearchResult {
                      nextCursor: nextCursor, facets: facets)
     }
 }
+
+extension WireResponse {
+    /// The code of an `ERROR` answer; `nil` for any other answer.
+    var errorCode: WireError.Code? {
+        if case .error(let error) = self { return error.code }
+        return nil
+    }
+}
