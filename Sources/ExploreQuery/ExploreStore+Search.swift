@@ -19,10 +19,11 @@ extension ExploreStore {
         let query = plan.query
         let wanted = plan.offset + query.limit + 1
         guard matchCount > 0 else { return ([], nil) }
-        // A walk visits about `wanted × live / matches` entries, each a sequential read and a bit test;
+        // A walk visits about `wanted × live / matches` entries (a chunk read, a call and a bit test each);
         // collecting reads every match's sort key from the columns (a likely cache miss each) and selects.
+        // Profiles put a collected match at about four walk steps.
         let walkCost = Double(wanted) * Double(count) / Double(matchCount)
-        let collectCost = Double(matchCount) * 24
+        let collectCost = Double(matchCount) * 4
         var slots: [Int] = []
         slots.reserveCapacity(Swift.min(wanted, matchCount))
         if let matches, walkCost > collectCost {

@@ -63,15 +63,26 @@ import Testing
         #expect(cube.key(ofSlot: 99) == nil)
         let l = cube.index(of: lisbon)!
         let p = cube.index(of: porto)!
-        #expect(cube.counts[l] == 2 && cube.lows[Int(cube.priceGroupOf[l])].count == 1)
+        let lisbonPrices = Int(cube.priceGroupOf[l])
+        #expect(cube.counts[l] == 2 && cube.pricedCount(lisbonPrices) == 1)
+        #expect(cube.points[lisbonPrices].elements == [150_000] && cube.lows[lisbonPrices].count == 0)
         #expect(Self.buckets(cube, l) == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
         #expect(Self.buckets(cube, p) == [1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
         cube.movePrice(slot: 0, from: (150_000, 150_000), to: (150_000, 1_200_000))
-        #expect(cube.lows[Int(cube.priceGroupOf[l])].elements == [150_000] && cube.highs[Int(cube.priceGroupOf[l])].elements == [1_200_000])
+        // A point price becoming a range moves from the points to both ends.
+        #expect(cube.points[lisbonPrices].count == 0)
+        #expect(cube.lows[lisbonPrices].elements == [150_000] && cube.highs[lisbonPrices].elements == [1_200_000])
+        cube.movePrice(slot: 0, from: (150_000, 1_200_000), to: (175_000, 1_300_000))
+        #expect(cube.lows[lisbonPrices].elements == [175_000] && cube.highs[lisbonPrices].elements == [1_300_000])
+        cube.movePrice(slot: 0, from: (175_000, 1_300_000), to: (150_000, 150_000))
+        cube.movePrice(slot: 0, from: (150_000, 150_000), to: (160_000, 160_000))
+        #expect(cube.points[lisbonPrices].elements == [160_000] && cube.pricedCount(lisbonPrices) == 1)
+        cube.movePrice(slot: 0, from: (160_000, 160_000), to: (150_000, 1_200_000))
         #expect(Self.buckets(cube, l) == [0, 1, 1, 1, 1, 1, 1, 1, 0, 0])
         cube.remove(slot: 2, price: (90_000, 450_000))
         cube.remove(slot: 2, price: (90_000, 450_000))  // already gone: no effect
-        #expect(cube.counts[p] == 0 && cube.lows[Int(cube.priceGroupOf[p])].count == 0 && Self.buckets(cube, p).allSatisfy { $0 == 0 })
+        #expect(cube.counts[p] == 0 && cube.pricedCount(Int(cube.priceGroupOf[p])) == 0)
+        #expect(Self.buckets(cube, p).allSatisfy { $0 == 0 })
         #expect(cube.key(ofSlot: 2) == nil)
     }
 
@@ -121,6 +132,7 @@ import Testing
             let bulkGroup = Int(bulk.priceGroupOf[c])
             let otherGroup = Int(incremental.priceGroupOf[other])
             #expect(bulk.priceKeys[bulkGroup] == incremental.priceKeys[otherGroup])
+            #expect(bulk.points[bulkGroup].elements == incremental.points[otherGroup].elements)
             #expect(bulk.lows[bulkGroup].elements == incremental.lows[otherGroup].elements)
             #expect(bulk.highs[bulkGroup].elements == incremental.highs[otherGroup].elements)
             #expect(Self.buckets(bulk, c) == Self.buckets(incremental, other))

@@ -28,6 +28,9 @@ struct GroupCube {
     private(set) var priceGroupOf: [Int32] = []
     /// Per price group: its key (status 0), and `priceLow` and `priceHigh` of its priced rows.
     private(set) var priceKeys: [Key] = []
+    /// Rows priced at one point (`low == high`, every existing property) keep one key; ranged rows (developments)
+    /// keep both ends. A point price edit is then one rank-structure move instead of two.
+    private(set) var points: [RankedKeys] = []
     private(set) var lows: [RankedKeys] = []
     private(set) var highs: [RankedKeys] = []
     private var priceGroupByKey: [Key: Int32] = [:]
@@ -45,8 +48,8 @@ struct GroupCube {
     var memoryBytes: Int {
         var total = cellOf.capacity * 4 + (cellByKey.capacity + priceGroupByKey.capacity) * 24
         total += (keys.capacity + priceKeys.capacity) * MemoryLayout<Key>.stride + priceGroupOf.capacity * 4
-        total += counts.capacity * 4 + buckets.capacity * 4 + (lows.capacity + highs.capacity) * 32
-        for c in lows.indices { total += lows[c].memoryBytes + highs[c].memoryBytes }
+        total += counts.capacity * 4 + buckets.capacity * 4 + (points.capacity + lows.capacity + highs.capacity) * 32
+        for c in lows.indices { total += points[c].memoryBytes + lows[c].memoryBytes + highs[c].memoryBytes }
         return total
     }
 
@@ -72,6 +75,7 @@ struct GroupCube {
             priceGroupByKey[priceKey] = Int32(priceKeys.count)
             priceGroupOf.append(Int32(priceKeys.count))
             priceKeys.append(priceKey)
+            points.append(RankedKeys())
             lows.append(RankedKeys())
             highs.append(RankedKeys())
         }
@@ -104,23 +108,39 @@ struct GroupCube {
         guard slot < cellOf.count, cellOf[slot] != Self.noCell else { return }
         let c = Int(cellOf[slot])
         let p = Int(priceGroupOf[c])
-        if old.low != new.low { lows[p].replace(old.low, with: new.low) }
-        if old.high != new.high { highs[p].replace(old.high, with: new.high) }
+        switch (old.low == old.high, new.low == new.high) {
+        case (true, true):
+            points[p].replace(old.low, with: new.low)
+        case (false, false):
+            if old.low != new.low { lows[p].replace(old.low, with: new.low) }
+            if old.high != new.high { highs[p].replace(old.high, with: new.high) }
+        default:
+            rank(p, old, delta: -1)
+            rank(p, new, delta: 1)
+        }
         countBuckets(c, old, delta: -1)
         countBuckets(c, new, delta: 1)
     }
 
     private mutating func addPrice(_ c: Int, _ price: (low: Int64, high: Int64), delta: Int32) {
-        let p = Int(priceGroupOf[c])
-        if delta > 0 {
+        rank(Int(priceGroupOf[c]), price, delta: delta)
+        countBuckets(c, price, delta: delta)
+    }
+
+    private mutating func rank(_ p: Int, _ price: (low: Int64, high: Int64), delta: Int32) {
+        if price.low == price.high {
+            if delta > 0 { points[p].insert(price.low) } else { points[p].remove(price.low) }
+        } else if delta > 0 {
             lows[p].insert(price.low)
             highs[p].insert(price.high)
         } else {
             lows[p].remove(price.low)
             highs[p].remove(price.high)
         }
-        countBuckets(c, price, delta: delta)
     }
+
+    /// Priced rows of price group `p`.
+    func pricedCount(_ p: Int) -> Int { points[p].count + lows[p].count }
 
     @inline(__always)
     private mutating func countBuckets(_ c: Int, _ price: (low: Int64, high: Int64), delta: Int32) {
@@ -137,12 +157,14 @@ struct GroupCube {
     /// Builds the cube in one pass (bulk load): rows grouped first, rank structures built from sorted keys.
     init(slotCount: Int, key: (Int) -> Key?, price: (Int) -> (low: Int64, high: Int64)?) {
         cellOf = [UInt32](repeating: Self.noCell, count: slotCount)
+        var pointKeys: [[Int64]] = []
         var lowKeys: [[Int64]] = []
         var highKeys: [[Int64]] = []
         for slot in 0..<slotCount {
             guard let k = key(slot) else { continue }
             let c = cell(for: k)
             while lowKeys.count < priceKeys.count {
+                pointKeys.append([])
                 lowKeys.append([])
                 highKeys.append([])
             }
@@ -150,14 +172,20 @@ struct GroupCube {
             counts[c] += 1
             if let range = price(slot) {
                 let p = Int(priceGroupOf[c])
-                lowKeys[p].append(range.low)
-                highKeys[p].append(range.high)
+                if range.low == range.high {
+                    pointKeys[p].append(range.low)
+                } else {
+                    lowKeys[p].append(range.low)
+                    highKeys[p].append(range.high)
+                }
                 countBuckets(c, range, delta: 1)
             }
         }
         for c in priceKeys.indices {
+            pointKeys[c].sort()
             lowKeys[c].sort()
             highKeys[c].sort()
+            points[c] = RankedKeys(sorted: pointKeys[c])
             lows[c] = RankedKeys(sorted: lowKeys[c])
             highs[c] = RankedKeys(sorted: highKeys[c])
         }
@@ -210,12 +238,19 @@ struct CubeFilter {
 
     var hasPrice: Bool { priceMin != nil || priceMax != nil }
 
-    /// Priced rows of `cell` whose range overlaps the price filter: those with `low <= max` minus those with
-    /// `high < min` (a row cannot be in both, as `low <= high` and `min <= max`).
+    /// Priced rows of a price group whose range overlaps the price filter: those with `low <= max` minus those
+    /// with `high < min` (a row cannot be in both, as `low <= high` and `min <= max`); a point row is both ends.
     @inline(__always)
     func priceCount(_ cube: GroupCube, priceGroup c: Int) -> Int {
-        var n = priceMax.map { cube.lows[c].count(notAbove: $0) } ?? cube.lows[c].count
-        if let priceMin { n -= cube.highs[c].count(below: priceMin) }
+        var n = 0
+        if cube.points[c].count > 0 {
+            n += priceMax.map { cube.points[c].count(notAbove: $0) } ?? cube.points[c].count
+            if let priceMin { n -= cube.points[c].count(below: priceMin) }
+        }
+        if cube.lows[c].count > 0 {
+            n += priceMax.map { cube.lows[c].count(notAbove: $0) } ?? cube.lows[c].count
+            if let priceMin { n -= cube.highs[c].count(below: priceMin) }
+        }
         return n
     }
 }
@@ -263,7 +298,7 @@ struct CubeCounts {
             }
         }
         if hasPrice && (wantTotal || wantCity || wantType || wantBedrooms) {
-            for g in cube.priceKeys.indices where cube.lows[g].count > 0 {
+            for g in cube.priceKeys.indices where cube.pricedCount(g) > 0 {
                 let key = cube.priceKeys[g]
                 let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
                 let c = filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true
