@@ -3,7 +3,6 @@ import ExploreQuery
 import ExploreServer
 import ExploreWire
 import NIOCore
-import NIOPosix
 import Testing
 
 func randomQuery(_ rng: inout some RandomNumberGenerator) -> SearchQuery {
@@ -44,29 +43,6 @@ struct ServerTests {
             #expect(stats.lastAppliedChange == 7)
             #expect(stats.openConnections == 1)
             #expect(try await client.ping([1, 2, 3]) == [1, 2, 3])
-            await client.close()
-        }
-    }
-
-    @Test("a task preferring the client's executor runs on the connection's event loop and gets its answers")
-    func clientTaskExecutor() async throws {
-        let backend = ReferenceBackend(rows: Array(demoRows.prefix(200)))
-        try await withServer(backend: backend) { server in
-            let client = try await ExploreClient.connect(host: "127.0.0.1", port: server.port)
-            let outside = MultiThreadedEventLoopGroup.currentEventLoop
-            let (onLoop, mismatches) = try await withTaskExecutorPreference(client.taskExecutor) {
-                var mismatches = 0
-                for request in 0..<20 {
-                    var query = SearchQuery(limit: 1 + request)
-                    query.columns = [.title, .priceFrom]
-                    if try await client.search(query) != (try backend.search(query)).projected() { mismatches += 1 }
-                    #expect(try await client.ping([UInt8(request)]) == [UInt8(request)])
-                }
-                return (MultiThreadedEventLoopGroup.currentEventLoop != nil, mismatches)
-            }
-            #expect(outside == nil)
-            #expect(onLoop)
-            #expect(mismatches == 0)
             await client.close()
         }
     }
