@@ -47,6 +47,36 @@ struct ServerTests {
         }
     }
 
+    @Test("an unanswered request times out, the connection keeps serving, and later requests time out again")
+    func clientTimeouts() async throws {
+        let admin = GatedAdmin()
+        var configuration = ExploreServerConfiguration()
+        configuration.adminToken = "s3cret"
+        try await withServer(configuration, admin: admin) { server in
+            let client = try await ExploreClient.connect(host: "127.0.0.1", port: server.port, adminToken: "s3cret",
+                                                         timeout: .seconds(1))
+            // The admin operations wait at the gate, so only the client's timeout can end these two requests.
+            do throws(ExploreClientError) {
+                _ = try await client.rebuild()
+                Issue.record("an unanswered REBUILD returned")
+            } catch {
+                #expect(error.code == .timeout)
+            }
+            #expect(try await client.ping([1]) == [1])
+            do throws(ExploreClientError) {
+                _ = try await client.verify()
+                Issue.record("an unanswered VERIFY returned")
+            } catch {
+                #expect(error.code == .timeout)
+            }
+            // The late answers to the timed-out requests are ignored; the connection keeps working.
+            admin.open()
+            #expect(try await client.verify().checked == 1)
+            #expect(try await client.ping([2]) == [2])
+            await client.close()
+        }
+    }
+
     @Test("hundreds of pipelined requests on one connection over many connections all get their own answers")
     func pipelining() async throws {
         // A small data set keeps the reference's linear scans cheap in debug builds; the point is the transport.
