@@ -29,9 +29,6 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
     var unloadedRoundTripP50Micros: UInt64
     /// One connection, one PING at a time: transport and protocol cost with no query at all.
     var pingRoundTripP50Micros: UInt64
-    /// The same with the measuring task on the client connection's event loop (`ExploreClient.taskExecutor`):
-    /// no thread hand-off on the client side.
-    var pingOnClientLoopP50Micros: UInt64
     /// Unloaded round trip minus in-process time (p50 vs p50): what the protocol, the sockets and both sides'
     /// event loops add to a query. Two medians of two separate runs: on a loaded machine their difference is noisy.
     var protocolOverheadMicros: Int64
@@ -39,8 +36,6 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
     /// figure is the median of the per-query differences (round trip minus in-process), so query cost and machine
     /// load cancel out query by query.
     var pairedOverheadMicros: Double
-    /// ``pairedOverheadMicros`` with the measuring task on the client connection's event loop.
-    var pairedOverheadOnClientLoopMicros: Double
     /// CPU cost of the protocol itself per query, both sides: encode the request, frame and decode it, encode the
     /// answer, frame and decode it (p50 over the mix, in-process, no sockets).
     var codecP50Micros: Double
@@ -60,9 +55,8 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
         p50 \(halfLoadP50Micros) µs, p99 \(halfLoadP99Micros) µs
           in-process: p50 \(inProcessP50Micros) µs, mean \(String(format: "%.1f", inProcessMeanMicros)) µs
           unloaded round trip p50 \(unloadedRoundTripP50Micros) µs -> protocol overhead \(protocolOverheadMicros) µs/query
-          paired (same query in-process, then over the wire) overhead p50 \(String(format: "%.1f", pairedOverheadMicros)) µs/query \
-        (task on the client's event loop: \(String(format: "%.1f", pairedOverheadOnClientLoopMicros)) µs)
-          ping round trip p50 \(pingRoundTripP50Micros) µs (task on the client's event loop: \(pingOnClientLoopP50Micros) µs)
+          paired (same query in-process, then over the wire) overhead p50 \(String(format: "%.1f", pairedOverheadMicros)) µs/query
+          ping round trip p50 \(pingRoundTripP50Micros) µs
           codec (request + answer, both sides) p50 \(String(format: "%.1f", codecP50Micros)) µs/query
           CPU per query: over loopback \(String(format: "%.1f", loadedCPUMicrosPerQuery)) µs (client + server), \
         in-process \(String(format: "%.1f", inProcessCPUMicrosPerQuery)) µs -> protocol CPU \
@@ -108,22 +102,6 @@ enum ServerBenchmark {
             let unloaded = try await closedLoop(clients: [clients[0]], depth: 1, queries: queries,
                                                 duration: .milliseconds(500))
             let paired = try await pairedOverhead(index: index, client: clients[0], queries: queries)
-            // The same two figures with the measuring task running on the client connection's event loop.
-            var pingOnLoop: UInt64 = 0
-            var pairedOnLoop = Double.nan
-            if #available(macOS 15.0, *) {
-                let client = clients[0]
-                (pingOnLoop, pairedOnLoop) = try await withTaskExecutorPreference(client.taskExecutor) {
-                    var phase = Phase()
-                    for _ in 0..<2_000 {
-                        let sent = ContinuousClock.now
-                        try await client.ping()
-                        _ = phase.histogram.record(micros(ContinuousClock.now - sent))
-                    }
-                    return (phase.histogram.valueAtPercentile(50),
-                            try await pairedOverhead(index: index, client: client, queries: queries))
-                }
-            }
             _ = try await closedLoop(clients: clients, depth: pipelineDepth, queries: queries,
                                      duration: .milliseconds(500))
             let loadedCPUStart = processCPUMicros()
@@ -145,10 +123,8 @@ enum ServerBenchmark {
                 halfLoadP99Micros: half.histogram.valueAtPercentile(99),
                 inProcessP50Micros: inProcess.histogram.valueAtPercentile(50), inProcessMeanMicros: inProcess.mean,
                 unloadedRoundTripP50Micros: unloadedP50, pingRoundTripP50Micros: ping.histogram.valueAtPercentile(50),
-                pingOnClientLoopP50Micros: pingOnLoop,
                 protocolOverheadMicros: Int64(unloadedP50) - Int64(inProcess.histogram.valueAtPercentile(50)),
                 pairedOverheadMicros: paired,
-                pairedOverheadOnClientLoopMicros: pairedOnLoop,
                 codecP50Micros: codec, loadedCPUMicrosPerQuery: loadedCPU, inProcessCPUMicrosPerQuery: inProcessCPU,
                 errors: unloaded.errors + maximum.errors + half.errors)
         } catch {

@@ -155,16 +155,6 @@ public final class ExploreClient: Sendable {
         ExploreClientError(.protocolViolation, "answer of the wrong kind")
     }
 
-    /// The connection's event loop as a Swift task executor. A task that prefers it (`withTaskExecutorPreference`,
-    /// or `addTask(executorPreference:)` in a task group) runs on the thread that does this connection's I/O: its
-    /// requests are handed to the connection and its answers resume it without crossing threads, two thread
-    /// wake-ups fewer per request. Worth it for a caller that already runs on an event loop (an NIO-based
-    /// backend) or does little work between requests; clients sharing an event loop group share its threads.
-    /// Jobs enqueued after the client's event loop group has shut down never run, so tasks preferring this
-    /// executor must finish before ``close()``.
-    @available(macOS 15.0, *)
-    public var taskExecutor: any TaskExecutor { EventLoopTaskExecutor(eventLoop: channel.eventLoop) }
-
     /// Runs a search. A refused query throws ``ExploreClientError`` with ``ExploreClientError/queryError`` set.
     public func search(_ query: SearchQuery) async throws(ExploreClientError) -> SearchResult {
         guard case .searchResult(let result) = try await send(.search(query)) else { throw Self.unexpected() }
@@ -216,20 +206,6 @@ public final class ExploreClient: Sendable {
         guard closed.markClosed() else { return }
         try? await channel.close()
         try? await group?.shutdownGracefully()
-    }
-}
-
-/// Runs Swift tasks' jobs on an event loop (see ``ExploreClient/taskExecutor``).
-@available(macOS 15.0, *)
-final class EventLoopTaskExecutor: TaskExecutor {
-    let eventLoop: any EventLoop
-
-    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let executor = asUnownedTaskExecutor()
-        eventLoop.execute { job.runSynchronously(on: executor) }
     }
 }
 

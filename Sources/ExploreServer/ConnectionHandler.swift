@@ -48,8 +48,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Answers are pushed to the channel early once this much is buffered, so the channel's write-buffer water
     /// marks (back-pressure) still see a burst's answers while it is being processed.
     private static let outputFlushThreshold = 64 * 1024
-    /// A buffer that grew past this (a burst of large answers) is not kept for reuse.
-    private static let outputRetainedCapacity = 256 * 1024
+    /// A buffer that grew past this (a burst of large answers) is not kept for reuse, so an idle connection holds
+    /// at most this much.
+    private static let outputRetainedCapacity = 128 * 1024
+    /// Starting capacity; the buffer grows to the connection's usual burst and is then reused.
+    private static let outputInitialCapacity = 4 * 1024
 
     init(processor: RequestProcessor, shared: ServerSharedState, admin: (any AdminHandler)?) {
         self.processor = processor
@@ -122,7 +125,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        output = context.channel.allocator.buffer(capacity: 16 * 1024)
+        output = context.channel.allocator.buffer(capacity: Self.outputInitialCapacity)
     }
 
     private func handshake(context: ChannelHandlerContext, body: inout ByteBuffer) {
@@ -287,7 +290,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(chunk), promise: nil)
         guard output.readableBytes == 0 else { return }
         if output.capacity > Self.outputRetainedCapacity {
-            output = context.channel.allocator.buffer(capacity: 16 * 1024)
+            output = context.channel.allocator.buffer(capacity: Self.outputInitialCapacity)
         } else {
             output.clear()
         }

@@ -3,7 +3,6 @@ import ExploreQuery
 import ExploreServer
 import ExploreWire
 import NIOCore
-import NIOPosix
 import Testing
 
 func randomQuery(_ rng: inout some RandomNumberGenerator) -> SearchQuery {
@@ -48,25 +47,32 @@ struct ServerTests {
         }
     }
 
-    @Test("a task preferring the client's executor runs on the connection's event loop and gets its answers")
-    func clientTaskExecutor() async throws {
-        let backend = ReferenceBackend(rows: Array(demoRows.prefix(200)))
-        try await withServer(backend: backend) { server in
-            let client = try await ExploreClient.connect(host: "127.0.0.1", port: server.port)
-            let outside = MultiThreadedEventLoopGroup.currentEventLoop
-            let (onLoop, mismatches) = try await withTaskExecutorPreference(client.taskExecutor) {
-                var mismatches = 0
-                for request in 0..<20 {
-                    var query = SearchQuery(limit: 1 + request)
-                    query.columns = [.title, .priceFrom]
-                    if try await client.search(query) != (try backend.search(query)).projected() { mismatches += 1 }
-                    #expect(try await client.ping([UInt8(request)]) == [UInt8(request)])
-                }
-                return (MultiThreadedEventLoopGroup.currentEventLoop != nil, mismatches)
+    @Test("an unanswered request times out, the connection keeps serving, and later requests time out again")
+    func clientTimeouts() async throws {
+        let admin = GatedAdmin()
+        var configuration = ExploreServerConfiguration()
+        configuration.adminToken = "s3cret"
+        try await withServer(configuration, admin: admin) { server in
+            let client = try await ExploreClient.connect(host: "127.0.0.1", port: server.port, adminToken: "s3cret",
+                                                         timeout: .seconds(1))
+            // The admin operations wait at the gate, so only the client's timeout can end these two requests.
+            do throws(ExploreClientError) {
+                _ = try await client.rebuild()
+                Issue.record("an unanswered REBUILD returned")
+            } catch {
+                #expect(error.code == .timeout)
             }
-            #expect(outside == nil)
-            #expect(onLoop)
-            #expect(mismatches == 0)
+            #expect(try await client.ping([1]) == [1])
+            do throws(ExploreClientError) {
+                _ = try await client.verify()
+                Issue.record("an unanswered VERIFY returned")
+            } catch {
+                #expect(error.code == .timeout)
+            }
+            // The late answers to the timed-out requests are ignored; the connection keeps working.
+            admin.open()
+            #expect(try await client.verify().checked == 1)
+            #expect(try await client.ping([2]) == [2])
             await client.close()
         }
     }

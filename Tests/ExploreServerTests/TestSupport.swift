@@ -74,6 +74,46 @@ final class RecordingAdmin: AdminHandler {
     }
 }
 
+/// Admin operations that do not answer until ``open()``: requests that stay unanswered for as long as a test needs.
+final class GatedAdmin: AdminHandler {
+    private struct State {
+        var isOpen = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Lets every waiting and later operation answer.
+    func open() {
+        let waiters = state.withLock { state in
+            state.isOpen = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state in
+                if !state.isOpen { state.waiters.append(continuation) }
+                return state.isOpen
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    func rebuild() async throws -> RebuildReport {
+        await wait()
+        return RebuildReport(listingCount: 1, durationMicroseconds: 1)
+    }
+
+    func verify() async throws -> VerifyReport {
+        await wait()
+        return VerifyReport(checked: 1, mismatchCount: 0, sampleMismatchIDs: [])
+    }
+}
+
 let demoRows = DemoDataset(listings: 2_000, seed: 3).exploreRows()
 
 /// Starts a server on 127.0.0.1 port 0, runs `body`, and always shuts the server down.
