@@ -238,4 +238,61 @@ struct KafkaRebuildTests {
             #expect(oidAfter != oidBefore)
         }
     }
+
+    /// `explore-projector rebuild --database-url` (the built executable) while a service follows the Kafka feed
+    /// (what `serve --feed kafka` runs): it finds the feed's lock taken, asks the running projector through
+    /// `explore.projection_state`, and the Kafka feed rebuilds the table and reloads its cache.
+    @Test func rebuildCommandAsksTheServiceFollowingKafka() async throws {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("explore-projector")
+        try #require(FileManager.default.isExecutableFile(atPath: executable.path),
+                     "build explore-projector first (swift build)")
+        try await TestPostgres.withDatabase { configuration in
+            try await blocking { try KafkaFeedFixtures.prepare(configuration, listings: 800) }
+            let cluster = try KafkaMockCluster(brokers: 1)
+            try cluster.createTopic("served", partitions: 2)
+            var serviceConfiguration = ExploreService.Configuration(
+                postgres: configuration, server: ExploreServerConfiguration(host: "127.0.0.1", port: 0))
+            serviceConfiguration.feed = .kafka(KafkaFeedFixtures.feed(brokers: cluster.bootstrapServers, topic: "served"))
+            let service = try await ExploreService.start(configuration: serviceConfiguration)
+            let oid = try await blocking {
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                try connection.query("UPDATE explore.listings_projection SET title = 'x' WHERE id % 7 = 0")
+                return try Self.tableOID(connection)
+            }
+            let url = "postgres://\(configuration.user):\(configuration.password ?? "")@\(configuration.host):"
+                + "\(configuration.port)/\(configuration.database)"
+            let (status, stdout, stderr) = try await blocking {
+                let process = Process()
+                process.executableURL = executable
+                process.arguments = ["rebuild", "--database-url", url]
+                var environment = ProcessInfo.processInfo.environment
+                environment.removeValue(forKey: "EXPLORE_POSTGRES_URL")
+                process.environment = environment
+                let out = Pipe(), err = Pipe()
+                process.standardOutput = out
+                process.standardError = err
+                try process.run()
+                let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                process.waitUntilExit()
+                return (process.terminationStatus, stdout, stderr)
+            }
+            #expect(status == 0, "stderr: \(stderr)")
+            #expect(stderr.contains("asking it to rebuild"))
+            #expect(stdout.contains("through the running projector"), "\(stdout)")
+            let (report, rows, oidAfter) = try await blocking {
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                return (try KafkaFeedFixtures.strictVerify(connection),
+                        try ProjectionStore.copyProjectionRows(on: connection), try Self.tableOID(connection))
+            }
+            #expect(oidAfter != oid)
+            #expect(report.isClean)
+            #expect(ProjectionVerifier.compare(cache: service.index, with: rows).isClean,
+                    "the service reloaded its cache from the new table")
+            await service.shutdown()
+        }
+    }
 }
