@@ -279,15 +279,16 @@ public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
             var lastRebuildCheck = clock.now.advanced(by: .seconds(-3600))
             while !driver.shouldStop {
                 if let failure = applier.failure { throw failure }
-                // A rebuild's swap and cache install wait for the batch in flight (the one filling waits for
-                // them); otherwise look for rebuild work now and then, when no batch is in flight anyway.
-                // Under sustained load the applier is rarely idle here: then look anyway, less often.
+                // Every batch's work starts with the rebuild's turn (see `submit`); with no batch to submit, a
+                // step waiting (swap, cache install) or the periodic look at the state table gets a turn of its
+                // own on the idle applier. The feed's thread never waits for either.
                 let rebuildWaits = driver.rebuildCoordinator.wantsFeedSoon
-                let sinceCheck = lastRebuildCheck.duration(to: clock.now)
-                let interval = driver.configuration.rebuildCheckInterval
-                if rebuildWaits || (sinceCheck >= interval && applier.isIdle) || sinceCheck >= interval * 10 {
+                if applier.isIdle && (rebuildWaits || lastRebuildCheck.duration(to: clock.now)
+                    >= driver.configuration.rebuildCheckInterval)
+                {
                     lastRebuildCheck = clock.now
-                    try runRebuildSteps()
+                    let coordinator = driver.rebuildCoordinator
+                    applier.submit { connection in coordinator.betweenBatches(connection: connection) }
                 }
                 var wait = Duration.milliseconds(rebuildWaits ? 5 : 100)
                 switch batch.tick(now: now()) {
@@ -335,9 +336,9 @@ public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
             if let failure = applier.failure { throw failure }
         }
 
-        /// Lets the rebuild coordinator run between two committed batches: waits for the batch in flight, then
-        /// runs its step (swap, cache install) or its look at `explore.projection_state` on the applier's
-        /// connection while no batch can start.
+        /// Lets the rebuild coordinator run between two committed batches and waits for it: its step (swap,
+        /// cache install) or its look at `explore.projection_state`, on the applier's connection after the batch
+        /// in flight; for the feed's thread while it has no batches to hand over (Kafka unavailable).
         func runRebuildSteps() throws {
             applier.drain()
             if let failure = applier.failure { throw failure }
@@ -400,6 +401,9 @@ public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
             guard !contents.isEmpty else { return }
             let (driver, deadLetters, committed, kafka) = (driver, deadLetters, committed, kafka)
             applier.submit { connection in
+                // Between two committed batches, on the applier's thread: the rebuild's swap and cache install
+                // cannot overlap a batch, and the cache changes stay in order. Cheap when nothing is pending.
+                driver.rebuildCoordinator.betweenBatches(connection: connection)
                 if let deadLetters, deadLetters.outstandingCount > 0 {
                     // Dead letters reach their topic before the offsets that skip their events are stored.
                     do {
