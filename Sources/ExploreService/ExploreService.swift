@@ -28,6 +28,8 @@ public final class ExploreService: Sendable {
         public var bootstrapAttempts: Int
         /// Which change feed keeps the projection current: the outbox (default) or a Kafka topic.
         public var feed: Feed = .outbox
+        /// How full rebuilds run under either feed (chunk size, catch-up and swap bounds).
+        public var rebuild: RebuildStateMachine.Configuration = .init()
 
         /// The change feed the projector follows.
         public enum Feed: Sendable {
@@ -137,10 +139,11 @@ public final class ExploreService: Sendable {
     {
         switch configuration.feed {
         case .outbox:
-            let driverConfiguration = ProjectorDriver.Configuration(
+            var driverConfiguration = ProjectorDriver.Configuration(
                 postgres: configuration.postgres, batching: configuration.batching,
                 pollInterval: configuration.pollInterval)
-            return ProjectorHandle {
+            driverConfiguration.rebuild = .init(postgres: configuration.postgres, machine: configuration.rebuild)
+            return ProjectorHandle { [driverConfiguration] in
                 ProjectorDriver(configuration: driverConfiguration, index: index, logger: logger)
             }
         case .kafka(let kafka):
@@ -149,9 +152,10 @@ public final class ExploreService: Sendable {
             } catch {
                 throw ExploreServiceError(.invalidConfiguration, error.message)
             }
-            let driverConfiguration = KafkaFeedDriver.Configuration(
+            var driverConfiguration = KafkaFeedDriver.Configuration(
                 postgres: configuration.postgres, kafka: kafka, batching: configuration.batching)
-            return ProjectorHandle {
+            driverConfiguration.rebuild = .init(postgres: configuration.postgres, machine: configuration.rebuild)
+            return ProjectorHandle { [driverConfiguration] in
                 KafkaFeedDriver(configuration: driverConfiguration, index: index, logger: logger)
             }
         }

@@ -43,6 +43,15 @@ final class BatchApplier: @unchecked Sendable {
         }
     }
 
+    /// Runs `work` on the applier's thread after the batch in flight and waits for it: nothing else uses the
+    /// connection meanwhile (the feed's thread is blocked here and submits nothing). Skipped after a failure.
+    func perform(_ work: (PostgresConnection) -> Void) {
+        slot.wait()
+        defer { slot.signal() }
+        guard failure == nil else { return }
+        queue.sync { work(connection) }
+    }
+
     /// Waits until no batch is in flight.
     func drain() {
         slot.wait()

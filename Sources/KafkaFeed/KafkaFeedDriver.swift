@@ -25,9 +25,14 @@ import Darwin
 /// ``FeedStatus/isConnected`` is false and ``FeedStatus/lastError`` says why. Poison events are counted in
 /// ``FeedStatus/rejectedEvents``, logged with their position, dead-lettered when configured, and skipped.
 ///
+/// Full rebuilds (``RebuildableFeed``: admin `REBUILD`, `explore-projector rebuild` asking through
+/// `explore.projection_state`, a projection-version upgrade on the first pass) run beside the feed; the feed
+/// records the listings each batch recomputed and performs the swap and the cache install between two committed
+/// batches, with no batch in flight.
+///
 /// Every blocking call (libpq, librdkafka) runs on threads the driver owns: its own for polling and batching,
 /// a serial queue for the batch transactions (see ``Follower``), and the outbox pruner's.
-public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
+public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
     /// How the driver connects and batches.
     public struct Configuration: Sendable {
         /// The database.
@@ -40,6 +45,11 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
         public var backoff: ReconnectBackoff
         /// Called inside each batch transaction just before COMMIT; throwing rolls the batch back. For tests.
         public var beforeCommit: (@Sendable () throws -> Void)?
+        /// How full rebuilds run (chunk size, lock timeout, version upgrade on start); `nil`: the defaults.
+        public var rebuild: RebuildCoordinator.Configuration?
+        /// How often, at most, the feed looks between batches for rebuild work while it has no step waiting
+        /// (the coordinator reads `explore.projection_state` less often still).
+        public var rebuildCheckInterval: Duration = .milliseconds(100)
 
         /// Creates a configuration.
         public init(
@@ -57,12 +67,16 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
 
     /// The cache this driver keeps current.
     public let index: ExploreIndex
+    /// Full rebuilds, run between this driver's batches.
+    public let rebuildCoordinator: RebuildCoordinator
     private let configuration: Configuration
     private let logger: Logger
     private let router = KafkaEventRouter()
     private let lock = NSLock()
     private var stopRequested = false
     private var currentStatus = FeedStatus()
+    /// When the last loss to retention was detected; a rebuild started after it heals every loss.
+    private var lastLossAt: ContinuousClock.Instant?
     private var thread: Thread?
     private var finished: DispatchSemaphore?
     private var started = false
@@ -72,10 +86,18 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
         self.configuration = configuration
         self.index = index
         self.logger = logger
+        rebuildCoordinator = RebuildCoordinator(
+            configuration: configuration.rebuild ?? .init(postgres: configuration.postgres), index: index,
+            logger: logger)
     }
 
     /// A snapshot of the counters.
-    public var status: FeedStatus { lock.withLock { currentStatus } }
+    public var status: FeedStatus {
+        forgetLossesHealed(since: rebuildCoordinator.lastSuccessfulStart)
+        var status = lock.withLock { currentStatus }
+        status.rebuild = rebuildCoordinator.progress
+        return status
+    }
 
     /// Starts the loop on its own thread; does nothing when it is already running or has been stopped.
     public func start() {
@@ -131,6 +153,7 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                 sleepUnlessStopped(backoff.nextDelay())
             }
         }
+        rebuildCoordinator.feedStopped()
     }
 
     /// One PostgreSQL session: build, bootstrap, then follow the topic (reconnecting to Kafka as often as
@@ -163,6 +186,7 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
             "rows": "\(bootstrap.store.count)", "stored_partitions": "\(bootstrap.offsets.count)",
         ])
         backoff.reset()
+        rebuildCoordinator.sessionStarted(appliedChanges: bootstrap.appliedChanges)
 
         let deadLetters = try kafka.deadLetterTopic.map { _ throws(KafkaError) in
             try KafkaProducer(configuration: kafka.producerProperties())
@@ -189,6 +213,8 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                 }
                 logger.warning("Kafka unavailable; retrying", metadata: ["error": "\(error)"])
                 sleepUnlessStopped(kafkaBackoff.nextDelay())
+                // No batch is in flight while Kafka is away: a rebuild's swap or cache install need not wait.
+                try follower.runRebuildSteps()
             }
         }
     }
@@ -250,9 +276,21 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
             var batch = KafkaFeedBatch(configuration: driver.configuration.batching)
             let maximumKeys = driver.configuration.batching.maximumKeys
             var lastProbe = clock.now
+            var lastRebuildCheck = clock.now.advanced(by: .seconds(-3600))
             while !driver.shouldStop {
                 if let failure = applier.failure { throw failure }
-                var wait = Duration.milliseconds(100)
+                // Every batch's work starts with the rebuild's turn (see `submit`); with no batch to submit, a
+                // step waiting (swap, cache install) or the periodic look at the state table gets a turn of its
+                // own on the idle applier. The feed's thread never waits for either.
+                let rebuildWaits = driver.rebuildCoordinator.wantsFeedSoon
+                if applier.isIdle && (rebuildWaits || lastRebuildCheck.duration(to: clock.now)
+                    >= driver.configuration.rebuildCheckInterval)
+                {
+                    lastRebuildCheck = clock.now
+                    let coordinator = driver.rebuildCoordinator
+                    applier.submit { connection in coordinator.betweenBatches(connection: connection) }
+                }
+                var wait = Duration.milliseconds(rebuildWaits ? 5 : 100)
                 switch batch.tick(now: now()) {
                 case .flushNow:
                     // Due: hand it over when the applier is free; meanwhile keep filling it up to the batch size.
@@ -295,6 +333,17 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
             // Graceful stop: the batch in flight is finished, not dropped.
             submit(&batch, consumer: consumer)
             applier.drain()
+            if let failure = applier.failure { throw failure }
+        }
+
+        /// Lets the rebuild coordinator run between two committed batches and waits for it: its step (swap,
+        /// cache install) or its look at `explore.projection_state`, on the applier's connection after the batch
+        /// in flight; for the feed's thread while it has no batches to hand over (Kafka unavailable).
+        func runRebuildSteps() throws {
+            applier.drain()
+            if let failure = applier.failure { throw failure }
+            let coordinator = driver.rebuildCoordinator
+            applier.perform { connection in coordinator.betweenBatches(connection: connection) }
             if let failure = applier.failure { throw failure }
         }
 
@@ -352,6 +401,9 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
             guard !contents.isEmpty else { return }
             let (driver, deadLetters, committed, kafka) = (driver, deadLetters, committed, kafka)
             applier.submit { connection in
+                // Between two committed batches, on the applier's thread: the rebuild's swap and cache install
+                // cannot overlap a batch, and the cache changes stay in order. Cheap when nothing is pending.
+                driver.rebuildCoordinator.betweenBatches(connection: connection)
                 if let deadLetters, deadLetters.outstandingCount > 0 {
                     // Dead letters reach their topic before the offsets that skip their events are stored.
                     do {
@@ -374,6 +426,8 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                 }
                 committed.record(contents.nextOffsets.filter { $0.key.topic == kafka.topic })
                 driver.index.apply(applied.changes)
+                driver.rebuildCoordinator.batchApplied(
+                    listingIDs: applied.listingIDs, changes: applied.changes, appliedChanges: applied.appliedChanges)
                 let lag = contents.newestTimestampMilliseconds.map { newest in
                     max(0, Date().timeIntervalSince1970 * 1000 - Double(newest))
                 }
@@ -404,6 +458,7 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                 $0.lostEvents += count
                 $0.lastError = error
             }
+            driver.lock.withLock { driver.lastLossAt = ContinuousClock.now }
             driver.logger.error("\(error)")
         }
 
@@ -436,6 +491,18 @@ public final class KafkaFeedDriver: FeedDriver, @unchecked Sendable {
                     ])
                 }
             }
+        }
+    }
+
+    /// Clears the reported losses when a rebuild that started after the last of them has finished: the rebuilt
+    /// table holds what the lost events changed.
+    private func forgetLossesHealed(since rebuildStart: ContinuousClock.Instant?) {
+        guard let rebuildStart else { return }
+        lock.withLock {
+            guard let lossAt = lastLossAt, lossAt < rebuildStart else { return }
+            lastLossAt = nil
+            currentStatus.lostEvents = 0
+            if currentStatus.lastError?.contains("retention") == true { currentStatus.lastError = nil }
         }
     }
 

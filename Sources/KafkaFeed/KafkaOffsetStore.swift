@@ -16,6 +16,8 @@ public enum KafkaOffsetStore {
         public var recomputedListings: Int
         /// The checkpoint's applied-change count after the batch.
         public var appliedChanges: Int64
+        /// The listings recomputed (a rebuild in progress recomputes them into its side table too).
+        public var listingIDs: [Int64] = []
     }
 
     /// The cache, the checkpoint's applied-change count and the stored offsets, read in one snapshot.
@@ -105,7 +107,8 @@ public enum KafkaOffsetStore {
                     throw ProjectorError(code: .notBuilt, message: "the projection '\(feed)' has no checkpoint")
                 }
                 try beforeCommit()
-                return AppliedBatch(changes: changes, recomputedListings: recomputed.count, appliedChanges: applied)
+                return AppliedBatch(changes: changes, recomputedListings: recomputed.count, appliedChanges: applied,
+                                    listingIDs: recomputed)
             }
         } catch {
             throw database("applying a Kafka batch failed", error)

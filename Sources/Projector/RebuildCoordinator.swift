@@ -12,7 +12,7 @@ import Darwin
 /// ``RebuildCoordinator/sessionStarted(appliedChanges:)`` after each bootstrap,
 /// ``RebuildCoordinator/batchApplied(listingIDs:changes:appliedChanges:)`` after each commit,
 /// ``RebuildCoordinator/betweenBatches(connection:)`` between batches and ``RebuildCoordinator/feedStopped()`` at
-/// the end. The outbox driver adopts it; any other feed (Kafka) can, by calling the same hooks.
+/// the end. The outbox driver and the Kafka feed's driver adopt it.
 public protocol RebuildableFeed: FeedDriver {
     /// The rebuild machinery the feed runs between its batches.
     var rebuildCoordinator: RebuildCoordinator { get }
@@ -119,6 +119,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
     private var rowsTotal: Int64?
     private var startedAt: ContinuousClock.Instant?
     private var lastFailure: String?
+    private var lastSucceededStart: ContinuousClock.Instant?
 
     /// - Parameter index: the cache to reload after the swap; `nil` when there is none (a standalone rebuild).
     public init(configuration: Configuration, index: ExploreIndex?, feed: String = ProjectionDefinition.feedName,
@@ -145,6 +146,10 @@ public final class RebuildCoordinator: @unchecked Sendable {
 
     /// The failure of the last rebuild, if it failed.
     public var lastError: String? { monitor.withLock { lastFailure } }
+
+    /// When the last rebuild that finished successfully started: the new table and cache reflect every change
+    /// committed before that instant, whatever the feed missed (a feed that lost events may stop reporting them).
+    public var lastSuccessfulStart: ContinuousClock.Instant? { monitor.withLock { lastSucceededStart } }
 
     /// A step waits for the feed: it should come back between batches soon rather than after its poll interval.
     public var wantsFeedSoon: Bool { monitor.withLock { pendingStep != nil } }
@@ -468,6 +473,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
                 }
             case .finish:
                 try? RebuildStore.markFinished(error: nil, on: connection, projection: feedName)
+                monitor.withLock { lastSucceededStart = startedAt }
                 let elapsed = progress?.elapsedSeconds ?? 0
                 logger.info("rebuild finished", metadata: [
                     "rows": "\(machine.rowsDone)", "seconds": "\(elapsed)", "swap_attempts": "\(machine.swapAttempts)",
