@@ -303,7 +303,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
     /// Starts a rebuild on a thread of its own, unless one is running; failures are logged and kept in
     /// ``lastError``.
     public func startInBackground(reason: String) {
-        let thread = RebuildThread { [self] in
+        let thread = DetachedThread { [self] in
             do throws(ProjectorError) {
                 _ = try run(reason: reason)
             } catch where error.code == .rebuildInProgress {
@@ -553,24 +553,5 @@ final class RebuildMonitor: @unchecked Sendable {
     /// Wakes every waiter; call while holding the lock.
     func broadcast() {
         pthread_cond_broadcast(&condition)
-    }
-}
-
-/// A detached thread running one closure (the rebuild runs blocking libpq calls; never on the cooperative pool).
-final class RebuildThread: @unchecked Sendable {
-    private let body: @Sendable () -> Void
-
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-
-    func start() {
-        let unmanaged = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        let created = pthread_create(&handle, nil, { argument in
-            let thread = Unmanaged<RebuildThread>.fromOpaque(argument!).takeRetainedValue()
-            thread.body()
-            return nil
-        }, unmanaged.toOpaque())
-        precondition(created == 0, "pthread_create failed with \(created)")
-        pthread_detach(handle)
     }
 }

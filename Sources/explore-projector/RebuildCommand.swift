@@ -107,7 +107,7 @@ struct RebuildCommand: AsyncParsableCommand {
             configuration: .init(postgres: postgres, machine: .init(chunkSize: chunkSize), upgradesOnStart: false),
             index: nil)
         let outcome = RebuildOutcomeBox()
-        RebuildCommandThread {
+        DetachedThread {
             outcome.set(Result { () throws(ProjectorError) in
                 try coordinator.run(reason: "explore-projector rebuild")
             })
@@ -277,28 +277,10 @@ private final class RebuildOutcomeBox: @unchecked Sendable {
     }
 }
 
-/// A detached thread for the blocking rebuild.
-private final class RebuildCommandThread: @unchecked Sendable {
-    private let body: @Sendable () -> Void
-
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-
-    func start() {
-        let unmanaged = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        let created = pthread_create(&handle, nil, { argument in
-            Unmanaged<RebuildCommandThread>.fromOpaque(argument!).takeRetainedValue().body()
-            return nil
-        }, unmanaged.toOpaque())
-        precondition(created == 0, "pthread_create failed with \(created)")
-        pthread_detach(handle)
-    }
-}
-
 /// Runs blocking work on its own thread so the async command's cooperative pool stays free.
 private func runBlocking(_ work: @escaping @Sendable () throws -> Void) async throws {
     let result: Result<Void, any Error> = await withCheckedContinuation { continuation in
-        RebuildCommandThread { continuation.resume(returning: Result { try work() }) }.start()
+        DetachedThread { continuation.resume(returning: Result { try work() }) }.start()
     }
     try result.get()
 }
