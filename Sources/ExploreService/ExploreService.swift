@@ -58,6 +58,8 @@ public final class ExploreService: Sendable {
     public let server: ExploreServer
     private let projector: ProjectorHandle
     private let logger: Logger
+    /// Set by the first ``shutdown()``: signals and the caller's own stop may each call it.
+    private let stopRequested = StopFlag()
 
     private init(index: ExploreIndex, server: ExploreServer, projector: ProjectorHandle, logger: Logger) {
         self.index = index
@@ -125,7 +127,7 @@ public final class ExploreService: Sendable {
         let projector = projector
         await offCooperativePool { projector.stop() }
         await server.shutdown()
-        logger.info("stopped")
+        if stopRequested.setOnce() { logger.info("stopped") }
     }
 
     /// Completes when the server's listening socket closes (after ``shutdown()``).
@@ -215,5 +217,20 @@ func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws(Explo
 func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
         DispatchQueue.global().async { continuation.resume(returning: work()) }
+    }
+}
+
+/// A flag that is set once; `setOnce()` tells the one caller that set it.
+final class StopFlag: @unchecked Sendable {
+    // Safe: `isSet` is only read and written inside `lock`.
+    private let lock = ProjectorLockBox()
+    private var isSet = false
+
+    /// Sets the flag; `true` only for the call that set it.
+    func setOnce() -> Bool {
+        lock.withLock {
+            defer { isSet = true }
+            return !isSet
+        }
     }
 }
