@@ -256,9 +256,12 @@ struct ServerTests {
                 let extra = try await ExploreClient.connect(host: "127.0.0.1", port: server.port)
                 await extra.close()
                 Issue.record("third connection accepted")
-            } catch {
-                #expect(error.code == .handshakeRefused)
+            } catch where error.code == .handshakeRefused {
                 #expect(error.serverError?.code == .tooManyConnections)
+            } catch {
+                // Known race, seen under load: the client can see the close before it has read the refusal
+                // frame (the raw connection above checks the frame itself). Anything but a close is a bug.
+                #expect(error.code == .connectionClosed)
             }
             // The refusal cost the admitted connections nothing.
             #expect(try await first.ping([1]) == [1])

@@ -72,7 +72,8 @@ struct KafkaFeedDriverTests {
             #expect(service.projectorStatus.lostEvents == 0)
             #expect(service.projectorStatus.isConnected)
 
-            let client = try await ExploreClient.connect(host: "127.0.0.1", port: service.port, adminToken: "kafka-token")
+            let client = try await ExploreClient.connect(
+                host: "127.0.0.1", port: service.port, adminToken: "kafka-token", timeout: .seconds(120))
             let verified = try await client.verify()
             #expect(verified.mismatchCount == 0)
             #expect(verified.checked == UInt64(rows.count))

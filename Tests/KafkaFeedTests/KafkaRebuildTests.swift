@@ -107,8 +107,9 @@ struct KafkaRebuildTests {
             }
             // Events flow before, during and after the rebuild.
             try await blocking { #expect(KafkaFeedFixtures.eventually { tally["rounds"] >= 2 }) }
+            // A full rebuild takes seconds on a loaded machine: a per-request timeout as long as it may need.
             let admin = try await ExploreClient.connect(
-                host: "127.0.0.1", port: service.port, adminToken: "kafka-token")
+                host: "127.0.0.1", port: service.port, adminToken: "kafka-token", timeout: .seconds(120))
             let roundsBefore = tally["rounds"]
             let rebuilt = try await admin.rebuild()
             let roundsDuring = tally["rounds"]
