@@ -49,7 +49,7 @@ public enum KafkaOffsetStore {
                 throw error
             }
         } catch {
-            throw database("bootstrapping the Kafka feed failed", error)
+            throw ProjectorError.database("bootstrapping the Kafka feed failed", error)
         }
     }
 
@@ -67,7 +67,7 @@ public enum KafkaOffsetStore {
             }
             return offsets
         } catch {
-            throw database("reading the Kafka offsets failed", error)
+            throw ProjectorError.database("reading the Kafka offsets failed", error)
         }
     }
 
@@ -96,8 +96,8 @@ public enum KafkaOffsetStore {
                         ON CONFLICT (feed, topic, partition) DO UPDATE
                         SET next_offset = GREATEST(k.next_offset, EXCLUDED.next_offset), updated_at = now()
                         """, [feed, textArray(positions.map(\.key.topic)),
-                              "{" + positions.map { String($0.key.partition) }.joined(separator: ",") + "}",
-                              "{" + positions.map { String($0.value) }.joined(separator: ",") + "}"])
+                              ProjectionStore.int8Array(positions.map { Int64($0.key.partition) }),
+                              ProjectionStore.int8Array(positions.map(\.value))])
                 }
                 let counted = try connection.query("""
                     UPDATE explore.checkpoint SET applied_changes = applied_changes + $2, updated_at = now()
@@ -111,7 +111,7 @@ public enum KafkaOffsetStore {
                                     listingIDs: recomputed)
             }
         } catch {
-            throw database("applying a Kafka batch failed", error)
+            throw ProjectorError.database("applying a Kafka batch failed", error)
         }
     }
 
@@ -135,7 +135,7 @@ public enum KafkaOffsetStore {
                     WHERE pg_visible_in_snapshot(xid, pg_current_snapshot()) ORDER BY id LIMIT $1)
                 """, [Int64(max(1, limit))]).affectedRows
         } catch {
-            throw database("pruning the outbox failed", error)
+            throw ProjectorError.database("pruning the outbox failed", error)
         }
     }
 
@@ -144,13 +144,5 @@ public enum KafkaOffsetStore {
         "{" + values.map { value in
             "\"" + value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
         }.joined(separator: ",") + "}"
-    }
-
-    static func database(_ what: String, _ error: any Error) -> ProjectorError {
-        if let error = error as? ProjectorError { return error }
-        let postgres = error as? PostgresError
-        return ProjectorError(
-            code: .database, message: "\(what): \(postgres?.description ?? String(describing: error))",
-            underlying: postgres)
     }
 }

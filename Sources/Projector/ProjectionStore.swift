@@ -289,8 +289,8 @@ public enum ProjectionStore {
 
     // MARK: Helpers
 
-    /// A `bigint[]` literal; values are integers, so nothing needs escaping.
-    static func int8Array(_ values: [Int64]) -> String {
+    /// A `bigint[]` (or `int[]`) literal; values are integers, so nothing needs escaping.
+    public static func int8Array(_ values: [Int64]) -> String {
         "{" + values.map(String.init).joined(separator: ",") + "}"
     }
 }

@@ -54,7 +54,9 @@ public struct ProjectorError: Error, Sendable, CustomStringConvertible, CustomDe
         return "\(description) (\(underlying.debugDescription))"
     }
 
-    static func database(_ what: String, _ error: any Error) -> ProjectorError {
+    /// A `.database` error for `what`, keeping a PostgreSQL error as the underlying one; a `ProjectorError` is
+    /// passed through unchanged.
+    public static func database(_ what: String, _ error: any Error) -> ProjectorError {
         if let error = error as? ProjectorError { return error }
         let postgres = error as? PostgresError
         return ProjectorError(
