@@ -107,8 +107,7 @@ public final class ExploreService: Sendable {
                 configuration: configuration.server,
                 backend: ProjectedBackend(index: index, projector: projector),
                 admin: configuration.server.adminToken == nil
-                    ? nil : ProjectionAdmin(index: index, projector: projector, postgres: postgres,
-                                            attempts: attempts, logger: logger))
+                    ? nil : ProjectionAdmin(index: index, projector: projector, postgres: postgres, logger: logger))
         } catch {
             await offCooperativePool { projector.stop() }
             throw ExploreServiceError(.listenFailed, "cannot listen on \(configuration.server.host):"
@@ -145,9 +144,8 @@ public final class ExploreService: Sendable {
                 postgres: configuration.postgres, batching: configuration.batching,
                 pollInterval: configuration.pollInterval)
             driverConfiguration.rebuild = .init(postgres: configuration.postgres, machine: configuration.rebuild)
-            return ProjectorHandle { [driverConfiguration] in
-                ProjectorDriver(configuration: driverConfiguration, index: index, logger: logger)
-            }
+            return ProjectorHandle(
+                driver: ProjectorDriver(configuration: driverConfiguration, index: index, logger: logger))
         case .kafka(let kafka):
             do {
                 try kafka.validate()
@@ -157,9 +155,8 @@ public final class ExploreService: Sendable {
             var driverConfiguration = KafkaFeedDriver.Configuration(
                 postgres: configuration.postgres, kafka: kafka, batching: configuration.batching)
             driverConfiguration.rebuild = .init(postgres: configuration.postgres, machine: configuration.rebuild)
-            return ProjectorHandle { [driverConfiguration] in
-                KafkaFeedDriver(configuration: driverConfiguration, index: index, logger: logger)
-            }
+            return ProjectorHandle(
+                driver: KafkaFeedDriver(configuration: driverConfiguration, index: index, logger: logger))
         }
     }
 

@@ -22,15 +22,14 @@ struct ProjectionAdmin: AdminHandler {
     let index: ExploreIndex
     let projector: ProjectorHandle
     let postgres: PostgresConfiguration
-    let attempts: Int
     let logger: Logger
 
     func rebuild() async throws -> RebuildReport {
-        let (projector, index, attempts) = (projector, index, attempts)
+        let (projector, index) = (projector, index)
         logger.info("rebuilding the projection table and the cache")
         let start = DispatchTime.now()
         try await offCooperativePool { () throws(ExploreServiceError) in
-            try projector.rebuild(attempts: attempts)
+            try projector.rebuild()
         }
         let micros = (DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1_000
         logger.info("rebuilt", metadata: ["listings": "\(index.count)", "microseconds": "\(micros)"])
