@@ -6,12 +6,7 @@ import TestSupport
 import Testing
 
 /// The `explore-projector` executable next to the test bundle, when the build produced it.
-private let projectorExecutable: URL? = {
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let candidates = [directory, directory.deletingLastPathComponent()]
-        .map { $0.appendingPathComponent("explore-projector") }
-    return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-}()
+private let projectorExecutable = BuiltExecutable.path("explore-projector").map(URL.init(fileURLWithPath:))
 
 /// `explore-projector serve --feed kafka` killed with SIGKILL mid-stream and started again.
 @Suite("Kafka feed: SIGKILL and restart", .serialized, .timeLimit(.minutes(10)),

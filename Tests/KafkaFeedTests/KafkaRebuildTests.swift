@@ -244,10 +244,8 @@ struct KafkaRebuildTests {
     /// (what `serve --feed kafka` runs): it finds the feed's lock taken, asks the running projector through
     /// `explore.projection_state`, and the Kafka feed rebuilds the table and reloads its cache.
     @Test func rebuildCommandAsksTheServiceFollowingKafka() async throws {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("explore-projector")
-        try #require(FileManager.default.isExecutableFile(atPath: executable.path),
-                     "build explore-projector first (swift build)")
+        let executable = URL(fileURLWithPath: try #require(
+            BuiltExecutable.path("explore-projector"), "build explore-projector first (swift build)"))
         try await TestPostgres.withDatabase { configuration in
             try await blocking { try KafkaFeedFixtures.prepare(configuration, listings: 800) }
             let cluster = try KafkaMockCluster(brokers: 1)

@@ -13,9 +13,9 @@ import TestSupport
 struct RebuildCommandTests {
     struct Outcome: Sendable { var status: Int32; var stdout: String; var stderr: String }
 
+    /// The built `explore-projector` (a path that does not exist when it has not been built).
     static var executable: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("explore-projector")
+        URL(fileURLWithPath: BuiltExecutable.path("explore-projector") ?? "explore-projector (not built)")
     }
 
     static func run(_ arguments: [String]) async throws -> Outcome {

@@ -13,13 +13,7 @@ import Darwin
 #endif
 
 /// The `explore-projector` executable next to the test bundle (`swift build` builds it).
-private let projectorExecutable: String? = {
-    var parts = CommandLine.arguments[0].split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast()
-    let directory = parts.joined(separator: "/")
-    let candidates = [directory, directory + "/.."].map { $0 + "/explore-projector" }
-    return candidates.first { access($0, X_OK) == 0 }
-}()
+private let projectorExecutable = BuiltExecutable.path("explore-projector")
 
 /// The projector against a real PostgreSQL under the conditions production brings: many writers committing out
 /// of order, the projector killed with SIGKILL, the server restarted, rows that violate the projection's

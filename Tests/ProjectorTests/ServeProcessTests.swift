@@ -14,9 +14,9 @@ import Darwin
 /// runs first) puts the executable next to the test bundle.
 @Suite("explore-projector serve as a process", .serialized, .timeLimit(.minutes(5)))
 struct ServeProcessTests {
+    /// The built `explore-projector` (a path that does not exist when it has not been built).
     static var executable: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("explore-projector")
+        URL(fileURLWithPath: BuiltExecutable.path("explore-projector") ?? "explore-projector (not built)")
     }
 
     /// A running child process whose stdout and stderr are collected as they arrive.
