@@ -110,9 +110,25 @@ struct KafkaRebuildTests {
             // A full rebuild takes seconds on a loaded machine: a per-request timeout as long as it may need.
             let admin = try await ExploreClient.connect(
                 host: "127.0.0.1", port: service.port, adminToken: "kafka-token", timeout: .seconds(120))
+            // A reader's share lock on the live table holds the swap back (each attempt times out and is retried)
+            // until the watcher has seen the progress: a fast machine finishes the fill between two STATS
+            // otherwise. The feed's batches take a compatible lock and go on.
+            let holder = Task {
+                try await blocking {
+                    let connection = try PostgresConnection.connect(configuration)
+                    defer { connection.close() }
+                    try connection.query("BEGIN")
+                    try connection.query("LOCK TABLE explore.listings_projection IN ACCESS SHARE MODE")
+                    stop.add("locked")
+                    _ = KafkaFeedFixtures.eventually(attempts: 500) { tally["progressWithRows"] > 0 }
+                    try connection.query("COMMIT")
+                }
+            }
+            try await blocking { #expect(KafkaFeedFixtures.eventually { stop["locked"] > 0 }) }
             let roundsBefore = tally["rounds"]
             let rebuilt = try await admin.rebuild()
             let roundsDuring = tally["rounds"]
+            try await holder.value
             stop.add("watch")
             try await watcher.value
             try await blocking { #expect(KafkaFeedFixtures.eventually { tally["rounds"] >= roundsDuring + 2 }) }
