@@ -116,22 +116,28 @@ public enum RebuildStore {
 
     // MARK: Build
 
-    /// Drops leftovers of an earlier rebuild, creates the side table with the live table's columns, defaults and
-    /// checks (indexes come after the fill: building them once is cheaper than maintaining them per row), and
-    /// reads the id range to fill.
+    /// Drops leftovers of an earlier rebuild, creates the side table with the live table's columns, defaults,
+    /// checks and storage options such as its fillfactor (indexes come after the fill: building them once is
+    /// cheaper than maintaining them per row), and reads the id range to fill.
     ///
     /// Autovacuum stays off the side table until the swap, and ``createIndexes(on:)`` vacuums it itself: an
     /// autovacuum worker busy on a freshly filled table would hold a lock the swap must wait for, and it is only
     /// cancelled for lock waits longer than `deadlock_timeout`, which the swap's short `lock_timeout` never reaches.
     public static func prepare(on connection: PostgresConnection) throws(ProjectorError) -> Prepared {
         do {
+            // `LIKE` copies no storage parameters. The catalog holds them as validated `name=value` words.
+            let liveOptions = try connection.query("""
+                SELECT option FROM pg_class, unnest(reloptions) AS option
+                WHERE pg_class.oid = 'explore.\(liveTable)'::regclass AND option NOT LIKE 'autovacuum_enabled=%'
+                """).compactMap { $0[0] }
+            let options = (["autovacuum_enabled = false"] + liveOptions).joined(separator: ", ")
             try connection.executeScript("""
                 SET client_min_messages = warning;
                 DROP TABLE IF EXISTS explore.\(sideTable);
                 DROP TABLE IF EXISTS explore.\(oldTable);
                 CREATE TABLE explore.\(sideTable) (LIKE explore.\(liveTable)
                     INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)
-                    WITH (autovacuum_enabled = false);
+                    WITH (\(options));
                 """)
             let range = try connection.query("SELECT min(id), max(id) FROM property.listings")
             let count = try connection.query("SELECT count(*) FROM explore.\(liveTable)")

@@ -246,8 +246,8 @@ struct RebuildTests {
         }
     }
 
-    /// The new table carries the old one's indexes (same names and definitions), primary key, checks, owner and
-    /// grants: SQL readers keep their plans and privileges.
+    /// The new table carries the old one's indexes (same names and definitions), primary key, checks, storage
+    /// options (the fillfactor HOT updates need), owner and grants: SQL readers keep their plans and privileges.
     @Test func swapKeepsIndexesConstraintsAndGrants() throws {
         try TestPostgres.withDatabase { configuration in
             try ProjectorFixtures.migrate(configuration)
@@ -263,6 +263,10 @@ struct RebuildTests {
                     SELECT conname || ' ' || contype::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
                     WHERE conrelid = 'explore.listings_projection'::regclass ORDER BY 1
                     """).map { $0[0] ?? "" }
+                let options = try connection.query("""
+                    SELECT 'options ' || coalesce(array_to_string(reloptions, ','), '') FROM pg_class
+                    WHERE oid = 'explore.listings_projection'::regclass
+                    """).map { $0[0] ?? "" }
                 let privileges = try connection.query("""
                     SELECT has_table_privilege('explore_reader', 'explore.listings_projection', 'SELECT')::text
                         || has_table_privilege('explore_projector', 'explore.listings_projection', 'INSERT')::text
@@ -270,7 +274,7 @@ struct RebuildTests {
                         || pg_get_userbyid(relowner)
                     FROM pg_class WHERE oid = 'explore.listings_projection'::regclass
                     """).map { $0[0] ?? "" }
-                return indexes + constraints + privileges
+                return indexes + constraints + options + privileges
             }
             let driver = Self.driver(configuration)
             driver.start()
@@ -279,6 +283,7 @@ struct RebuildTests {
             let before = try catalog()
             #expect(before.count >= 7)
             #expect(before.last?.hasPrefix("truetruefalse") == true, "\(before)")
+            #expect(before.contains("options fillfactor=85"), "\(before)")
             let oid = try Self.tableOID(connection)
             _ = try driver.rebuild()
             #expect(try Self.tableOID(connection) != oid)
