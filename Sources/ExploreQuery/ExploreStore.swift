@@ -75,47 +75,45 @@ public final class ExploreStore {
 
     /// Bulk-loads rows (the rebuild path); later rows with the same id replace earlier ones.
     public init<Rows: Sequence>(bulk rows: Rows) where Rows.Element == ExploreListing {
-        var positionByID: [Int64: Int] = [:]
-        var unique: [ExploreListing] = []
-        positionByID.reserveCapacity(rows.underestimatedCount)
-        unique.reserveCapacity(rows.underestimatedCount)
-        for row in rows {
-            if let position = positionByID[row.id] {
-                unique[position] = row
-            } else {
-                positionByID[row.id] = unique.count
-                unique.append(row)
-            }
-        }
-        positionByID = [:]
+        // `Array(rows)` shares an array's storage. Rows are read in place from here on: copying an
+        // `ExploreListing` retains each of its strings, which was a sixth of a million-row load.
+        let input = Array(rows)
+        var positions = Self.lastPositionPerID(input)
         // Cluster slots by city and area so their postings are dense where they are used. The sort orders small
         // integer keys (each name's rank among the distinct names, so the order is the strings' order) and row
         // positions, not the rows: no string comparisons, no large values moved.
-        func ranks(_ names: Set<String>) -> [String: Int32] {
+        func ranks(_ name: (Int) -> String) -> [String: Int32] {
+            var names = Set<String>()
+            for position in positions { names.insert(name(position)) }
             var rank: [String: Int32] = [:]
             rank.reserveCapacity(names.count)
             for (index, name) in names.sorted().enumerated() { rank[name] = Int32(index) }
             return rank
         }
-        let cityRank = ranks(Set(unique.lazy.map(\.city)))
-        let areaRank = ranks(Set(unique.lazy.map(\.area)))
-        var placements = unique.indices.map { position in
-            let row = unique[position]
-            return Placement(city: cityRank[row.city] ?? 0, area: areaRank[row.area] ?? 0, id: row.id,
-                             position: position)
+        let cityRank = ranks { input[$0].city }
+        let areaRank = ranks { input[$0].area }
+        var placements = positions.map { position in
+            Placement(city: cityRank[input[position].city] ?? 0, area: areaRank[input[position].area] ?? 0,
+                      id: input[position].id, position: position)
         }
+        positions = []
         placements.sort()
 
         var lows: [Int64] = []
         var highs: [Int64] = []
         var created: [Int64] = []
-        lows.reserveCapacity(unique.count)
-        highs.reserveCapacity(unique.count)
-        created.reserveCapacity(unique.count)
-        for row in unique {
-            if let low = row.priceFrom ?? row.priceTo { lows.append(low) }
-            if let high = row.priceTo ?? row.priceFrom { highs.append(high) }
-            created.append(row.createdAt)
+        var titleBytes = 0
+        var imageBytes = 0
+        lows.reserveCapacity(placements.count)
+        highs.reserveCapacity(placements.count)
+        created.reserveCapacity(placements.count)
+        for placement in placements {
+            let position = placement.position
+            if let low = input[position].priceFrom ?? input[position].priceTo { lows.append(low) }
+            if let high = input[position].priceTo ?? input[position].priceFrom { highs.append(high) }
+            created.append(input[position].createdAt)
+            titleBytes += input[position].title.utf8.count
+            imageBytes += input[position].primaryImageURL?.utf8.count ?? 0
         }
         priceLowRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
                                       + Self.quantiles(&lows, count: 64))
@@ -126,16 +124,41 @@ public final class ExploreStore {
         highs = []
         created = []
 
-        reserve(unique.count)
-        slotByID.reserveCapacity(unique.count)
-        for placement in placements {
-            let row = unique[placement.position]
-            insertColumns(row, slot: allocateSlot(for: row.id))
+        reserve(placements.count)
+        titles.reserve(slots: placements.count, bytes: titleBytes)
+        imageURLs.reserve(slots: placements.count, bytes: imageBytes)
+        slotByID.reserveCapacity(placements.count)
+        input.withUnsafeBufferPointer { rows in
+            for placement in placements {
+                insertColumns(rows[placement.position], slot: allocateSlot(for: rows[placement.position].id))
+            }
         }
+        priceLowRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.priceLow[$0] : nil }
+        priceHighRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.priceHigh[$0] : nil }
+        createdRanges.preload(slotCount: slotCount) { self.createdAt[$0] }
         for slot in 0..<slotCount { indexRow(slot, includingOrders: false) }
         buildOrders()
         cube = GroupCube(slotCount: slotCount, key: { self.hasFlag($0, .live) ? self.cubeKey($0) : nil },
                          price: { self.cubePrice($0) })
+    }
+
+    /// The position of each id's last row in `rows`, in the order the ids first appear.
+    private static func lastPositionPerID(_ rows: [ExploreListing]) -> [Int] {
+        var positionByID: [Int64: Int] = [:]
+        positionByID.reserveCapacity(rows.count)
+        var positions: [Int] = []
+        positions.reserveCapacity(rows.count)
+        for position in rows.indices {
+            let id = rows[position].id
+            if let earlier = positionByID.updateValue(positions.count, forKey: id) {
+                // A later row replaces the earlier one in place, keeping the id's first-seen order.
+                positionByID[id] = earlier
+                positions[earlier] = position
+            } else {
+                positions.append(position)
+            }
+        }
+        return positions
     }
 
     /// A row's place in a bulk load: its city's and area's rank among the distinct names, its id, its position.

@@ -36,6 +36,43 @@ struct RangeBitmaps {
         return low
     }
 
+    /// The bulk load's shortcut: encodes the buckets of slots `0..<slotCount` (`value` gives each slot's value, or
+    /// `nil` for none) a word of 64 slots at a time, where inserting them one by one would flip up to
+    /// `bounds.count` bits per slot. Leaves `present` to the inserts that follow, which then find their bits in
+    /// place. Only for a structure that holds no slot yet.
+    mutating func preload(slotCount: Int, _ value: (Int) -> Int64?) {
+        precondition(encoded.isEmpty, "preload needs an empty structure")
+        let none = bounds.count
+        encoded = [UInt8](repeating: UInt8(none), count: slotCount)
+        let wordCount = (slotCount + 63) >> 6
+        var columns = [[UInt64]](repeating: [UInt64](repeating: 0, count: wordCount), count: none)
+        var masks = [UInt64](repeating: 0, count: none + 1)
+        for word in 0..<wordCount {
+            for slot in word << 6 ..< min(slotCount, (word + 1) << 6) {
+                guard let value = value(slot) else { continue }
+                let b = bucket(value)
+                encoded[slot] = UInt8(b)
+                masks[b] |= 1 &<< UInt64(slot & 63)
+            }
+            // A slot of bucket b is in less[j] for every j >= b.
+            var running: UInt64 = 0
+            for j in 0..<none {
+                running |= masks[j]
+                columns[j][word] = running
+                masks[j] = 0
+            }
+            masks[none] = 0
+        }
+        less = columns.map { words in
+            var blocks = [UInt64](repeating: 0, count: ((wordCount >> Bitset.blockShift) >> 6) + 1)
+            for (index, word) in words.enumerated() where word != 0 {
+                let block = index >> Bitset.blockShift
+                blocks[block >> 6] |= 1 &<< UInt64(block & 63)
+            }
+            return Bitset(words: words, blocks: blocks)
+        }
+    }
+
     mutating func insert(_ slot: Int, _ value: Int64) {
         present.insert(slot)
         move(slot, to: bucket(value))

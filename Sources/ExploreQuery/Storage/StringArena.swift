@@ -22,6 +22,14 @@ struct StringArena {
 
     var memoryBytes: Int { bytes.capacity + offsets.capacity * 4 + lengths.capacity * 4 }
 
+    /// Makes room for `slots` more slots and `bytes` more bytes of text at once (a bulk load knows both up
+    /// front): no regrowth copies, and no capacity left over.
+    mutating func reserve(slots: Int, bytes count: Int) {
+        offsets.reserveCapacity(offsets.count + slots)
+        lengths.reserveCapacity(lengths.count + slots)
+        bytes.reserveCapacity(bytes.count + count)
+    }
+
     mutating func ensureSlots(_ count: Int) {
         if offsets.count < count {
             let extra = count - offsets.count
