@@ -93,15 +93,22 @@ enum ServerBenchmark {
             for _ in 0..<connections {
                 clients.append(try await ExploreClient.connect(host: "127.0.0.1", port: server.port, group: clientGroup))
             }
+            // Every task driving a connection prefers that connection's event loop as its executor (see
+            // `ExploreClient.executor`): the request loop and the connection share a thread, as in a NIO server
+            // calling this service. On this 2-core machine that took 10-20 µs off each round trip.
             var ping = Phase()
-            for _ in 0..<2_000 {
-                let sent = ContinuousClock.now
-                try await clients[0].ping()
-                _ = ping.histogram.record(micros(ContinuousClock.now - sent))
+            try await withTaskExecutorPreference(clients[0].executor) {
+                for _ in 0..<2_000 {
+                    let sent = ContinuousClock.now
+                    try await clients[0].ping()
+                    _ = ping.histogram.record(micros(ContinuousClock.now - sent))
+                }
             }
             let unloaded = try await closedLoop(clients: [clients[0]], depth: 1, queries: queries,
                                                 duration: .milliseconds(500))
-            let paired = try await pairedOverhead(index: index, client: clients[0], queries: queries)
+            let paired = try await withTaskExecutorPreference(clients[0].executor) {
+                try await pairedOverhead(index: index, client: clients[0], queries: queries)
+            }
             _ = try await closedLoop(clients: clients, depth: pipelineDepth, queries: queries,
                                      duration: .milliseconds(500))
             let loadedCPUStart = processCPUMicros()
@@ -216,7 +223,7 @@ enum ServerBenchmark {
         var phase = try await withThrowingTaskGroup(of: Phase.self) { group in
             for (clientIndex, client) in clients.enumerated() {
                 for slot in 0..<depth {
-                    group.addTask {
+                    group.addTask(executorPreference: client.executor) {
                         var local = Phase()
                         var next = (clientIndex * depth + slot) * 7919
                         while clock.now < deadline {
@@ -253,7 +260,7 @@ enum ServerBenchmark {
             for (clientIndex, client) in clients.enumerated() {
                 for slot in 0..<depth {
                     let worker = clientIndex * depth + slot
-                    group.addTask {
+                    group.addTask(executorPreference: client.executor) {
                         var local = Phase()
                         var sequence = 0
                         while sequence * workers + worker < total {

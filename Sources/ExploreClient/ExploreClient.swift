@@ -155,6 +155,14 @@ public final class ExploreClient: Sendable {
         ExploreClientError(.protocolViolation, "answer of the wrong kind")
     }
 
+    /// A task executor running jobs on this connection's event loop.
+    ///
+    /// A task that prefers it (`try await withTaskExecutorPreference(client.executor) { … }`) hands its requests
+    /// to the connection and is resumed by their answers on the loop's own thread: neither direction wakes
+    /// another thread, which is most of a loopback round trip. For request loops with little work between
+    /// requests: whatever the task runs there delays the connection's I/O.
+    public var executor: any TaskExecutor { EventLoopTaskExecutor(eventLoop: channel.eventLoop) }
+
     /// Runs a search. A refused query throws ``ExploreClientError`` with ``ExploreClientError/queryError`` set.
     public func search(_ query: SearchQuery) async throws(ExploreClientError) -> SearchResult {
         guard case .searchResult(let result) = try await send(.search(query)) else { throw Self.unexpected() }
@@ -206,6 +214,20 @@ public final class ExploreClient: Sendable {
         guard closed.markClosed() else { return }
         try? await channel.close()
         try? await group?.shutdownGracefully()
+    }
+}
+
+/// Runs task jobs on an event loop (see ``ExploreClient/executor``).
+final class EventLoopTaskExecutor: TaskExecutor {
+    let eventLoop: any EventLoop
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
 

@@ -77,7 +77,7 @@ struct ServerTests {
         }
     }
 
-    @Test("hundreds of pipelined requests on one connection over many connections all get their own answers")
+    @Test("hundreds of pipelined requests on one connection over many connections all get their own answers, from tasks on the cooperative pool and on the connection's event loop")
     func pipelining() async throws {
         // A small data set keeps the reference's linear scans cheap in debug builds; the point is the transport.
         let backend = ReferenceBackend(rows: Array(demoRows.prefix(200)))
@@ -89,7 +89,7 @@ struct ServerTests {
             let mismatches = try await withThrowingTaskGroup(of: Int.self) { group in
                 for (index, client) in clients.enumerated() {
                     for request in 0..<150 {
-                        group.addTask {
+                        group.addTask(executorPreference: request.isMultiple(of: 2) ? client.executor : nil) {
                             var query = SearchQuery(limit: 1 + (index * 150 + request) % 40)
                             query.start = .offset(request % 30)
                             query.columns = [.title, .priceFrom]
