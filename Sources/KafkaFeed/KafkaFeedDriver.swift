@@ -175,6 +175,11 @@ public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
             throw ProjectorError(code: .feedLocked, message: "another projector follows this feed")
         }
         try ProjectionStore.buildIfNeeded(on: connection)
+        if (try? OutboxCapture.triggers(on: connection))?.contains(where: \.isEnabled) == true {
+            logger.notice("""
+                outbox capture is on: writers also append every change to explore.change_outbox, which this feed                 only prunes (explore-projector outbox-capture off spares them that)
+                """)
+        }
         let kafka = configuration.kafka
         let bootstrap = try KafkaOffsetStore.bootstrap(topic: kafka.topic, on: connection)
         index.replace(with: bootstrap.store)

@@ -155,6 +155,7 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
             throw ProjectorError(code: .feedLocked, message: "another projector follows this feed")
         }
         try connection.listen(ProjectionDefinition.notificationChannel)
+        try OutboxCapture.requireEnabled(on: connection)
         try ProjectionStore.buildIfNeeded(on: connection)
         let (store, checkpoint) = try ProjectionStore.loadCache(on: connection)
         index.replace(with: store)

@@ -24,6 +24,8 @@ public struct ProjectorError: Error, Sendable, CustomStringConvertible, CustomDe
         public static let rebuildInProgress = Code("rebuildInProgress")
         /// A full rebuild failed; the message says why and whether the live table changed.
         public static let rebuildFailed = Code("rebuildFailed")
+        /// The outbox feed cannot follow: capture triggers are switched off (see ``OutboxCapture``).
+        public static let captureDisabled = Code("captureDisabled")
         /// A fault injected by a test.
         public static let injectedFault = Code("injectedFault")
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Migrations
 import Postgres
+import Projector
 
 #if canImport(Glibc)
 import Glibc
@@ -95,6 +96,9 @@ func runReportingFailure(_ body: () throws -> Void) throws {
         throw ExitCode.failure
     } catch let error as PostgresError {
         printError("error: \(PostgresErrorText.oneLine(error))")
+        throw ExitCode.failure
+    } catch let error as ProjectorError {
+        printError("error: \(error.message)")
         throw ExitCode.failure
     }
 }

@@ -12,5 +12,6 @@ struct ExploreProjector: AsyncParsableCommand {
         subcommands: [
             MigrateCommand.self, DoctorCommand.self, SeedDemoCommand.self, VerifyCommand.self,
             ServeCommand.self, QueryCommand.self, StatusCommand.self, RebuildCommand.self, DemoWriterCommand.self,
+            OutboxCaptureCommand.self,
         ])
 }

@@ -1,0 +1,127 @@
+import ExploreQuery
+import Foundation
+import Postgres
+import Projector
+import TestSupport
+import Testing
+
+/// Outbox capture switched off for a Kafka-only deployment, on a real PostgreSQL: writers stop filling the
+/// outbox, the outbox feed refuses to follow rather than miss changes, and capture on plus a rebuild bring the
+/// outbox feed back with nothing lost.
+@Suite("Outbox capture", .serialized, .timeLimit(.minutes(5)))
+struct OutboxCaptureTests {
+    @Test func captureOffStopsTheOutboxAndTheOutboxFeedRefusesUntilOnAndRebuilt() throws {
+        try TestPostgres.withDatabase { configuration in
+            try ProjectorFixtures.migrate(configuration)
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try ProjectorFixtures.seed(connection)
+            let first = RebuildTests.driver(configuration)
+            first.start()
+            RebuildTests.waitUntilBootstrapped(first)
+            try RebuildTests.waitUntilCaughtUp(connection, first)
+            first.stop()
+
+            let triggers = try OutboxCapture.triggers(on: connection)
+            #expect(Set(triggers.map(\.table)) == [
+                "property.listings", "property.developments", "property.existing_properties", "property.media",
+                "property.locations",
+            ])
+            #expect(triggers.allSatisfy { $0.isEnabled })
+            let switchedOff = try OutboxCapture.set(enabled: false, on: connection)
+            #expect(switchedOff.count == triggers.count)
+            let afterOff = try OutboxCapture.triggers(on: connection)
+            #expect(afterOff.allSatisfy { !$0.isEnabled })
+            let switchedAgain = try OutboxCapture.set(enabled: false, on: connection)
+            #expect(switchedAgain.isEmpty, "switching off twice changes nothing")
+
+            // Every kind of base row changes; none of it reaches the outbox.
+            let outboxBefore = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
+            try connection.query("UPDATE property.listings SET title = 'while capture was off' WHERE id = 3")
+            try connection.query("UPDATE property.existing_properties SET price = price + 1")
+            try connection.query("UPDATE property.developments SET price_to = price_to + 1")
+            try connection.query("DELETE FROM property.media WHERE listing_id = 5")
+            try connection.query("UPDATE property.locations SET city = city || ' (renamed)' WHERE id = 1")
+            #expect(try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
+                == outboxBefore)
+
+            // The outbox feed would miss those changes: it refuses, says why, and serves nothing stale as fresh.
+            let refused = RebuildTests.driver(configuration)
+            refused.start()
+            var lastError = ""
+            for _ in 0..<500 where !lastError.contains("captureDisabled") {
+                lastError = refused.status.lastError ?? ""
+                ProjectorFixtures.sleepMilliseconds(10)
+            }
+            #expect(lastError.contains("captureDisabled"), "\(lastError)")
+            #expect(lastError.contains("property.listings"))
+            #expect(!refused.status.isBootstrapped)
+            refused.stop()
+
+            // Capture on and a rebuild: the projection catches up with what changed while capture was off.
+            let switchedOn = try OutboxCapture.set(enabled: true, on: connection)
+            #expect(switchedOn.count == triggers.count)
+            let index = ExploreIndex()
+            let resumed = RebuildTests.driver(configuration, index: index)
+            resumed.start()
+            defer { resumed.stop() }
+            RebuildTests.waitUntilBootstrapped(resumed)
+            #expect(!(try ProjectorFixtures.divergence(connection).table.isClean), "the missed changes show")
+            _ = try resumed.rebuild()
+            try RebuildTests.waitUntilCaughtUp(connection, resumed)
+            let (table, cache) = try ProjectorFixtures.divergence(connection, cache: index)
+            #expect(table.isClean, "\(table)")
+            #expect(cache?.isClean == true)
+            #expect(index.rows(ids: [3]).first?.title == "while capture was off")
+            // Capture works again for the outbox feed.
+            try connection.query("UPDATE property.listings SET title = 'after capture on' WHERE id = 3")
+            try RebuildTests.waitUntilCaughtUp(connection, resumed)
+            #expect(index.rows(ids: [3]).first?.title == "after capture on")
+        }
+    }
+
+    /// `outbox-capture status|off|on`: readable lines, exit 1 when capture is partly off.
+    @Test func commandSwitchesAndReports() throws {
+        let executable = try #require(BuiltExecutable.path("explore-projector"))
+        try TestPostgres.withDatabase { configuration in
+            try ProjectorFixtures.migrate(configuration)
+            let work = try ChildProcess.temporaryDirectory(prefix: "outbox-capture")
+            defer {
+                for name in ["status", "off", "on", "partial"] {
+                    unlink("\(work)/\(name).stdout")
+                    unlink("\(work)/\(name).stderr")
+                }
+                rmdir(work)
+            }
+            func run(_ arguments: [String], _ name: String) throws -> (ChildProcess.Termination, String, String) {
+                let result = try ChildProcess.run(
+                    executable, ["outbox-capture"] + arguments + ["--database-url", configuration.url],
+                    outputPrefix: "\(work)/\(name)")
+                return (result.termination, result.output, result.errors)
+            }
+            var (termination, output, _) = try run(["status"], "status")
+            #expect(termination == .exited(0))
+            #expect(output.contains("on  property.listings listings_capture_update"))
+            #expect(output.hasSuffix("outbox capture is on\n"))
+
+            (termination, output, _) = try run(["off"], "off")
+            #expect(termination == .exited(0))
+            #expect(output.contains("outbox capture is off (15 trigger(s) switched)"), "\(output)")
+
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try connection.query("ALTER TABLE property.media ENABLE TRIGGER media_capture_insert")
+            var errors: String
+            (termination, output, errors) = try run(["status"], "partial")
+            #expect(termination == .exited(1))
+            #expect(output.contains("on  property.media media_capture_insert"))
+            #expect(errors.contains("partly off (1 of 15 triggers on)"), "\(errors)")
+
+            (termination, output, _) = try run(["on"], "on")
+            #expect(termination == .exited(0))
+            #expect(output.contains("outbox capture is on (14 trigger(s) switched)"), "\(output)")
+            let afterOn = try OutboxCapture.triggers(on: connection)
+            #expect(afterOn.allSatisfy { $0.isEnabled })
+        }
+    }
+}
