@@ -70,6 +70,12 @@ enum KafkaBench {
                 + "seed it first: explore-projector seed-demo --listings 1000000")
         }
         var figures = Figures()
+        // A Kafka-only deployment switches outbox capture off (see `explore-projector outbox-capture`): its
+        // writers, the bench's included, then no longer fill an outbox the feed would only prune. The previous
+        // state is restored at the end.
+        let captureWasOn = try OutboxCapture.triggers(on: connection).contains { $0.isEnabled }
+        try OutboxCapture.set(enabled: false, on: connection)
+        defer { if captureWasOn { _ = try? OutboxCapture.set(enabled: true, on: connection) } }
         let cluster = try KafkaMockCluster(brokers: 1)
         try cluster.createTopic(topic, partitions: Int(freshnessPartitions))
         try cluster.createTopic(backlogTopic, partitions: Int(partitions))
