@@ -177,7 +177,8 @@ public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
         try ProjectionStore.buildIfNeeded(on: connection)
         if (try? OutboxCapture.triggers(on: connection))?.contains(where: \.isEnabled) == true {
             logger.notice("""
-                outbox capture is on: writers also append every change to explore.change_outbox, which this feed                 only prunes (explore-projector outbox-capture off spares them that)
+                outbox capture is on: writers also append every change to explore.change_outbox, which this feed \
+                only prunes (explore-projector outbox-capture off spares them that)
                 """)
         }
         let kafka = configuration.kafka
