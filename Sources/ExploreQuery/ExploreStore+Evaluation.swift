@@ -45,7 +45,13 @@ extension ExploreStore {
             evaluation = evaluateBlocks(query.filter, wantMatches: !walkRows, facetFields: bitmapFacets)
         }
         let total = cubeCounts?.total ?? evaluation.total
-        let (rows, nextCursor) = page(plan, matches: evaluation.matches, matchCount: total)
+        var paged = page(plan, matches: evaluation.matches, matchCount: total)
+        if paged == nil {
+            // The row walk gave up: evaluate the match set (facet counts already done are kept).
+            let matches = evaluateBlocks(query.filter, wantMatches: true, facetFields: []).matches
+            paged = page(plan, matches: matches, matchCount: total)
+        }
+        let (rows, nextCursor) = paged ?? ([], nil)
         var bitmapCounts: [FacetField: [(value: FacetValue, count: Int)]] = [:]
         for counter in evaluation.counters { bitmapCounts[counter.field] = counter.result() }
         let facets = facetFields.map { field in

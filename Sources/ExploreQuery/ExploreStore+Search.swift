@@ -15,7 +15,9 @@ extension ExploreStore {
     }
 
     /// - Parameter matches: the match set, or nil to test rows against the filter during the walk.
-    func page(_ plan: SearchPlan, matches: MatchSet?, matchCount: Int) -> ([ExploreListing], SearchCursor?) {
+    /// - Returns: nil when a walk without a match set gave up (it visited far more rows than estimated, as
+    ///   when the sort key and the filter are correlated); the caller then evaluates the match set.
+    func page(_ plan: SearchPlan, matches: MatchSet?, matchCount: Int) -> ([ExploreListing], SearchCursor?)? {
         let query = plan.query
         let wanted = plan.offset + query.limit + 1
         guard matchCount > 0 else { return ([], nil) }
@@ -38,12 +40,23 @@ extension ExploreStore {
                 collectStraddlers(plan, matches: matches, below: minimum, wanted: wanted, into: &slots)
                 exactPriceStart = true
             }
-            if slots.count < wanted {
-                walkPage(plan, wanted: wanted, into: &slots, exactPriceStart: exactPriceStart) { matches.contains($0) }
+            // The estimate assumes matches spread evenly over the sort order; when they cluster at its far
+            // end (a price-sorted search for a cheap city's developments), the walk runs far longer. It stops
+            // once it has cost well over its estimate (a walk of evenly spread matches rarely does) and at
+            // least what collecting costs, then collects, so such a page costs a small multiple of collecting.
+            let budget = Int(Swift.max(walkCost * 3, collectCost)) + wanted
+            if slots.count < wanted,
+               !walkPage(plan, wanted: wanted, budget: budget, into: &slots,
+                         exactPriceStart: exactPriceStart, matching: { matches.contains($0) }) {
+                slots.removeAll(keepingCapacity: true)
+                collectPage(plan, matches: matches, wanted: wanted, into: &slots)
             }
         } else {
             let predicate = RowPredicate(plan.query.filter, store: self)
-            walkPage(plan, wanted: wanted, into: &slots) { predicate.matches($0) }
+            let budget = Swift.max(Self.rowWalkBudget, Int(walkCost) * 8)
+            guard walkPage(plan, wanted: wanted, budget: budget, into: &slots, matching: { predicate.matches($0) }) else {
+                return nil
+            }
         }
         let pageSlots = slots.dropFirst(plan.offset).prefix(query.limit)
         let rows = self.rows(slots: Array(pageSlots))
@@ -55,6 +68,9 @@ extension ExploreStore {
         }
         return (rows, next)
     }
+
+    /// The fewest rows a walk without a match set may visit before giving up.
+    static let rowWalkBudget = 2_000
 
     /// Matches priced from below `minimum`, after the cursor, in `(priceLow, id)` order.
     private func collectStraddlers(_ plan: SearchPlan, matches: MatchSet, below minimum: Int64, wanted: Int,
@@ -76,12 +92,19 @@ extension ExploreStore {
         for entry in heap.sorted() { slots.append(entry.slot) }
     }
 
-    private func walkPage(_ plan: SearchPlan, wanted: Int, into slots: inout [Int], exactPriceStart: Bool = false,
-                          matching: (Int) -> Bool) {
+    /// Walks the sort order from the cursor, appending matches until `wanted` are found or the order ends.
+    /// - Returns: false when the walk visited `budget` entries first (`slots` then holds a partial page).
+    private func walkPage(_ plan: SearchPlan, wanted: Int, budget: Int, into slots: inout [Int],
+                          exactPriceStart: Bool = false, matching: (Int) -> Bool) -> Bool {
         let cursor = plan.cursor
-        do {
+        var remaining = budget
+        // The counter is reached through a pointer: a captured `var` would be checked for exclusive access
+        // at run time on every step, which tripled the cost of a step.
+        return withUnsafeMutablePointer(to: &remaining) { remaining in
             func visit(_ slot: UInt32) -> Bool {
                 let s = Int(slot)
+                remaining.pointee &-= 1
+                if remaining.pointee < 0 { return false }
                 if matching(s) {
                     slots.append(s)
                     if slots.count >= wanted { return false }
@@ -104,16 +127,16 @@ extension ExploreStore {
                         start = (floor - 1, Int64.max)
                     }
                 }
-                if inFirstGroup, !priceOrder.walkAscending(after: start, visit) { return }
+                if inFirstGroup, !priceOrder.walkAscending(after: start, visit) { return remaining.pointee >= 0 }
                 _ = unpriced.walkAscending(after: inFirstGroup ? nil : after, visit)
             case .priceDescending:
                 var start = after.map { (key: ~$0.key, id: $0.id) }
                 if inFirstGroup, let maximum = filter.priceMax, start.map({ $0.key > maximum }) ?? true {
                     start = (maximum, Int64.max)
                     // Rows priced exactly `maximum` come first; `(maximum, Int64.max)` would skip them.
-                    if !priceOrder.walkDescending(group: maximum, visit) { return }
+                    if !priceOrder.walkDescending(group: maximum, visit) { return remaining.pointee >= 0 }
                 }
-                if inFirstGroup, !priceOrder.walkDescending(after: start, visit) { return }
+                if inFirstGroup, !priceOrder.walkDescending(after: start, visit) { return remaining.pointee >= 0 }
                 _ = unpriced.walkAscending(after: inFirstGroup ? nil : after, visit)
             case .oldest:
                 var start = after
@@ -128,6 +151,7 @@ extension ExploreStore {
                 }
                 _ = createdOrder.walkDescending(after: start, visit)
             }
+            return remaining.pointee >= 0
         }
     }
 
