@@ -214,9 +214,9 @@ extension ExploreStore {
         if filter.priceMin != nil || filter.priceMax != nil {
             var term = FilterTerm(field: .price, present: priceLowRanges.present.words)
             if let high = filter.priceMax, high < Int64.max {
-                term.below = LessThan(priceLowRanges, high + 1, values: priceLow)
+                term.below = LessThan(priceLowRanges, high + 1, values: priceLow, codes: priceLowCodes)
             }
-            if let low = filter.priceMin { term.notBelow = LessThan(priceHighRanges, low, values: priceHigh) }
+            if let low = filter.priceMin { term.notBelow = LessThan(priceHighRanges, low, values: priceHigh, codes: priceHighCodes) }
             terms.append(term)
         }
         if filter.bedroomsMin != nil || filter.bedroomsMax != nil {
@@ -246,14 +246,21 @@ struct LessThan {
     let exact: Bool
     let x: Int64
     let values: [Int64]
+    /// The column's 16-bit codes (empty: none), which decide a candidate without reading `values` unless
+    /// its code equals `codeBelow` (see ``ValueCodes/threshold(_:)``).
+    let codes: [UInt16]
+    let codeBelow: UInt16
+    let codeExact: Bool
 
-    init(_ index: RangeBitmaps, _ x: Int64, values: [Int64]) {
+    init(_ index: RangeBitmaps, _ x: Int64, values: [Int64], codes: ValueCodes? = nil) {
         let b = index.bucket(x)
         full = b >= 1 ? index.less[b - 1].words : []
         exact = b >= 1 && index.bounds[b - 1] == x
         upper = exact ? [] : (b < index.bounds.count ? index.less[b].words : index.present.words)
         self.x = x
         self.values = values
+        self.codes = codes?.codes ?? []
+        (codeBelow, codeExact) = codes?.threshold(x) ?? (0, false)
     }
 
     @inline(__always)
@@ -264,7 +271,15 @@ struct LessThan {
             while candidates != 0 {
                 let bit = candidates.trailingZeroBitCount
                 candidates &= candidates &- 1
-                if values[i &<< 6 | bit] < x { word |= 1 &<< UInt64(bit) }
+                let slot = i &<< 6 | bit
+                let less: Bool
+                if slot < codes.count {
+                    let code = codes[slot]
+                    less = code < codeBelow || (code == codeBelow && !codeExact && values[slot] < x)
+                } else {
+                    less = values[slot] < x
+                }
+                if less { word |= 1 &<< UInt64(bit) }
             }
         }
         return word

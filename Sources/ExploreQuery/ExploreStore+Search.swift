@@ -75,7 +75,7 @@ extension ExploreStore {
     /// Matches priced from below `minimum`, after the cursor, in `(priceLow, id)` order.
     private func collectStraddlers(_ plan: SearchPlan, matches: MatchSet, below minimum: Int64, wanted: Int,
                                    into slots: inout [Int]) {
-        let below = LessThan(priceLowRanges, minimum, values: priceLow)
+        let below = LessThan(priceLowRanges, minimum, values: priceLow, codes: priceLowCodes)
         var heap = BoundedHeap(capacity: wanted)
         matches.forEachWord { index, word in
             var bits = below.word(index, need: word) & word

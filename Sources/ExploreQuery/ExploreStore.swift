@@ -46,6 +46,10 @@ public final class ExploreStore {
     var priceLowRanges: RangeBitmaps
     var priceHighRanges: RangeBitmaps
     var createdRanges: RangeBitmaps
+    /// 16-bit codes of `priceLow` and `priceHigh`, so price filters check straddling rows without reading
+    /// the 8-byte columns (see ``ValueCodes``).
+    var priceLowCodes = ValueCodes(bounds: [])
+    var priceHighCodes = ValueCodes(bounds: [])
     /// The widest `priceHigh - priceLow` ever stored (never lowered): rows with `priceLow` below
     /// `priceMin - maxPriceSpread` cannot overlap a price filter, so price-sorted walks start past them.
     var maxPriceSpread: Int64 = 0
@@ -122,6 +126,8 @@ public final class ExploreStore {
         priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
                                        + Self.quantiles(&highs, count: 64))
         createdRanges = RangeBitmaps(bounds: Self.quantiles(&created, count: 32))
+        priceLowCodes = ValueCodes(bounds: lows)
+        priceHighCodes = ValueCodes(bounds: highs)
         lows = []
         highs = []
         created = []
@@ -252,6 +258,7 @@ public final class ExploreStore {
         for posting in bedroomPostings.values { total += posting.memoryBytes + 16 }
         for posting in bathroomPostings.values { total += posting.memoryBytes + 16 }
         total += priceLowRanges.memoryBytes + priceHighRanges.memoryBytes + createdRanges.memoryBytes
+        total += priceLowCodes.memoryBytes + priceHighCodes.memoryBytes
         total += priceOrder.memoryBytes + unpriced.memoryBytes + createdOrder.memoryBytes
         total += cube.memoryBytes
         return total
@@ -309,6 +316,8 @@ public final class ExploreStore {
             createdAt.append(0)
             titles.ensureSlots(slot + 1)
             imageURLs.ensureSlots(slot + 1)
+            priceLowCodes.grow(to: slot + 1)
+            priceHighCodes.grow(to: slot + 1)
         }
         slotByID[id] = UInt32(slot)
         return slot
@@ -324,6 +333,8 @@ public final class ExploreStore {
         var flag: SlotFlags = .live
         priceLow[slot] = row.priceFrom ?? row.priceTo ?? 0
         priceHigh[slot] = row.priceTo ?? row.priceFrom ?? 0
+        priceLowCodes.set(slot, priceLow[slot])
+        priceHighCodes.set(slot, priceHigh[slot])
         if row.priceFrom != nil { flag.insert(.hasPriceFrom) }
         if row.priceTo != nil { flag.insert(.hasPriceTo) }
         bedrooms[slot] = row.bedrooms ?? 0
@@ -548,6 +559,9 @@ public final class ExploreStore {
             priceLowRanges.insert(slot, newLow)
             priceHighRanges.insert(slot, newHigh)
         }
+        // Codes always encode the stored value (0 for an unpriced row), so a later edit compares against it.
+        if (newLow ?? 0) != priceLow[slot] { priceLowCodes.set(slot, newLow ?? 0) }
+        if (newHigh ?? 0) != priceHigh[slot] { priceHighCodes.set(slot, newHigh ?? 0) }
         priceLow[slot] = newLow ?? 0
         priceHigh[slot] = newHigh ?? 0
         if let newLow, let newHigh { noteSpread(newLow, newHigh) }
