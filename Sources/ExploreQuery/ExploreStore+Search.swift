@@ -5,12 +5,13 @@ extension ExploreStore {
 
     /// The position of `slot` in `sort`: group, the list's key and the id.
     private func position(of slot: Int, in sort: SortOrder) -> (group: UInt8, key: Int64, id: Int64) {
-        let priced = SlotFlags(rawValue: flags[slot]).hasPrice
+        let record = records[slot]
+        let priced = SlotFlags(rawValue: record.flags).hasPrice
         switch sort {
-        case .priceAscending: return priced ? (0, priceLow[slot], ids[slot]) : (1, 0, ids[slot])
-        case .priceDescending: return priced ? (0, ~priceLow[slot], ids[slot]) : (1, 0, ids[slot])
-        case .newest: return (0, ~createdAt[slot], ids[slot])
-        case .oldest: return (0, createdAt[slot], ids[slot])
+        case .priceAscending: return priced ? (0, record.priceLow, record.id) : (1, 0, record.id)
+        case .priceDescending: return priced ? (0, ~record.priceLow, record.id) : (1, 0, record.id)
+        case .newest: return (0, ~record.createdAt, record.id)
+        case .oldest: return (0, record.createdAt, record.id)
         }
     }
 
@@ -75,16 +76,16 @@ extension ExploreStore {
     /// Matches priced from below `minimum`, after the cursor, in `(priceLow, id)` order.
     private func collectStraddlers(_ plan: SearchPlan, matches: MatchSet, below minimum: Int64, wanted: Int,
                                    into slots: inout [Int]) {
-        let below = LessThan(priceLowRanges, minimum, values: priceLow, codes: priceLowCodes)
+        let below = LessThan(priceLowRanges, minimum, records: records, column: .priceLow, codes: priceLowCodes)
         var heap = BoundedHeap(capacity: wanted)
         matches.forEachWord { index, word in
             var bits = below.word(index, need: word) & word
             while bits != 0 {
                 let slot = index &<< 6 | bits.trailingZeroBitCount
                 bits &= bits &- 1
-                let key = priceLow[slot]
+                let key = records[slot].priceLow
                 guard heap.mayAccept(group: 0, key: key) else { continue }
-                let id = ids[slot]
+                let id = records[slot].id
                 if let cursor = plan.cursor, (key, id) <= (cursor.key, cursor.id) { continue }
                 heap.offer((group: 0, key: key, id: id, slot: slot))
             }

@@ -65,7 +65,12 @@ import Testing
             }
             let x = round % 3 == 0 ? (codes.bounds.randomElement(using: &random) ?? 0) : value() + Int64.random(in: -2...2, using: &random)
             for useCodes in [false, true] {
-                let test = LessThan(ranges, x, values: values, codes: useCodes ? codes : nil)
+                let records = values.map { value in
+                    var record = SlotRecord()
+                    record.priceLow = value
+                    return record
+                }
+                let test = LessThan(ranges, x, records: records, column: .priceLow, codes: useCodes ? codes : nil)
                 for word in 0..<((slots + 63) / 64) {
                     var need: UInt64 = 0
                     var expected: UInt64 = 0
