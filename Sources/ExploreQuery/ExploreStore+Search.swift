@@ -159,12 +159,61 @@ extension ExploreStore {
     private func collectPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int]) {
         let sort = plan.query.sort
         var heap = BoundedHeap(capacity: wanted)
-        matches.forEachSlot { slot in
-            let p = position(of: slot, in: sort)
-            if let cursor = plan.cursor {
-                guard (p.group, p.key, p.id) > (cursor.group, cursor.key, cursor.id) else { return }
+        // Once the heap is full, a match whose sort key's 16-bit code is already worse than the code of the
+        // heap's worst key cannot enter: it is rejected from the dense code array (2 bytes, read in slot
+        // order) without reading its record (a cache line each), which most matches then never are.
+        let isPrice = sort == .priceAscending || sort == .priceDescending
+        let codes = isPrice ? priceLowCodes : createdCodes
+        let codeArray = codes.codes
+        let ascending = sort == .priceAscending || sort == .oldest
+        let priced = priceLowRanges.present.words
+        var topGroup: UInt8 = 0
+        var topCode: UInt16 = 0
+        // Matches before the cursor are dropped the same way: a code before the cursor key's code is before it.
+        let cursor = plan.cursor
+        let cursorCode = cursor.map { codes.code(ascending ? $0.key : ~$0.key) } ?? 0
+        // A plain loop rather than `forEachSlot`: the closure would capture the heap and the thresholds as
+        // boxed variables, checked for exclusive access on every match.
+        for (block, offset) in matches.blockOffsets.enumerated() where offset >= 0 {
+            for j in 0..<Bitset.blockWords {
+                var word = matches.words[Int(offset) + j]
+                guard word != 0 else { continue }
+                let index = block &* Bitset.blockWords &+ j
+                // Group 0 (priced, or every row of the creation orders) is what codes can decide.
+                let groupZero = isPrice ? (index < priced.count ? priced[index] : 0) : ~0
+                let heapBound = heap.isFull && topGroup == 0
+                // Once the heap's worst entry is in group 0, group 1 cannot enter; a cursor in group 1 is
+                // after every group-0 row.
+                if heapBound { word &= groupZero }
+                if let cursor, cursor.group == 1 { word &= ~groupZero }
+                let cursorBound = cursor?.group == 0
+                if (heapBound || cursorBound) && index &<< 6 + 63 < codeArray.count {
+                    var bits = word & groupZero
+                    while bits != 0 {
+                        let bit = bits.trailingZeroBitCount
+                        bits &= bits &- 1
+                        let code = codeArray[index &<< 6 | bit]
+                        let worseThanTop = heapBound && (ascending ? code > topCode : code < topCode)
+                        let beforeCursor = cursorBound && (ascending ? code < cursorCode : code > cursorCode)
+                        if worseThanTop || beforeCursor { word &= ~(1 &<< UInt64(bit)) }
+                    }
+                }
+                while word != 0 {
+                    let slot = index &<< 6 | word.trailingZeroBitCount
+                    word &= word &- 1
+                    let p = position(of: slot, in: sort)
+                    if let cursor {
+                        guard (p.group, p.key, p.id) > (cursor.group, cursor.key, cursor.id) else { continue }
+                    }
+                    heap.offer((group: p.group, key: p.key, id: p.id, slot: slot))
+                    if heap.isFull {
+                        let top = heap.top
+                        topGroup = top.group
+                        // Keys of descending orders are complemented (see `position(of:in:)`).
+                        topCode = codes.code(ascending ? top.key : ~top.key)
+                    }
+                }
             }
-            heap.offer((group: p.group, key: p.key, id: p.id, slot: slot))
         }
         slots.append(contentsOf: heap.sorted().map(\.slot))
     }

@@ -38,6 +38,9 @@ public final class ExploreStore {
     /// the 8-byte columns (see ``ValueCodes``).
     var priceLowCodes = ValueCodes(bounds: [])
     var priceHighCodes = ValueCodes(bounds: [])
+    /// 16-bit codes of `createdAt`, so collecting a page sorted by creation time rejects most matches
+    /// without reading their records.
+    var createdCodes = ValueCodes(bounds: [])
     /// The widest `priceHigh - priceLow` ever stored (never lowered): rows with `priceLow` below
     /// `priceMin - maxPriceSpread` cannot overlap a price filter, so price-sorted walks start past them.
     var maxPriceSpread: Int64 = 0
@@ -113,6 +116,7 @@ public final class ExploreStore {
                                       + Self.quantiles(&lows, count: 64))
         priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
                                        + Self.quantiles(&highs, count: 64))
+        createdCodes = ValueCodes(bounds: created)
         createdRanges = RangeBitmaps(bounds: Self.quantiles(&created, count: 32))
         priceLowCodes = ValueCodes(bounds: lows)
         priceHighCodes = ValueCodes(bounds: highs)
@@ -210,7 +214,7 @@ public final class ExploreStore {
         for posting in bedroomPostings.values { total += posting.memoryBytes + 16 }
         for posting in bathroomPostings.values { total += posting.memoryBytes + 16 }
         total += priceLowRanges.memoryBytes + priceHighRanges.memoryBytes + createdRanges.memoryBytes
-        total += priceLowCodes.memoryBytes + priceHighCodes.memoryBytes
+        total += priceLowCodes.memoryBytes + priceHighCodes.memoryBytes + createdCodes.memoryBytes
         total += priceOrder.memoryBytes + unpriced.memoryBytes + createdOrder.memoryBytes
         total += cube.memoryBytes
         return total
@@ -261,6 +265,7 @@ public final class ExploreStore {
             imageURLs.ensureSlots(slot + 1)
             priceLowCodes.grow(to: slot + 1)
             priceHighCodes.grow(to: slot + 1)
+            createdCodes.grow(to: slot + 1)
         }
         slotByID[id] = UInt32(slot)
         return slot
@@ -287,6 +292,7 @@ public final class ExploreStore {
         record.bathrooms = row.bathrooms ?? 0
         if row.bathrooms != nil { flag.insert(.hasBathrooms) }
         record.createdAt = row.createdAt
+        createdCodes.set(slot, record.createdAt)
         record.flags = flag.rawValue
         records[slot] = record
         titles.set(slot, row.title)
@@ -527,7 +533,10 @@ public final class ExploreStore {
                 if let oldBathrooms { bathroomPostings[oldBathrooms]?.remove(slot) }
                 if let newBathrooms = row.bathrooms { bathroomPostings[newBathrooms, default: Bitset()].insert(slot) }
             }
-            if createdChanged { createdRanges.update(slot, to: new.createdAt) }
+            if createdChanged {
+                createdRanges.update(slot, to: new.createdAt)
+                createdCodes.set(slot, new.createdAt)
+            }
 
             let oldCubePrice = cubePrice(slot)
             records[slot] = new
