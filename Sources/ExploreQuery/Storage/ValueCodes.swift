@@ -22,9 +22,10 @@ struct ValueCodes {
             unique[kept] = value
             kept += 1
         }
-        unique.removeSubrange(kept...)
         let limit = Swift.max(0, Swift.min(maximumBounds, Int(UInt16.max)))
-        self.bounds = unique.count <= limit ? unique : (0..<limit).map { unique[$0 * unique.count / limit] }
+        // A fresh array either way: the sorted copy has the capacity of every value passed (a bulk load's
+        // whole column), which would stay allocated behind a few thousand bounds.
+        self.bounds = kept <= limit ? Array(unique[..<kept]) : (0..<limit).map { unique[$0 * kept / limit] }
     }
 
     var memoryBytes: Int { bounds.capacity * 8 + codes.capacity * 2 }
