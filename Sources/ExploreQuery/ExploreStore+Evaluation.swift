@@ -45,7 +45,13 @@ extension ExploreStore {
             evaluation = evaluateBlocks(query.filter, wantMatches: !walkRows, facetFields: bitmapFacets)
         }
         let total = cubeCounts?.total ?? evaluation.total
-        let (rows, nextCursor) = page(plan, matches: evaluation.matches, matchCount: total)
+        var paged = page(plan, matches: evaluation.matches, matchCount: total)
+        if paged == nil {
+            // The row walk gave up: evaluate the match set (facet counts already done are kept).
+            let matches = evaluateBlocks(query.filter, wantMatches: true, facetFields: []).matches
+            paged = page(plan, matches: matches, matchCount: total)
+        }
+        let (rows, nextCursor) = paged ?? ([], nil)
         var bitmapCounts: [FacetField: [(value: FacetValue, count: Int)]] = [:]
         for counter in evaluation.counters { bitmapCounts[counter.field] = counter.result() }
         let facets = facetFields.map { field in
@@ -208,9 +214,9 @@ extension ExploreStore {
         if filter.priceMin != nil || filter.priceMax != nil {
             var term = FilterTerm(field: .price, present: priceLowRanges.present.words)
             if let high = filter.priceMax, high < Int64.max {
-                term.below = LessThan(priceLowRanges, high + 1, values: priceLow)
+                term.below = LessThan(priceLowRanges, high + 1, records: records, column: .priceLow, codes: priceLowCodes)
             }
-            if let low = filter.priceMin { term.notBelow = LessThan(priceHighRanges, low, values: priceHigh) }
+            if let low = filter.priceMin { term.notBelow = LessThan(priceHighRanges, low, records: records, column: .priceHigh, codes: priceHighCodes) }
             terms.append(term)
         }
         if filter.bedroomsMin != nil || filter.bedroomsMax != nil {
@@ -224,8 +230,12 @@ extension ExploreStore {
         }
         if filter.createdAfter != nil || filter.createdBefore != nil {
             var term = FilterTerm(field: .createdAt, present: createdRanges.present.words)
-            if let before = filter.createdBefore { term.below = LessThan(createdRanges, before, values: createdAt) }
-            if let after = filter.createdAfter { term.notBelow = LessThan(createdRanges, after, values: createdAt) }
+            if let before = filter.createdBefore {
+                term.below = LessThan(createdRanges, before, records: records, column: .createdAt)
+            }
+            if let after = filter.createdAfter {
+                term.notBelow = LessThan(createdRanges, after, records: records, column: .createdAt)
+            }
             terms.append(term)
         }
         return terms
@@ -239,15 +249,24 @@ struct LessThan {
     let upper: [UInt64]
     let exact: Bool
     let x: Int64
-    let values: [Int64]
+    let records: [SlotRecord]
+    let column: RecordColumn
+    /// The column's 16-bit codes (empty: none), which decide a candidate without reading `values` unless
+    /// its code equals `codeBelow` (see ``ValueCodes/threshold(_:)``).
+    let codes: [UInt16]
+    let codeBelow: UInt16
+    let codeExact: Bool
 
-    init(_ index: RangeBitmaps, _ x: Int64, values: [Int64]) {
+    init(_ index: RangeBitmaps, _ x: Int64, records: [SlotRecord], column: RecordColumn, codes: ValueCodes? = nil) {
         let b = index.bucket(x)
         full = b >= 1 ? index.less[b - 1].words : []
         exact = b >= 1 && index.bounds[b - 1] == x
         upper = exact ? [] : (b < index.bounds.count ? index.less[b].words : index.present.words)
         self.x = x
-        self.values = values
+        self.records = records
+        self.column = column
+        self.codes = codes?.codes ?? []
+        (codeBelow, codeExact) = codes?.threshold(x) ?? (0, false)
     }
 
     @inline(__always)
@@ -258,10 +277,32 @@ struct LessThan {
             while candidates != 0 {
                 let bit = candidates.trailingZeroBitCount
                 candidates &= candidates &- 1
-                if values[i &<< 6 | bit] < x { word |= 1 &<< UInt64(bit) }
+                let slot = i &<< 6 | bit
+                let less: Bool
+                if slot < codes.count {
+                    let code = codes[slot]
+                    less = code < codeBelow || (code == codeBelow && !codeExact && column.value(records[slot]) < x)
+                } else {
+                    less = column.value(records[slot]) < x
+                }
+                if less { word |= 1 &<< UInt64(bit) }
             }
         }
         return word
+    }
+}
+
+/// The record field a range index covers.
+enum RecordColumn {
+    case priceLow, priceHigh, createdAt
+
+    @inline(__always)
+    func value(_ record: SlotRecord) -> Int64 {
+        switch self {
+        case .priceLow: record.priceLow
+        case .priceHigh: record.priceHigh
+        case .createdAt: record.createdAt
+        }
     }
 }
 
@@ -429,11 +470,7 @@ struct FacetCounter {
     private let typePostings: [Bitset]
     private let cityPostings: [Bitset]
     private let bedroomPostings: [(value: Int32, posting: Bitset)]
-    private let flags: [UInt8]
-    private let bedrooms: [Int32]
-    private let priceLow: [Int64]
-    private let priceHigh: [Int64]
-    private let codes: [UInt32]
+    private let records: [SlotRecord]
     private let areaPostings: BlockPostings
     /// For the city facet: the city codes with rows in each block (`blockCityStart[b]..<blockCityStart[b+1]`
     /// in `blockCities`), so a block intersects only the few city postings clustered there.
@@ -446,11 +483,7 @@ struct FacetCounter {
         typePostings = field == .listingType ? store.typePostings : []
         cityPostings = field == .city ? store.cityPostings : []
         bedroomPostings = field == .bedrooms ? store.bedroomPostings.map { ($0.key, $0.value) } : []
-        flags = store.flags
-        bedrooms = field == .bedrooms ? store.bedrooms : []
-        priceLow = field == .priceBucket ? store.priceLow : []
-        priceHigh = field == .priceBucket ? store.priceHigh : []
-        codes = field == .city ? store.cityCodes : field == .area ? store.areaCodes : []
+        records = store.records
         areaPostings = field == .area ? store.areaPostings : BlockPostings()
         if field == .city {
             let blockCount = (store.wordCount + Bitset.blockWords - 1) / Bitset.blockWords
@@ -512,7 +545,7 @@ struct FacetCounter {
             let first = Int(blockCityStart[block])
             let last = Int(blockCityStart[block + 1])
             if perRowCheaper || (last - first) * n > rows * 4 {
-                tally(base, start: start, count: n, codes: codes)
+                tally(base, start: start, count: n) { $0.city }
             } else {
                 for entry in first..<last {
                     let code = Int(blockCities[entry])
@@ -524,7 +557,7 @@ struct FacetCounter {
             // is cheaper.
             let entries = block < areaPostings.blockEntries.count ? areaPostings.blockEntries[block] : []
             if perRowCheaper || entries.count * n > rows * 4 {
-                tally(base, start: start, count: n, codes: codes)
+                tally(base, start: start, count: n) { $0.area }
             } else {
                 areaPostings.pages.withUnsafeBufferPointer { pages in
                     for entry in entries {
@@ -538,8 +571,9 @@ struct FacetCounter {
         case .bedrooms:
             if perRowCheaper {
                 Self.forEachSlot(base, start: start, count: n) { slot in
-                    if SlotFlags(rawValue: flags[slot]).contains(.hasBedrooms) {
-                        bedroomCounts[bedrooms[slot], default: 0] += 1
+                    let record = records[slot]
+                    if SlotFlags(rawValue: record.flags).contains(.hasBedrooms) {
+                        bedroomCounts[record.bedrooms, default: 0] += 1
                     }
                 }
             } else {
@@ -553,9 +587,10 @@ struct FacetCounter {
             if perRowCheaper || !buckets.available {
                 let bounds = PriceBuckets.lowerBounds
                 Self.forEachSlot(base, start: start, count: n) { slot in
-                    guard SlotFlags(rawValue: flags[slot]).hasPrice else { return }
-                    let low = priceLow[slot]
-                    let high = priceHigh[slot]
+                    let record = records[slot]
+                    guard SlotFlags(rawValue: record.flags).hasPrice else { return }
+                    let low = record.priceLow
+                    let high = record.priceHigh
                     for i in 0..<bounds.count where high >= bounds[i] && (i + 1 == bounds.count || low < bounds[i + 1]) {
                         counts[i] += 1
                     }
@@ -595,11 +630,12 @@ struct FacetCounter {
         }
     }
 
-    private mutating func tally(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int, codes: [UInt32]) {
-        guard !codes.isEmpty else { return }
+    private mutating func tally(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int,
+                                _ code: (SlotRecord) -> UInt32) {
+        let records = self.records
         var local = counts
         counts = []
-        Self.forEachSlot(base, start: start, count: n) { local[Int(codes[$0])] += 1 }
+        Self.forEachSlot(base, start: start, count: n) { local[Int(code(records[$0]))] += 1 }
         counts = local
     }
 

@@ -5,17 +5,20 @@ extension ExploreStore {
 
     /// The position of `slot` in `sort`: group, the list's key and the id.
     private func position(of slot: Int, in sort: SortOrder) -> (group: UInt8, key: Int64, id: Int64) {
-        let priced = SlotFlags(rawValue: flags[slot]).hasPrice
+        let record = records[slot]
+        let priced = SlotFlags(rawValue: record.flags).hasPrice
         switch sort {
-        case .priceAscending: return priced ? (0, priceLow[slot], ids[slot]) : (1, 0, ids[slot])
-        case .priceDescending: return priced ? (0, ~priceLow[slot], ids[slot]) : (1, 0, ids[slot])
-        case .newest: return (0, ~createdAt[slot], ids[slot])
-        case .oldest: return (0, createdAt[slot], ids[slot])
+        case .priceAscending: return priced ? (0, record.priceLow, record.id) : (1, 0, record.id)
+        case .priceDescending: return priced ? (0, ~record.priceLow, record.id) : (1, 0, record.id)
+        case .newest: return (0, ~record.createdAt, record.id)
+        case .oldest: return (0, record.createdAt, record.id)
         }
     }
 
     /// - Parameter matches: the match set, or nil to test rows against the filter during the walk.
-    func page(_ plan: SearchPlan, matches: MatchSet?, matchCount: Int) -> ([ExploreListing], SearchCursor?) {
+    /// - Returns: nil when a walk without a match set gave up (it visited far more rows than estimated, as
+    ///   when the sort key and the filter are correlated); the caller then evaluates the match set.
+    func page(_ plan: SearchPlan, matches: MatchSet?, matchCount: Int) -> ([ExploreListing], SearchCursor?)? {
         let query = plan.query
         let wanted = plan.offset + query.limit + 1
         guard matchCount > 0 else { return ([], nil) }
@@ -38,12 +41,23 @@ extension ExploreStore {
                 collectStraddlers(plan, matches: matches, below: minimum, wanted: wanted, into: &slots)
                 exactPriceStart = true
             }
-            if slots.count < wanted {
-                walkPage(plan, wanted: wanted, into: &slots, exactPriceStart: exactPriceStart) { matches.contains($0) }
+            // The estimate assumes matches spread evenly over the sort order; when they cluster at its far
+            // end (a price-sorted search for a cheap city's developments), the walk runs far longer. It stops
+            // once it has cost well over its estimate (a walk of evenly spread matches rarely does) and at
+            // least what collecting costs, then collects, so such a page costs a small multiple of collecting.
+            let budget = Int(Swift.max(walkCost * 3, collectCost)) + wanted
+            if slots.count < wanted,
+               !walkPage(plan, wanted: wanted, budget: budget, into: &slots,
+                         exactPriceStart: exactPriceStart, matching: { matches.contains($0) }) {
+                slots.removeAll(keepingCapacity: true)
+                collectPage(plan, matches: matches, wanted: wanted, into: &slots)
             }
         } else {
             let predicate = RowPredicate(plan.query.filter, store: self)
-            walkPage(plan, wanted: wanted, into: &slots) { predicate.matches($0) }
+            let budget = Swift.max(Self.rowWalkBudget, Int(walkCost) * 8)
+            guard walkPage(plan, wanted: wanted, budget: budget, into: &slots, matching: { predicate.matches($0) }) else {
+                return nil
+            }
         }
         let pageSlots = slots.dropFirst(plan.offset).prefix(query.limit)
         let rows = self.rows(slots: Array(pageSlots))
@@ -56,19 +70,22 @@ extension ExploreStore {
         return (rows, next)
     }
 
+    /// The fewest rows a walk without a match set may visit before giving up.
+    static let rowWalkBudget = 2_000
+
     /// Matches priced from below `minimum`, after the cursor, in `(priceLow, id)` order.
     private func collectStraddlers(_ plan: SearchPlan, matches: MatchSet, below minimum: Int64, wanted: Int,
                                    into slots: inout [Int]) {
-        let below = LessThan(priceLowRanges, minimum, values: priceLow)
+        let below = LessThan(priceLowRanges, minimum, records: records, column: .priceLow, codes: priceLowCodes)
         var heap = BoundedHeap(capacity: wanted)
         matches.forEachWord { index, word in
             var bits = below.word(index, need: word) & word
             while bits != 0 {
                 let slot = index &<< 6 | bits.trailingZeroBitCount
                 bits &= bits &- 1
-                let key = priceLow[slot]
+                let key = records[slot].priceLow
                 guard heap.mayAccept(group: 0, key: key) else { continue }
-                let id = ids[slot]
+                let id = records[slot].id
                 if let cursor = plan.cursor, (key, id) <= (cursor.key, cursor.id) { continue }
                 heap.offer((group: 0, key: key, id: id, slot: slot))
             }
@@ -76,12 +93,19 @@ extension ExploreStore {
         for entry in heap.sorted() { slots.append(entry.slot) }
     }
 
-    private func walkPage(_ plan: SearchPlan, wanted: Int, into slots: inout [Int], exactPriceStart: Bool = false,
-                          matching: (Int) -> Bool) {
+    /// Walks the sort order from the cursor, appending matches until `wanted` are found or the order ends.
+    /// - Returns: false when the walk visited `budget` entries first (`slots` then holds a partial page).
+    private func walkPage(_ plan: SearchPlan, wanted: Int, budget: Int, into slots: inout [Int],
+                          exactPriceStart: Bool = false, matching: (Int) -> Bool) -> Bool {
         let cursor = plan.cursor
-        do {
+        var remaining = budget
+        // The counter is reached through a pointer: a captured `var` would be checked for exclusive access
+        // at run time on every step, which tripled the cost of a step.
+        return withUnsafeMutablePointer(to: &remaining) { remaining in
             func visit(_ slot: UInt32) -> Bool {
                 let s = Int(slot)
+                remaining.pointee &-= 1
+                if remaining.pointee < 0 { return false }
                 if matching(s) {
                     slots.append(s)
                     if slots.count >= wanted { return false }
@@ -104,16 +128,16 @@ extension ExploreStore {
                         start = (floor - 1, Int64.max)
                     }
                 }
-                if inFirstGroup, !priceOrder.walkAscending(after: start, visit) { return }
+                if inFirstGroup, !priceOrder.walkAscending(after: start, visit) { return remaining.pointee >= 0 }
                 _ = unpriced.walkAscending(after: inFirstGroup ? nil : after, visit)
             case .priceDescending:
                 var start = after.map { (key: ~$0.key, id: $0.id) }
                 if inFirstGroup, let maximum = filter.priceMax, start.map({ $0.key > maximum }) ?? true {
                     start = (maximum, Int64.max)
                     // Rows priced exactly `maximum` come first; `(maximum, Int64.max)` would skip them.
-                    if !priceOrder.walkDescending(group: maximum, visit) { return }
+                    if !priceOrder.walkDescending(group: maximum, visit) { return remaining.pointee >= 0 }
                 }
-                if inFirstGroup, !priceOrder.walkDescending(after: start, visit) { return }
+                if inFirstGroup, !priceOrder.walkDescending(after: start, visit) { return remaining.pointee >= 0 }
                 _ = unpriced.walkAscending(after: inFirstGroup ? nil : after, visit)
             case .oldest:
                 var start = after
@@ -128,18 +152,68 @@ extension ExploreStore {
                 }
                 _ = createdOrder.walkDescending(after: start, visit)
             }
+            return remaining.pointee >= 0
         }
     }
 
     private func collectPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int]) {
         let sort = plan.query.sort
         var heap = BoundedHeap(capacity: wanted)
-        matches.forEachSlot { slot in
-            let p = position(of: slot, in: sort)
-            if let cursor = plan.cursor {
-                guard (p.group, p.key, p.id) > (cursor.group, cursor.key, cursor.id) else { return }
+        // Once the heap is full, a match whose sort key's 16-bit code is already worse than the code of the
+        // heap's worst key cannot enter: it is rejected from the dense code array (2 bytes, read in slot
+        // order) without reading its record (a cache line each), which most matches then never are.
+        let isPrice = sort == .priceAscending || sort == .priceDescending
+        let codes = isPrice ? priceLowCodes : createdCodes
+        let codeArray = codes.codes
+        let ascending = sort == .priceAscending || sort == .oldest
+        let priced = priceLowRanges.present.words
+        var topGroup: UInt8 = 0
+        var topCode: UInt16 = 0
+        // Matches before the cursor are dropped the same way: a code before the cursor key's code is before it.
+        let cursor = plan.cursor
+        let cursorCode = cursor.map { codes.code(ascending ? $0.key : ~$0.key) } ?? 0
+        // A plain loop rather than `forEachSlot`: the closure would capture the heap and the thresholds as
+        // boxed variables, checked for exclusive access on every match.
+        for (block, offset) in matches.blockOffsets.enumerated() where offset >= 0 {
+            for j in 0..<Bitset.blockWords {
+                var word = matches.words[Int(offset) + j]
+                guard word != 0 else { continue }
+                let index = block &* Bitset.blockWords &+ j
+                // Group 0 (priced, or every row of the creation orders) is what codes can decide.
+                let groupZero = isPrice ? (index < priced.count ? priced[index] : 0) : ~0
+                let heapBound = heap.isFull && topGroup == 0
+                // Once the heap's worst entry is in group 0, group 1 cannot enter; a cursor in group 1 is
+                // after every group-0 row.
+                if heapBound { word &= groupZero }
+                if let cursor, cursor.group == 1 { word &= ~groupZero }
+                let cursorBound = cursor?.group == 0
+                if (heapBound || cursorBound) && index &<< 6 + 63 < codeArray.count {
+                    var bits = word & groupZero
+                    while bits != 0 {
+                        let bit = bits.trailingZeroBitCount
+                        bits &= bits &- 1
+                        let code = codeArray[index &<< 6 | bit]
+                        let worseThanTop = heapBound && (ascending ? code > topCode : code < topCode)
+                        let beforeCursor = cursorBound && (ascending ? code < cursorCode : code > cursorCode)
+                        if worseThanTop || beforeCursor { word &= ~(1 &<< UInt64(bit)) }
+                    }
+                }
+                while word != 0 {
+                    let slot = index &<< 6 | word.trailingZeroBitCount
+                    word &= word &- 1
+                    let p = position(of: slot, in: sort)
+                    if let cursor {
+                        guard (p.group, p.key, p.id) > (cursor.group, cursor.key, cursor.id) else { continue }
+                    }
+                    heap.offer((group: p.group, key: p.key, id: p.id, slot: slot))
+                    if heap.isFull {
+                        let top = heap.top
+                        topGroup = top.group
+                        // Keys of descending orders are complemented (see `position(of:in:)`).
+                        topCode = codes.code(ascending ? top.key : ~top.key)
+                    }
+                }
             }
-            heap.offer((group: p.group, key: p.key, id: p.id, slot: slot))
         }
         slots.append(contentsOf: heap.sorted().map(\.slot))
     }

@@ -1,6 +1,7 @@
 /// The columnar store and its indexes; not thread-safe on its own, owned by an ``ExploreIndex`` once served.
 ///
-/// Layout: every listing lives in a row slot; each column is an array indexed by slot, freed slots are reused
+/// Layout: every listing lives in a row slot; its fixed-size fields are one ``SlotRecord`` (row-major, so
+/// reading or updating a row is one or two cache lines instead of a miss per column), freed slots are reused
 /// through a free list, and `slotByID` maps listing ids to slots. Low-cardinality text is dictionary encoded,
 /// titles and image URLs live in byte arenas. Indexes over slots: bitset postings for listing type, status,
 /// city, bedrooms and bathrooms; block postings for area; sorted slot lists for location id; range-encoded bitmaps for the
@@ -8,21 +9,8 @@
 public final class ExploreStore {
     // MARK: Columns
 
-    var ids: [Int64] = []
-    var types: [UInt8] = []
-    /// ``SlotFlags`` per slot.
-    var flags: [UInt8] = []
-    var statusCodes: [UInt32] = []
-    var cityCodes: [UInt32] = []
-    var areaCodes: [UInt32] = []
-    var locationIDs: [Int64] = []
-    /// Effective price range: `priceLow = priceFrom ?? priceTo`, `priceHigh = priceTo ?? priceFrom`; the
-    /// flags record which ends the row really had, so the original optionals can be rebuilt.
-    var priceLow: [Int64] = []
-    var priceHigh: [Int64] = []
-    var bedrooms: [Int32] = []
-    var bathrooms: [Int32] = []
-    var createdAt: [Int64] = []
+    /// The fixed-size fields of every slot.
+    var records: [SlotRecord] = []
     var titles = StringArena()
     var imageURLs = StringArena()
 
@@ -46,6 +34,13 @@ public final class ExploreStore {
     var priceLowRanges: RangeBitmaps
     var priceHighRanges: RangeBitmaps
     var createdRanges: RangeBitmaps
+    /// 16-bit codes of `priceLow` and `priceHigh`, so price filters check straddling rows without reading
+    /// the 8-byte columns (see ``ValueCodes``).
+    var priceLowCodes = ValueCodes(bounds: [])
+    var priceHighCodes = ValueCodes(bounds: [])
+    /// 16-bit codes of `createdAt`, so collecting a page sorted by creation time rejects most matches
+    /// without reading their records.
+    var createdCodes = ValueCodes(bounds: [])
     /// The widest `priceHigh - priceLow` ever stored (never lowered): rows with `priceLow` below
     /// `priceMin - maxPriceSpread` cannot overlap a price filter, so price-sorted walks start past them.
     var maxPriceSpread: Int64 = 0
@@ -59,7 +54,7 @@ public final class ExploreStore {
     var cube = GroupCube()
 
     /// Number of slots ever used (live or free).
-    var slotCount: Int { ids.count }
+    var slotCount: Int { records.count }
     /// Words in a bitset covering every slot.
     var wordCount: Int { (slotCount + 63) >> 6 }
 
@@ -119,7 +114,10 @@ public final class ExploreStore {
                                       + Self.quantiles(&lows, count: 64))
         priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
                                        + Self.quantiles(&highs, count: 64))
+        createdCodes = ValueCodes(bounds: created)
         createdRanges = RangeBitmaps(bounds: Self.quantiles(&created, count: 32))
+        priceLowCodes = ValueCodes(bounds: lows)
+        priceHighCodes = ValueCodes(bounds: highs)
         lows = []
         highs = []
         created = []
@@ -133,9 +131,9 @@ public final class ExploreStore {
                 insertColumns(rows[placement.position], slot: allocateSlot(for: rows[placement.position].id))
             }
         }
-        priceLowRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.priceLow[$0] : nil }
-        priceHighRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.priceHigh[$0] : nil }
-        createdRanges.preload(slotCount: slotCount) { self.createdAt[$0] }
+        priceLowRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceLow : nil }
+        priceHighRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceHigh : nil }
+        createdRanges.preload(slotCount: slotCount) { self.records[$0].createdAt }
         for slot in 0..<slotCount { indexRow(slot, includingOrders: false) }
         buildOrders()
         cube = GroupCube(slotCount: slotCount, key: { self.hasFlag($0, .live) ? self.cubeKey($0) : nil },
@@ -184,18 +182,7 @@ public final class ExploreStore {
     }
 
     private func reserve(_ count: Int) {
-        ids.reserveCapacity(count)
-        types.reserveCapacity(count)
-        flags.reserveCapacity(count)
-        statusCodes.reserveCapacity(count)
-        cityCodes.reserveCapacity(count)
-        areaCodes.reserveCapacity(count)
-        locationIDs.reserveCapacity(count)
-        priceLow.reserveCapacity(count)
-        priceHigh.reserveCapacity(count)
-        bedrooms.reserveCapacity(count)
-        bathrooms.reserveCapacity(count)
-        createdAt.reserveCapacity(count)
+        records.reserveCapacity(count)
     }
 
     // MARK: Reading rows
@@ -206,62 +193,37 @@ public final class ExploreStore {
     }
 
     func row(slot: Int) -> ExploreListing {
-        let flag = SlotFlags(rawValue: flags[slot])
-        return ExploreListing(
-            id: ids[slot], listingType: ListingType(rawValue: types[slot]) ?? .existing,
-            status: statusDictionary.values[Int(statusCodes[slot])], title: titles.get(slot) ?? "",
-            locationID: locationIDs[slot],
-            priceFrom: flag.contains(.hasPriceFrom) ? priceLow[slot] : nil,
-            priceTo: flag.contains(.hasPriceTo) ? priceHigh[slot] : nil,
-            bedrooms: flag.contains(.hasBedrooms) ? bedrooms[slot] : nil,
-            bathrooms: flag.contains(.hasBathrooms) ? bathrooms[slot] : nil,
-            primaryImageURL: imageURLs.get(slot),
-            city: cityDictionary.values[Int(cityCodes[slot])], area: areaDictionary.values[Int(areaCodes[slot])],
-            createdAt: createdAt[slot])
+        listing(records[slot], title: titles.get(slot), imageURL: imageURLs.get(slot))
     }
 
-    /// The rows of `slots`, in order, read a column at a time: one column's loads for every row are
-    /// independent, so their cache misses overlap instead of queueing row by row.
+    private func listing(_ record: SlotRecord, title: String?, imageURL: String?) -> ExploreListing {
+        let flag = SlotFlags(rawValue: record.flags)
+        return ExploreListing(
+            id: record.id, listingType: ListingType(rawValue: record.type) ?? .existing,
+            status: statusDictionary.values[Int(record.status)], title: title ?? "",
+            locationID: record.locationID,
+            priceFrom: flag.contains(.hasPriceFrom) ? record.priceLow : nil,
+            priceTo: flag.contains(.hasPriceTo) ? record.priceHigh : nil,
+            bedrooms: flag.contains(.hasBedrooms) ? record.bedrooms : nil,
+            bathrooms: flag.contains(.hasBathrooms) ? record.bathrooms : nil,
+            primaryImageURL: imageURL,
+            city: cityDictionary.values[Int(record.city)], area: areaDictionary.values[Int(record.area)],
+            createdAt: record.createdAt)
+    }
+
+    /// The rows of `slots`, in order: every row's record is read first (independent loads, so their cache
+    /// misses overlap instead of queueing row by row), then the strings.
     func rows(slots: [Int]) -> [ExploreListing] {
-        let (ids, types, flags, statusCodes, cityCodes, areaCodes) = (ids, types, flags, statusCodes, cityCodes, areaCodes)
-        let (locationIDs, priceLow, priceHigh, bedrooms, bathrooms, createdAt) =
-            (locationIDs, priceLow, priceHigh, bedrooms, bathrooms, createdAt)
-        let idValues = slots.map { ids[$0] }
-        let typeValues = slots.map { types[$0] }
-        let flagValues = slots.map { flags[$0] }
-        let statusValues = slots.map { statusCodes[$0] }
-        let cityValues = slots.map { cityCodes[$0] }
-        let areaValues = slots.map { areaCodes[$0] }
-        let locationValues = slots.map { locationIDs[$0] }
-        let lowValues = slots.map { priceLow[$0] }
-        let highValues = slots.map { priceHigh[$0] }
-        let bedroomValues = slots.map { bedrooms[$0] }
-        let bathroomValues = slots.map { bathrooms[$0] }
-        let createdValues = slots.map { createdAt[$0] }
+        let records = self.records
+        let fetched = slots.map { records[$0] }
         let titleValues = slots.map { titles.get($0) }
         let imageValues = slots.map { imageURLs.get($0) }
-        return slots.indices.map { i in
-            let flag = SlotFlags(rawValue: flagValues[i])
-            return ExploreListing(
-                id: idValues[i], listingType: ListingType(rawValue: typeValues[i]) ?? .existing,
-                status: statusDictionary.values[Int(statusValues[i])], title: titleValues[i] ?? "",
-                locationID: locationValues[i],
-                priceFrom: flag.contains(.hasPriceFrom) ? lowValues[i] : nil,
-                priceTo: flag.contains(.hasPriceTo) ? highValues[i] : nil,
-                bedrooms: flag.contains(.hasBedrooms) ? bedroomValues[i] : nil,
-                bathrooms: flag.contains(.hasBathrooms) ? bathroomValues[i] : nil,
-                primaryImageURL: imageValues[i],
-                city: cityDictionary.values[Int(cityValues[i])], area: areaDictionary.values[Int(areaValues[i])],
-                createdAt: createdValues[i])
-        }
+        return slots.indices.map { i in listing(fetched[i], title: titleValues[i], imageURL: imageValues[i]) }
     }
 
     /// Bytes held by columns, strings and indexes, from the buffers' capacities.
     var memoryBytes: Int {
-        var total = ids.capacity * 8 + types.capacity + flags.capacity + statusCodes.capacity * 4
-        total += cityCodes.capacity * 4 + areaCodes.capacity * 4 + locationIDs.capacity * 8
-        total += priceLow.capacity * 8 + priceHigh.capacity * 8 + bedrooms.capacity * 4 + bathrooms.capacity * 4
-        total += createdAt.capacity * 8 + titles.memoryBytes + imageURLs.memoryBytes
+        var total = records.capacity * MemoryLayout<SlotRecord>.stride + titles.memoryBytes + imageURLs.memoryBytes
         total += statusDictionary.memoryBytes + cityDictionary.memoryBytes + areaDictionary.memoryBytes
         // A native Swift dictionary stores keys and values in separate arrays plus one metadata bit per bucket.
         total += slotByID.capacity * (8 + 4) + slotByID.capacity / 8 + freeSlots.capacity * 4
@@ -275,6 +237,7 @@ public final class ExploreStore {
         for posting in bedroomPostings.values { total += posting.memoryBytes + 16 }
         for posting in bathroomPostings.values { total += posting.memoryBytes + 16 }
         total += priceLowRanges.memoryBytes + priceHighRanges.memoryBytes + createdRanges.memoryBytes
+        total += priceLowCodes.memoryBytes + priceHighCodes.memoryBytes + createdCodes.memoryBytes
         total += priceOrder.memoryBytes + unpriced.memoryBytes + createdOrder.memoryBytes
         total += cube.memoryBytes
         return total
@@ -296,7 +259,7 @@ public final class ExploreStore {
         unindexRow(Int(slot))
         titles.set(Int(slot), nil)
         imageURLs.set(Int(slot), nil)
-        flags[Int(slot)] = 0
+        records[Int(slot)].flags = 0
         freeSlots.append(slot)
     }
 
@@ -314,24 +277,18 @@ public final class ExploreStore {
         let slot: Int
         if let free = freeSlots.popLast() {
             slot = Int(free)
-            ids[slot] = id
+            records[slot].id = id
         } else {
-            slot = ids.count
-            if ids.count == ids.capacity { reserve(ids.count + ids.count / 8 + 1024) }
-            ids.append(id)
-            types.append(0)
-            flags.append(0)
-            statusCodes.append(0)
-            cityCodes.append(0)
-            areaCodes.append(0)
-            locationIDs.append(0)
-            priceLow.append(0)
-            priceHigh.append(0)
-            bedrooms.append(0)
-            bathrooms.append(0)
-            createdAt.append(0)
+            slot = records.count
+            if records.count == records.capacity { reserve(records.count + records.count / 8 + 1024) }
+            var record = SlotRecord()
+            record.id = id
+            records.append(record)
             titles.ensureSlots(slot + 1)
             imageURLs.ensureSlots(slot + 1)
+            priceLowCodes.grow(to: slot + 1)
+            priceHighCodes.grow(to: slot + 1)
+            createdCodes.grow(to: slot + 1)
         }
         slotByID[id] = UInt32(slot)
         return slot
@@ -339,22 +296,28 @@ public final class ExploreStore {
 
     /// Writes every column of `row` into `slot` (indexes untouched).
     private func insertColumns(_ row: ExploreListing, slot: Int) {
-        types[slot] = row.listingType.rawValue
-        statusCodes[slot] = encode(row.status, in: &statusDictionary)
-        cityCodes[slot] = encode(row.city, in: &cityDictionary)
-        areaCodes[slot] = encode(row.area, in: &areaDictionary)
-        locationIDs[slot] = row.locationID
+        var record = SlotRecord()
+        record.id = row.id
+        record.type = row.listingType.rawValue
+        record.status = encode(row.status, in: &statusDictionary)
+        record.city = encode(row.city, in: &cityDictionary)
+        record.area = encode(row.area, in: &areaDictionary)
+        record.locationID = row.locationID
         var flag: SlotFlags = .live
-        priceLow[slot] = row.priceFrom ?? row.priceTo ?? 0
-        priceHigh[slot] = row.priceTo ?? row.priceFrom ?? 0
+        record.priceLow = row.priceFrom ?? row.priceTo ?? 0
+        record.priceHigh = row.priceTo ?? row.priceFrom ?? 0
+        priceLowCodes.set(slot, record.priceLow)
+        priceHighCodes.set(slot, record.priceHigh)
         if row.priceFrom != nil { flag.insert(.hasPriceFrom) }
         if row.priceTo != nil { flag.insert(.hasPriceTo) }
-        bedrooms[slot] = row.bedrooms ?? 0
+        record.bedrooms = row.bedrooms ?? 0
         if row.bedrooms != nil { flag.insert(.hasBedrooms) }
-        bathrooms[slot] = row.bathrooms ?? 0
+        record.bathrooms = row.bathrooms ?? 0
         if row.bathrooms != nil { flag.insert(.hasBathrooms) }
-        createdAt[slot] = row.createdAt
-        flags[slot] = flag.rawValue
+        record.createdAt = row.createdAt
+        createdCodes.set(slot, record.createdAt)
+        record.flags = flag.rawValue
+        records[slot] = record
         titles.set(slot, row.title)
         imageURLs.set(slot, row.primaryImageURL)
     }
@@ -364,35 +327,36 @@ public final class ExploreStore {
     }
 
     private func hasPrice(_ slot: Int) -> Bool {
-        SlotFlags(rawValue: flags[slot]).hasPrice
+        SlotFlags(rawValue: records[slot].flags).hasPrice
     }
 
     private func hasFlag(_ slot: Int, _ flag: SlotFlags) -> Bool {
-        SlotFlags(rawValue: flags[slot]).contains(flag)
+        SlotFlags(rawValue: records[slot].flags).contains(flag)
     }
 
     /// Adds `slot` (columns already written) to every index.
     private func indexRow(_ slot: Int, includingOrders: Bool) {
         let s = UInt32(slot)
+        let record = records[slot]
+        let flag = SlotFlags(rawValue: record.flags)
         live.insert(slot)
-        typePostings[Int(types[slot])].insert(slot)
-        Self.insert(slot, code: statusCodes[slot], into: &statusPostings)
-        Self.insert(slot, code: cityCodes[slot], into: &cityPostings)
-        let area = Int(areaCodes[slot])
-        areaPostings.insert(slot, code: UInt32(area))
-        locationPostings[locationIDs[slot], default: SortedSlots()].insert(s)
-        if hasFlag(slot, .hasBedrooms) { bedroomPostings[bedrooms[slot], default: Bitset()].insert(slot) }
-        if hasFlag(slot, .hasBathrooms) { bathroomPostings[bathrooms[slot], default: Bitset()].insert(slot) }
-        if hasPrice(slot) {
-            priceLowRanges.insert(slot, priceLow[slot])
-            priceHighRanges.insert(slot, priceHigh[slot])
-            noteSpread(priceLow[slot], priceHigh[slot])
+        typePostings[Int(record.type)].insert(slot)
+        Self.insert(slot, code: record.status, into: &statusPostings)
+        Self.insert(slot, code: record.city, into: &cityPostings)
+        areaPostings.insert(slot, code: record.area)
+        locationPostings[record.locationID, default: SortedSlots()].insert(s)
+        if flag.contains(.hasBedrooms) { bedroomPostings[record.bedrooms, default: Bitset()].insert(slot) }
+        if flag.contains(.hasBathrooms) { bathroomPostings[record.bathrooms, default: Bitset()].insert(slot) }
+        if flag.hasPrice {
+            priceLowRanges.insert(slot, record.priceLow)
+            priceHighRanges.insert(slot, record.priceHigh)
+            noteSpread(record.priceLow, record.priceHigh)
         } else {
             // A reused slot may still carry its previous row's range bits (see `RangeBitmaps.release`).
             priceLowRanges.remove(slot)
             priceHighRanges.remove(slot)
         }
-        createdRanges.insert(slot, createdAt[slot])
+        createdRanges.insert(slot, record.createdAt)
         if includingOrders {
             insertOrders(slot)
             cube.add(slot: slot, key: cubeKey(slot), price: cubePrice(slot))
@@ -401,14 +365,16 @@ public final class ExploreStore {
 
     /// The cube group of `slot`'s current column values.
     func cubeKey(_ slot: Int) -> GroupCube.Key {
-        let hasBedrooms = hasFlag(slot, .hasBedrooms)
-        return GroupCube.Key(type: types[slot], status: statusCodes[slot], city: cityCodes[slot],
-                             bedrooms: hasBedrooms ? bedrooms[slot] : Int32.min, hasBedrooms: hasBedrooms)
+        let record = records[slot]
+        let hasBedrooms = SlotFlags(rawValue: record.flags).contains(.hasBedrooms)
+        return GroupCube.Key(type: record.type, status: record.status, city: record.city,
+                             bedrooms: hasBedrooms ? record.bedrooms : Int32.min, hasBedrooms: hasBedrooms)
     }
 
     /// `slot`'s effective price range, if it has a price.
     func cubePrice(_ slot: Int) -> (low: Int64, high: Int64)? {
-        hasPrice(slot) ? (priceLow[slot], priceHigh[slot]) : nil
+        let record = records[slot]
+        return SlotFlags(rawValue: record.flags).hasPrice ? (record.priceLow, record.priceHigh) : nil
     }
 
     private func noteSpread(_ low: Int64, _ high: Int64) {
@@ -423,27 +389,27 @@ public final class ExploreStore {
 
     private func insertOrders(_ slot: Int, price: Bool = true, created: Bool = true) {
         let s = UInt32(slot)
-        let id = ids[slot]
+        let record = records[slot]
         if price {
-            if hasPrice(slot) {
-                priceOrder.insert(key: priceLow[slot], id: id, slot: s)
+            if SlotFlags(rawValue: record.flags).hasPrice {
+                priceOrder.insert(key: record.priceLow, id: record.id, slot: s)
             } else {
-                unpriced.insert(key: 0, id: id, slot: s)
+                unpriced.insert(key: 0, id: record.id, slot: s)
             }
         }
-        if created { createdOrder.insert(key: createdAt[slot], id: id, slot: s) }
+        if created { createdOrder.insert(key: record.createdAt, id: record.id, slot: s) }
     }
 
     private func removeOrders(_ slot: Int, price: Bool = true, created: Bool = true) {
-        let id = ids[slot]
+        let record = records[slot]
         if price {
-            if hasPrice(slot) {
-                priceOrder.remove(key: priceLow[slot], id: id)
+            if SlotFlags(rawValue: record.flags).hasPrice {
+                priceOrder.remove(key: record.priceLow, id: record.id)
             } else {
-                unpriced.remove(key: 0, id: id)
+                unpriced.remove(key: 0, id: record.id)
             }
         }
-        if created { createdOrder.remove(key: createdAt[slot], id: id) }
+        if created { createdOrder.remove(key: record.createdAt, id: record.id) }
     }
 
     /// Builds every sort order from scratch (bulk load).
@@ -456,22 +422,23 @@ public final class ExploreStore {
             var slot: UInt32
             static func < (a: Entry, b: Entry) -> Bool { a.key < b.key || (a.key == b.key && a.id < b.id) }
         }
-        let (ids, flags, priceLow, createdAt) = (self.ids, self.flags, self.priceLow, self.createdAt)
+        let records = self.records
         var priced: [Entry] = []
         var unpricedSlots: [Entry] = []
         var all: [Entry] = []
-        priced.reserveCapacity(ids.count)
-        all.reserveCapacity(ids.count)
-        for slot in 0..<ids.count {
-            let flag = SlotFlags(rawValue: flags[slot])
+        priced.reserveCapacity(records.count)
+        all.reserveCapacity(records.count)
+        for slot in 0..<records.count {
+            let record = records[slot]
+            let flag = SlotFlags(rawValue: record.flags)
             guard flag.contains(.live) else { continue }
-            let (id, s) = (ids[slot], UInt32(slot))
+            let (id, s) = (record.id, UInt32(slot))
             if flag.hasPrice {
-                priced.append(Entry(key: priceLow[slot], id: id, slot: s))
+                priced.append(Entry(key: record.priceLow, id: id, slot: s))
             } else {
                 unpricedSlots.append(Entry(key: 0, id: id, slot: s))
             }
-            all.append(Entry(key: createdAt[slot], id: id, slot: s))
+            all.append(Entry(key: record.createdAt, id: id, slot: s))
         }
         func build(_ entries: inout [Entry]) -> SortedSlotList {
             entries.sort()
@@ -486,14 +453,16 @@ public final class ExploreStore {
     private func unindexRow(_ slot: Int) {
         removeOrders(slot)
         cube.remove(slot: slot, price: cubePrice(slot))
+        let record = records[slot]
+        let flag = SlotFlags(rawValue: record.flags)
         live.remove(slot)
-        typePostings[Int(types[slot])].remove(slot)
-        statusPostings[Int(statusCodes[slot])].remove(slot)
-        cityPostings[Int(cityCodes[slot])].remove(slot)
-        areaPostings.remove(slot, code: areaCodes[slot])
+        typePostings[Int(record.type)].remove(slot)
+        statusPostings[Int(record.status)].remove(slot)
+        cityPostings[Int(record.city)].remove(slot)
+        areaPostings.remove(slot, code: record.area)
         removeLocation(slot)
-        if hasFlag(slot, .hasBedrooms) { bedroomPostings[bedrooms[slot]]?.remove(slot) }
-        if hasFlag(slot, .hasBathrooms) { bathroomPostings[bathrooms[slot]]?.remove(slot) }
+        if flag.contains(.hasBedrooms) { bedroomPostings[record.bedrooms]?.remove(slot) }
+        if flag.contains(.hasBathrooms) { bathroomPostings[record.bathrooms]?.remove(slot) }
         // The slot is being freed: `release` leaves the range bits to be moved by the slot's next row.
         priceLowRanges.release(slot)
         priceHighRanges.release(slot)
@@ -501,7 +470,7 @@ public final class ExploreStore {
     }
 
     private func removeLocation(_ slot: Int) {
-        let location = locationIDs[slot]
+        let location = records[slot].locationID
         locationPostings[location]?.remove(UInt32(slot))
         if locationPostings[location]?.slots.isEmpty == true { locationPostings[location] = nil }
     }
@@ -509,107 +478,132 @@ public final class ExploreStore {
     /// Moves `slot` to `row`'s values, touching only the indexes of fields that changed.
     private func update(_ slot: Int, to row: ExploreListing) {
         let s = UInt32(slot)
-        let old = SlotFlags(rawValue: flags[slot])
-        let newLow = row.priceFrom ?? row.priceTo
-        let newHigh = row.priceTo ?? row.priceFrom
-        let oldHasPrice = hasPrice(slot)
-        let oldCubePrice = cubePrice(slot)
-        let priceOrderChanged = oldHasPrice != (newLow != nil) || (newLow != nil && newLow! != priceLow[slot])
-        let createdChanged = row.createdAt != createdAt[slot]
-        if priceOrderChanged || createdChanged {
-            removeOrders(slot, price: priceOrderChanged, created: createdChanged)
-        }
-
-        if row.listingType.rawValue != types[slot] {
-            typePostings[Int(types[slot])].remove(slot)
-            types[slot] = row.listingType.rawValue
-            typePostings[Int(types[slot])].insert(slot)
-        }
+        let old = records[slot]
+        let oldFlags = SlotFlags(rawValue: old.flags)
+        var new = old
+        new.type = row.listingType.rawValue
         // Comparing with the stored value first (usually equal, and short strings compare inline) skips
         // hashing the string on every upsert.
-        let status = statusDictionary.values[Int(statusCodes[slot])] == row.status
-            ? statusCodes[slot] : statusDictionary.encode(row.status)
-        if status != statusCodes[slot] {
-            statusPostings[Int(statusCodes[slot])].remove(slot)
-            statusCodes[slot] = status
-            Self.insert(slot, code: status, into: &statusPostings)
-        }
-        let city = cityDictionary.values[Int(cityCodes[slot])] == row.city
-            ? cityCodes[slot] : cityDictionary.encode(row.city)
-        if city != cityCodes[slot] {
-            cityPostings[Int(cityCodes[slot])].remove(slot)
-            cityCodes[slot] = city
-            Self.insert(slot, code: city, into: &cityPostings)
-        }
-        let area = areaDictionary.values[Int(areaCodes[slot])] == row.area
-            ? areaCodes[slot] : areaDictionary.encode(row.area)
-        if area != areaCodes[slot] {
-            areaPostings.remove(slot, code: areaCodes[slot])
-            areaCodes[slot] = area
-            areaPostings.insert(slot, code: area)
-        }
-        if row.locationID != locationIDs[slot] {
-            removeLocation(slot)
-            locationIDs[slot] = row.locationID
-            locationPostings[row.locationID, default: SortedSlots()].insert(s)
-        }
-
+        new.status = statusDictionary.values[Int(old.status)] == row.status ? old.status : statusDictionary.encode(row.status)
+        new.city = cityDictionary.values[Int(old.city)] == row.city ? old.city : cityDictionary.encode(row.city)
+        new.area = areaDictionary.values[Int(old.area)] == row.area ? old.area : areaDictionary.encode(row.area)
+        new.locationID = row.locationID
+        let newLow = row.priceFrom ?? row.priceTo
+        let newHigh = row.priceTo ?? row.priceFrom
+        new.priceLow = newLow ?? 0
+        new.priceHigh = newHigh ?? 0
+        new.bedrooms = row.bedrooms ?? 0
+        new.bathrooms = row.bathrooms ?? 0
+        new.createdAt = row.createdAt
         var flag: SlotFlags = .live
         if row.priceFrom != nil { flag.insert(.hasPriceFrom) }
         if row.priceTo != nil { flag.insert(.hasPriceTo) }
         if row.bedrooms != nil { flag.insert(.hasBedrooms) }
         if row.bathrooms != nil { flag.insert(.hasBathrooms) }
+        new.flags = flag.rawValue
 
-        // Price range bitmaps.
-        if let newLow, let newHigh, oldHasPrice {
-            priceLowRanges.update(slot, to: newLow)
-            priceHighRanges.update(slot, to: newHigh)
-        } else if oldHasPrice {
-            priceLowRanges.remove(slot)
-            priceHighRanges.remove(slot)
-        } else if let newLow, let newHigh {
-            priceLowRanges.insert(slot, newLow)
-            priceHighRanges.insert(slot, newHigh)
-        }
-        priceLow[slot] = newLow ?? 0
-        priceHigh[slot] = newHigh ?? 0
-        if let newLow, let newHigh { noteSpread(newLow, newHigh) }
+        if new != old {
+            let oldHasPrice = oldFlags.hasPrice
+            let priceOrderChanged = oldHasPrice != flag.hasPrice || (flag.hasPrice && new.priceLow != old.priceLow)
+            let createdChanged = new.createdAt != old.createdAt
+            // The orders are keyed by the stored record: remove with the old one, insert with the new one.
+            if priceOrderChanged || createdChanged {
+                removeOrders(slot, price: priceOrderChanged, created: createdChanged)
+            }
+            if new.type != old.type {
+                typePostings[Int(old.type)].remove(slot)
+                typePostings[Int(new.type)].insert(slot)
+            }
+            if new.status != old.status {
+                statusPostings[Int(old.status)].remove(slot)
+                Self.insert(slot, code: new.status, into: &statusPostings)
+            }
+            if new.city != old.city {
+                cityPostings[Int(old.city)].remove(slot)
+                Self.insert(slot, code: new.city, into: &cityPostings)
+            }
+            if new.area != old.area {
+                areaPostings.remove(slot, code: old.area)
+                areaPostings.insert(slot, code: new.area)
+            }
+            if new.locationID != old.locationID {
+                removeLocation(slot)
+                locationPostings[new.locationID, default: SortedSlots()].insert(s)
+            }
+            // Price range bitmaps.
+            if let newLow, let newHigh, oldHasPrice {
+                if newLow != old.priceLow { priceLowRanges.update(slot, to: newLow) }
+                if newHigh != old.priceHigh { priceHighRanges.update(slot, to: newHigh) }
+            } else if oldHasPrice {
+                priceLowRanges.remove(slot)
+                priceHighRanges.remove(slot)
+            } else if let newLow, let newHigh {
+                priceLowRanges.insert(slot, newLow)
+                priceHighRanges.insert(slot, newHigh)
+            }
+            // Codes always encode the stored value (0 for an unpriced row), so a later edit compares against it.
+            if new.priceLow != old.priceLow { priceLowCodes.set(slot, new.priceLow) }
+            if new.priceHigh != old.priceHigh { priceHighCodes.set(slot, new.priceHigh) }
+            if let newLow, let newHigh { noteSpread(newLow, newHigh) }
 
-        let newBedrooms = row.bedrooms
-        if newBedrooms != (old.contains(.hasBedrooms) ? bedrooms[slot] : nil) {
-            if old.contains(.hasBedrooms) { bedroomPostings[bedrooms[slot]]?.remove(slot) }
-            if let newBedrooms { bedroomPostings[newBedrooms, default: Bitset()].insert(slot) }
-        }
-        bedrooms[slot] = newBedrooms ?? 0
-        let newBathrooms = row.bathrooms
-        if newBathrooms != (old.contains(.hasBathrooms) ? bathrooms[slot] : nil) {
-            if old.contains(.hasBathrooms) { bathroomPostings[bathrooms[slot]]?.remove(slot) }
-            if let newBathrooms { bathroomPostings[newBathrooms, default: Bitset()].insert(slot) }
-        }
-        bathrooms[slot] = newBathrooms ?? 0
+            let oldBedrooms = oldFlags.contains(.hasBedrooms) ? old.bedrooms : nil
+            if row.bedrooms != oldBedrooms {
+                if let oldBedrooms { bedroomPostings[oldBedrooms]?.remove(slot) }
+                if let newBedrooms = row.bedrooms { bedroomPostings[newBedrooms, default: Bitset()].insert(slot) }
+            }
+            let oldBathrooms = oldFlags.contains(.hasBathrooms) ? old.bathrooms : nil
+            if row.bathrooms != oldBathrooms {
+                if let oldBathrooms { bathroomPostings[oldBathrooms]?.remove(slot) }
+                if let newBathrooms = row.bathrooms { bathroomPostings[newBathrooms, default: Bitset()].insert(slot) }
+            }
+            if createdChanged {
+                createdRanges.update(slot, to: new.createdAt)
+                createdCodes.set(slot, new.createdAt)
+            }
 
-        if createdChanged {
-            createdRanges.update(slot, to: row.createdAt)
-            createdAt[slot] = row.createdAt
-        }
-        flags[slot] = flag.rawValue
-        let newCubeKey = cubeKey(slot)
-        let newCubePrice = cubePrice(slot)
-        if newCubeKey != cube.key(ofSlot: slot) {
-            cube.remove(slot: slot, price: oldCubePrice)
-            cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
-        } else if let oldCubePrice, let newCubePrice {
-            if oldCubePrice != newCubePrice { cube.movePrice(slot: slot, from: oldCubePrice, to: newCubePrice) }
-        } else if oldCubePrice != nil || newCubePrice != nil {
-            cube.remove(slot: slot, price: oldCubePrice)
-            cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
-        }
-        if priceOrderChanged || createdChanged {
-            insertOrders(slot, price: priceOrderChanged, created: createdChanged)
+            let oldCubePrice = cubePrice(slot)
+            records[slot] = new
+            let newCubeKey = cubeKey(slot)
+            let newCubePrice = cubePrice(slot)
+            if newCubeKey != cube.key(ofSlot: slot) {
+                cube.remove(slot: slot, price: oldCubePrice)
+                cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
+            } else if let oldCubePrice, let newCubePrice {
+                if oldCubePrice != newCubePrice { cube.movePrice(slot: slot, from: oldCubePrice, to: newCubePrice) }
+            } else if oldCubePrice != nil || newCubePrice != nil {
+                cube.remove(slot: slot, price: oldCubePrice)
+                cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
+            }
+            if priceOrderChanged || createdChanged {
+                insertOrders(slot, price: priceOrderChanged, created: createdChanged)
+            }
         }
         if !titles.equals(slot, row.title) { titles.set(slot, row.title) }
         if !imageURLs.equals(slot, row.primaryImageURL) { imageURLs.set(slot, row.primaryImageURL) }
     }
+}
+
+/// One slot's fixed-size fields, kept together (64 bytes with padding) so reading a page's rows, testing a
+/// row against a filter or updating a row touches one record instead of a cache line per column.
+struct SlotRecord: Equatable {
+    var id: Int64 = 0
+    var locationID: Int64 = 0
+    /// Effective price range: `priceLow = priceFrom ?? priceTo`, `priceHigh = priceTo ?? priceFrom` (0 when
+    /// unpriced); the flags record which ends the row really had, so the original optionals can be rebuilt.
+    var priceLow: Int64 = 0
+    var priceHigh: Int64 = 0
+    var createdAt: Int64 = 0
+    /// Dictionary codes of status, city and area.
+    var status: UInt32 = 0
+    var city: UInt32 = 0
+    var area: UInt32 = 0
+    /// 0 when absent (see the flags).
+    var bedrooms: Int32 = 0
+    var bathrooms: Int32 = 0
+    /// ``ListingType`` raw value.
+    var type: UInt8 = 0
+    /// ``SlotFlags``.
+    var flags: UInt8 = 0
 }
 
 /// Per-slot presence bits.

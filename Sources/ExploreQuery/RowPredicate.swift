@@ -1,18 +1,8 @@
 /// A filter tested against one row's columns: the match test of sorted walks that run without a match set
 /// (when the group cube shows matches are dense, a page is a short walk and the bitmaps are not needed).
 struct RowPredicate {
-    // The store's columns (array references, no copy), so each test does not go through the class.
-    private let flags: [UInt8]
-    private let types: [UInt8]
-    private let statusCodes: [UInt32]
-    private let cityCodes: [UInt32]
-    private let areaCodes: [UInt32]
-    private let locationIDs: [Int64]
-    private let priceLow: [Int64]
-    private let priceHigh: [Int64]
-    private let bedroomCounts: [Int32]
-    private let bathroomCounts: [Int32]
-    private let createdAt: [Int64]
+    // The store's records (an array reference, no copy), so each test does not go through the class.
+    private let records: [SlotRecord]
     private let typeMask: UInt64
     private let statuses: [Bool]?
     private let cities: [Bool]?
@@ -26,17 +16,7 @@ struct RowPredicate {
     private let createdBefore: Int64?
 
     init(_ filter: SearchFilter, store: ExploreStore) {
-        flags = store.flags
-        types = store.types
-        statusCodes = store.statusCodes
-        cityCodes = store.cityCodes
-        areaCodes = store.areaCodes
-        locationIDs = store.locationIDs
-        priceLow = store.priceLow
-        priceHigh = store.priceHigh
-        bedroomCounts = store.bedrooms
-        bathroomCounts = store.bathrooms
-        createdAt = store.createdAt
+        records = store.records
         typeMask = filter.listingTypes.map { $0.reduce(0) { $0 | (1 &<< UInt64($1.rawValue)) } } ?? ~0
         statuses = filter.statuses.map { Self.allowed($0, store.statusDictionary) }
         cities = filter.cities.map { Self.allowed($0, store.cityDictionary) }
@@ -67,24 +47,25 @@ struct RowPredicate {
     }
 
     func matches(_ slot: Int) -> Bool {
-        let flag = SlotFlags(rawValue: flags[slot])
-        guard flag.contains(.live), typeMask & (1 &<< UInt64(types[slot])) != 0,
-              Self.contains(cities, cityCodes[slot]), Self.contains(statuses, statusCodes[slot]),
-              Self.contains(areas, areaCodes[slot]) else { return false }
-        if let locations, !locations.contains(locationIDs[slot]) { return false }
+        let record = records[slot]
+        let flag = SlotFlags(rawValue: record.flags)
+        guard flag.contains(.live), typeMask & (1 &<< UInt64(record.type)) != 0,
+              Self.contains(cities, record.city), Self.contains(statuses, record.status),
+              Self.contains(areas, record.area) else { return false }
+        if let locations, !locations.contains(record.locationID) { return false }
         if priceMin != nil || priceMax != nil {
             guard flag.hasPrice else { return false }
-            if let priceMax, priceLow[slot] > priceMax { return false }
-            if let priceMin, priceHigh[slot] < priceMin { return false }
+            if let priceMax, record.priceLow > priceMax { return false }
+            if let priceMin, record.priceHigh < priceMin { return false }
         }
         if let bedrooms {
-            guard flag.contains(.hasBedrooms), bedrooms.contains(bedroomCounts[slot]) else { return false }
+            guard flag.contains(.hasBedrooms), bedrooms.contains(record.bedrooms) else { return false }
         }
         if let bathroomsMin {
-            guard flag.contains(.hasBathrooms), bathroomCounts[slot] >= bathroomsMin else { return false }
+            guard flag.contains(.hasBathrooms), record.bathrooms >= bathroomsMin else { return false }
         }
-        if let createdAfter, createdAt[slot] < createdAfter { return false }
-        if let createdBefore, createdAt[slot] >= createdBefore { return false }
+        if let createdAfter, record.createdAt < createdAfter { return false }
+        if let createdBefore, record.createdAt >= createdBefore { return false }
         return true
     }
 }

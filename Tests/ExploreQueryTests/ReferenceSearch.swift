@@ -133,6 +133,8 @@ struct RandomListings {
         let type: ListingType = Bool.random(using: &random) ? .development : .existing
         var priceFrom: Int64? = [50_000, 100_000, 150_000, 200_000, 450_000, 1_000_000, 2_500_000]
             .randomElement(using: &random)! + Int64.random(in: -2...2, using: &random) * 25_000
+        // Now and then an odd price: between the filters' points and between the bulk load's code bounds.
+        if Int.random(in: 0..<8, using: &random) == 0 { priceFrom! += Int64.random(in: 1...30_000, using: &random) }
         var priceTo: Int64? = priceFrom
         if type == .development { priceTo = priceFrom! + Int64.random(in: 0...4, using: &random) * 100_000 }
         switch Int.random(in: 0..<10, using: &random) {

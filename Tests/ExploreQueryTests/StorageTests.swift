@@ -34,6 +34,56 @@ import Testing
         #expect(keys.chunks.allSatisfy { $0.count <= RankedKeys.maximumChunk })
     }
 
+    /// `LessThan` with and without 16-bit codes (few, thinned bounds, so many rows share a code) against a plain
+    /// comparison, while slots change values, lose them and are reused.
+    @Test(arguments: [UInt64(1), 2, 3])
+    func lessThanWithCodesMatchesComparison(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        let slots = 700
+        func value() -> Int64 { Int64.random(in: -30...30, using: &random) * 1_000 + (Bool.random(using: &random) ? 0 : 7) }
+        var ranges = RangeBitmaps(bounds: (0..<5).map { _ in value() })
+        var codes = ValueCodes(bounds: (0..<40).map { _ in value() }, maximumBounds: Int.random(in: 0...9, using: &random))
+        #expect(codes.bounds == codes.bounds.sorted() && Set(codes.bounds).count == codes.bounds.count)
+        var values = [Int64](repeating: 0, count: slots)
+        var present = [Bool](repeating: false, count: slots)
+        for round in 0..<30 {
+            for _ in 0..<200 {
+                let slot = Int.random(in: 0..<slots, using: &random)
+                switch Int.random(in: 0..<4, using: &random) {
+                case 0:
+                    if present[slot] { ranges.remove(slot) }
+                    present[slot] = false
+                case 1:
+                    if present[slot] { ranges.release(slot) }
+                    present[slot] = false
+                default:
+                    values[slot] = value()
+                    if present[slot] { ranges.update(slot, to: values[slot]) } else { ranges.insert(slot, values[slot]) }
+                    present[slot] = true
+                }
+                codes.set(slot, values[slot])
+            }
+            let x = round % 3 == 0 ? (codes.bounds.randomElement(using: &random) ?? 0) : value() + Int64.random(in: -2...2, using: &random)
+            for useCodes in [false, true] {
+                let records = values.map { value in
+                    var record = SlotRecord()
+                    record.priceLow = value
+                    return record
+                }
+                let test = LessThan(ranges, x, records: records, column: .priceLow, codes: useCodes ? codes : nil)
+                for word in 0..<((slots + 63) / 64) {
+                    var need: UInt64 = 0
+                    var expected: UInt64 = 0
+                    for bit in 0..<64 where word * 64 + bit < slots && present[word * 64 + bit] {
+                        if Bool.random(using: &random) { need |= 1 << UInt64(bit) }
+                        if values[word * 64 + bit] < x { expected |= 1 << UInt64(bit) }
+                    }
+                    #expect(test.word(word, need: need) & need == expected & need, "x \(x) word \(word) codes \(useCodes)")
+                }
+            }
+        }
+    }
+
     @Test func rankedKeysBuiltFromSortedKeysAnswerRanks() {
         let sorted = (0..<1_000).map { Int64($0 / 3) }
         var keys = RankedKeys(sorted: sorted)

@@ -17,6 +17,12 @@ struct BoundedHeap {
         (a.group, a.key, a.id) < (b.group, b.key, b.id)
     }
 
+    /// Whether the heap holds `capacity` entries (offers then replace the largest).
+    var isFull: Bool { entries.count >= capacity }
+
+    /// The largest kept entry; only when not empty.
+    var top: Entry { entries[0] }
+
     /// Whether an entry at `(group, key)` could still enter (ids are compared only on equal keys).
     @inline(__always)
     func mayAccept(group: UInt8, key: Int64) -> Bool {
