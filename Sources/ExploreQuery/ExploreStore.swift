@@ -70,61 +70,24 @@ public final class ExploreStore {
 
     /// Bulk-loads rows (the rebuild path); later rows with the same id replace earlier ones.
     public init<Rows: Sequence>(bulk rows: Rows) where Rows.Element == ExploreListing {
-        // `Array(rows)` shares an array's storage. Rows are read in place from here on: copying an
-        // `ExploreListing` retains each of its strings, which was a sixth of a million-row load.
+        // `Array(rows)` shares an array's storage, and rows are only ever read in place through a buffer
+        // pointer: copying an `ExploreListing` retains each of its strings, which was a sixth of a million-row
+        // load.
         let input = Array(rows)
-        var positions = Self.lastPositionPerID(input)
-        // Cluster slots by city and area so their postings are dense where they are used. The sort orders small
-        // integer keys (each name's rank among the distinct names, so the order is the strings' order) and row
-        // positions, not the rows: no string comparisons, no large values moved.
-        func ranks(_ name: (Int) -> String) -> [String: Int32] {
-            var names = Set<String>()
-            for position in positions { names.insert(name(position)) }
-            var rank: [String: Int32] = [:]
-            rank.reserveCapacity(names.count)
-            for (index, name) in names.sorted().enumerated() { rank[name] = Int32(index) }
-            return rank
-        }
-        let cityRank = ranks { input[$0].city }
-        let areaRank = ranks { input[$0].area }
-        var placements = positions.map { position in
-            Placement(city: cityRank[input[position].city] ?? 0, area: areaRank[input[position].area] ?? 0,
-                      id: input[position].id, position: position)
-        }
-        positions = []
-        placements.sort()
-
-        var lows: [Int64] = []
-        var highs: [Int64] = []
-        var created: [Int64] = []
-        var titleBytes = 0
-        var imageBytes = 0
-        lows.reserveCapacity(placements.count)
-        highs.reserveCapacity(placements.count)
-        created.reserveCapacity(placements.count)
-        for placement in placements {
-            let position = placement.position
-            if let low = input[position].priceFrom ?? input[position].priceTo { lows.append(low) }
-            if let high = input[position].priceTo ?? input[position].priceFrom { highs.append(high) }
-            created.append(input[position].createdAt)
-            titleBytes += input[position].title.utf8.count
-            imageBytes += input[position].primaryImageURL?.utf8.count ?? 0
-        }
+        var plan = input.withUnsafeBufferPointer { BulkPlan($0) }
         priceLowRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
-                                      + Self.quantiles(&lows, count: 64))
+                                      + Self.quantiles(&plan.lows, count: 64))
         priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
-                                       + Self.quantiles(&highs, count: 64))
-        createdCodes = ValueCodes(bounds: created)
-        createdRanges = RangeBitmaps(bounds: Self.quantiles(&created, count: 32))
-        priceLowCodes = ValueCodes(bounds: lows)
-        priceHighCodes = ValueCodes(bounds: highs)
-        lows = []
-        highs = []
-        created = []
-
+                                       + Self.quantiles(&plan.highs, count: 64))
+        createdCodes = ValueCodes(bounds: plan.created)
+        createdRanges = RangeBitmaps(bounds: Self.quantiles(&plan.created, count: 32))
+        priceLowCodes = ValueCodes(bounds: plan.lows)
+        priceHighCodes = ValueCodes(bounds: plan.highs)
+        let placements = plan.placements
         reserve(placements.count)
-        titles.reserve(slots: placements.count, bytes: titleBytes)
-        imageURLs.reserve(slots: placements.count, bytes: imageBytes)
+        titles.reserve(slots: placements.count, bytes: plan.titleBytes)
+        imageURLs.reserve(slots: placements.count, bytes: plan.imageBytes)
+        plan = BulkPlan()  // the value columns are not needed any more
         slotByID.reserveCapacity(placements.count)
         input.withUnsafeBufferPointer { rows in
             for placement in placements {
@@ -140,23 +103,70 @@ public final class ExploreStore {
                          price: { self.cubePrice($0) })
     }
 
-    /// The position of each id's last row in `rows`, in the order the ids first appear.
-    private static func lastPositionPerID(_ rows: [ExploreListing]) -> [Int] {
-        var positionByID: [Int64: Int] = [:]
-        positionByID.reserveCapacity(rows.count)
-        var positions: [Int] = []
-        positions.reserveCapacity(rows.count)
-        for position in rows.indices {
-            let id = rows[position].id
-            if let earlier = positionByID.updateValue(positions.count, forKey: id) {
-                // A later row replaces the earlier one in place, keeping the id's first-seen order.
-                positionByID[id] = earlier
-                positions[earlier] = position
-            } else {
-                positions.append(position)
+    /// What a bulk load works out from its rows before it writes a slot: which row each id keeps, the slot order,
+    /// the value columns its bounds come from, and the text sizes to reserve.
+    private struct BulkPlan {
+        /// Rows to load, by position, in slot order.
+        var placements: [Placement] = []
+        var lows: [Int64] = []
+        var highs: [Int64] = []
+        var created: [Int64] = []
+        var titleBytes = 0
+        var imageBytes = 0
+
+        init() {}
+
+        init(_ rows: UnsafeBufferPointer<ExploreListing>) {
+            let positions = Self.lastPositionPerID(rows)
+            // Cluster slots by city and area so their postings are dense where they are used. The sort orders
+            // small integer keys (each name's rank among the distinct names, so the order is the strings' order)
+            // and row positions, not the rows: no string comparisons, no large values moved.
+            func ranks(_ name: (Int) -> String) -> [String: Int32] {
+                var names = Set<String>()
+                for position in positions { names.insert(name(position)) }
+                var rank: [String: Int32] = [:]
+                rank.reserveCapacity(names.count)
+                for (index, name) in names.sorted().enumerated() { rank[name] = Int32(index) }
+                return rank
+            }
+            let cityRank = ranks { rows[$0].city }
+            let areaRank = ranks { rows[$0].area }
+            placements = positions.map { position in
+                Placement(city: cityRank[rows[position].city] ?? 0, area: areaRank[rows[position].area] ?? 0,
+                          id: rows[position].id, position: position)
+            }
+            placements.sort()
+            lows.reserveCapacity(placements.count)
+            highs.reserveCapacity(placements.count)
+            created.reserveCapacity(placements.count)
+            for placement in placements {
+                let position = placement.position
+                if let low = rows[position].priceFrom ?? rows[position].priceTo { lows.append(low) }
+                if let high = rows[position].priceTo ?? rows[position].priceFrom { highs.append(high) }
+                created.append(rows[position].createdAt)
+                titleBytes += rows[position].title.utf8.count
+                imageBytes += rows[position].primaryImageURL?.utf8.count ?? 0
             }
         }
-        return positions
+
+        /// The position of each id's last row in `rows`, in the order the ids first appear.
+        private static func lastPositionPerID(_ rows: UnsafeBufferPointer<ExploreListing>) -> [Int] {
+            var positionByID: [Int64: Int] = [:]
+            positionByID.reserveCapacity(rows.count)
+            var positions: [Int] = []
+            positions.reserveCapacity(rows.count)
+            for position in rows.indices {
+                let id = rows[position].id
+                if let earlier = positionByID.updateValue(positions.count, forKey: id) {
+                    // A later row replaces the earlier one in place, keeping the id's first-seen order.
+                    positionByID[id] = earlier
+                    positions[earlier] = position
+                } else {
+                    positions.append(position)
+                }
+            }
+            return positions
+        }
     }
 
     /// A row's place in a bulk load: its city's and area's rank among the distinct names, its id, its position.
