@@ -40,10 +40,10 @@ public enum KafkaOffsetStore {
             do {
                 let checkpoint = try ProjectionStore.checkpoint(on: connection, feed: feed)
                 let offsets = try self.offsets(topic: topic, on: connection, feed: feed)
-                let rows = try ProjectionStore.copyProjectionRows(on: connection)
+                let rows = try ProjectionStore.readRowsForStore(on: connection)
                 try connection.executeScript("COMMIT")
                 return Bootstrap(
-                    store: ExploreStore(bulk: rows), appliedChanges: checkpoint.appliedChanges, offsets: offsets)
+                    store: ProjectionStore.makeStore(rows), appliedChanges: checkpoint.appliedChanges, offsets: offsets)
             } catch {
                 try? connection.executeScript("ROLLBACK")
                 throw error

@@ -1,5 +1,6 @@
 public import ExploreQuery
 public import Postgres
+import Dispatch
 
 /// The projection's SQL: initial build, feed reads, incremental refresh, cache bootstrap and verification.
 ///
@@ -254,11 +255,9 @@ public enum ProjectionStore {
             try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             do {
                 let checkpoint = try checkpoint(on: connection, feed: feed)
-                // The store orders rows itself; an ORDER BY would only make the server sort (or walk the
-                // primary key) before the first row streams.
-                let rows = try copyProjectionRows(on: connection, inIDOrder: false)
+                let rows = try readRowsForStore(on: connection)
                 try connection.executeScript("COMMIT")
-                return (ExploreStore(bulk: rows), checkpoint)
+                return (makeStore(rows), checkpoint)
             } catch {
                 try? connection.executeScript("ROLLBACK")
                 throw error
@@ -270,6 +269,20 @@ public enum ProjectionStore {
 
     /// Every row of the projection table in the cache's representation, by COPY, in id order unless
     /// `inIDOrder` is false.
+    /// The projection's rows for ``makeStore(_:)``, read in the caller's snapshot (COPY, in table order: the
+    /// store orders rows itself, and an ORDER BY would only make the server sort before the first row streams).
+    public static func readRowsForStore(on connection: PostgresConnection) throws(ProjectorError) -> DecodedRows {
+        DecodedRows(try copyProjectionRows(on: connection, inIDOrder: false))
+    }
+
+    /// Builds a store from `rows`, then frees them on another thread: freeing a million decoded rows (two or
+    /// three heap strings each) takes a few hundred milliseconds, and the store can be served meanwhile.
+    public static func makeStore(_ rows: DecodedRows) -> ExploreStore {
+        let store = ExploreStore(bulk: rows.rows)
+        DispatchQueue.global(qos: .utility).async { rows.free() }
+        return store
+    }
+
     public static func copyProjectionRows(on connection: PostgresConnection, inIDOrder: Bool = true)
         throws(ProjectorError) -> [ExploreListing]
     {
@@ -292,5 +305,20 @@ public enum ProjectionStore {
     /// A `bigint[]` (or `int[]`) literal; values are integers, so nothing needs escaping.
     public static func int8Array(_ values: [Int64]) -> String {
         "{" + values.map(String.init).joined(separator: ",") + "}"
+    }
+}
+
+/// Projection rows decoded for a store (see ``ProjectionStore/makeStore(_:)``). Only this box refers to the
+/// array, so emptying it on another thread is what frees the rows there, whichever thread lets go of the box.
+public final class DecodedRows: @unchecked Sendable {
+    // Safe: `rows` is read by the loading thread before the box is handed over, then only emptied by `free`.
+    fileprivate private(set) var rows: [ExploreListing]
+
+    fileprivate init(_ rows: [ExploreListing]) {
+        self.rows = rows
+    }
+
+    fileprivate func free() {
+        rows = []
     }
 }
