@@ -221,13 +221,20 @@ public final class ExploreStore {
             createdAt: record.createdAt)
     }
 
-    /// The rows of `slots`, in order: every row's record is read first (independent loads, so their cache
-    /// misses overlap instead of queueing row by row), then the strings.
+    /// The rows of `slots`, in order: every row's record, string spans and string ends are read first
+    /// (independent loads, so their cache misses overlap instead of queueing row by row), then the strings
+    /// are built.
     func rows(slots: [Int]) -> [ExploreListing] {
         let records = self.records
         let fetched = slots.map { records[$0] }
-        let titleValues = slots.map { titles.get($0) }
-        let imageValues = slots.map { imageURLs.get($0) }
+        let titleSpans = slots.map { titles.span($0) }
+        let imageSpans = slots.map { imageURLs.span($0) }
+        let touched = titles.touch(titleSpans) &+ imageURLs.touch(imageSpans)
+        let titleValues = titleSpans.map { titles.string($0) }
+        let imageValues = imageSpans.map { imageURLs.string($0) }
+        // Never true (no slots, no bytes touched); it keeps the reads above, which only warm the cache, from
+        // being optimised away or moved after the strings are built.
+        if touched == 0xA5 && slots.isEmpty { preconditionFailure("no bytes are touched without slots") }
         return slots.indices.map { i in listing(fetched[i], title: titleValues[i], imageURL: imageValues[i]) }
     }
 

@@ -66,6 +66,34 @@ struct StringArena {
         }
     }
 
+    /// Where `slot`'s string lies: its offset and length (`UInt32.max`: nil).
+    @inline(__always)
+    func span(_ slot: Int) -> (offset: Int, length: UInt32) { (Int(offsets[slot]), lengths[slot]) }
+
+    /// Reads the first and last byte of every span's string and returns a value depending on all of them.
+    ///
+    /// Why: building a page's strings reads each string's bytes for the first time inside `String(decoding:)`,
+    /// between allocations, so their cache misses queue one after another. Reading them in one short loop
+    /// first lets the misses overlap; the caller keeps the result alive so the reads are not removed.
+    func touch(_ spans: [(offset: Int, length: UInt32)]) -> UInt8 {
+        bytes.withUnsafeBufferPointer { buffer in
+            var touched: UInt8 = 0
+            for span in spans where span.length != Self.nilLength && span.length > 0 {
+                touched &+= buffer[span.offset] ^ buffer[span.offset + Int(span.length) - 1]
+            }
+            return touched
+        }
+    }
+
+    /// The string of a span from ``span(_:)``.
+    func string(_ span: (offset: Int, length: UInt32)) -> String? {
+        if span.length == Self.nilLength { return nil }
+        return bytes.withUnsafeBufferPointer { buffer in
+            String(decoding: UnsafeBufferPointer(rebasing: buffer[span.offset..<span.offset + Int(span.length)]),
+                   as: UTF8.self)
+        }
+    }
+
     func equals(_ slot: Int, _ value: String?) -> Bool {
         let length = lengths[slot]
         guard let value else { return length == Self.nilLength }
