@@ -129,11 +129,11 @@ enum KafkaBench {
             + String(format: "%.1f s", Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
 
         for rate in rates {
-            // PostgreSQL's timed checkpoint (every 5 minutes here) floods the disk with the buffers the earlier
-            // phases dirtied, and one landing inside a paced phase stalls every commit for a second or two (seen
-            // in this bench's tail, at the checkpoint's start). Each phase starts right after a checkpoint
-            // instead; without the right to run one, the phase just starts.
-            _ = try? connection.executeScript("CHECKPOINT")
+            // Writing back the buffers earlier phases dirtied (PostgreSQL's timed checkpoint every 5 minutes, then
+            // the kernel's writeback of what it wrote) stalls commits for up to a second or two, and one landing
+            // inside a paced phase was this bench's tail. Each phase starts after a checkpoint and a sync instead
+            // (without the right to run a checkpoint, after the sync alone).
+            quiesceWrites(connection)
             // Ticks of 10 ms: each commits rate/100 price changes in one statement, then produces their events.
             let perTick = max(1, rate / 100)
             let ticks = secondsPerRate * 100
@@ -329,6 +329,14 @@ final class FreshnessWatcher: @unchecked Sendable {
         done.wait()
         return lock.withLock { latencies }
     }
+}
+
+/// Flushes pending writes before a latency phase: a PostgreSQL checkpoint (skipped without the right to run one),
+/// then `sync()`, so neither PostgreSQL's timed checkpoint nor the kernel's writeback of dirty pages starts in
+/// the middle of the phase. Only useful when the server runs on this machine, as in every run measured here.
+func quiesceWrites(_ connection: PostgresConnection) {
+    _ = try? connection.executeScript("CHECKPOINT")
+    sync()
 }
 
 struct BenchFailure: Error, CustomStringConvertible {

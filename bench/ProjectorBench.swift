@@ -291,9 +291,8 @@ struct ProjectorBench {
         progress("freshness at \(Int(rate)) changes/s for \(Int(settings.freshnessSeconds)) s")
         let connection = try PostgresConnection.connect(configuration)
         defer { connection.close() }
-        // Starts right after a checkpoint, so PostgreSQL's timed one does not land inside the phase (see the
-        // same step in `bench --kafka`).
-        _ = try? connection.executeScript("CHECKPOINT")
+        // Starts with no write-back pending, so none lands inside the phase (see `quiesceWrites`).
+        quiesceWrites(connection)
         let interval: UInt64 = 10_000_000
         let perTransaction = max(1, Int(rate / 100))
         let transactions = Int(settings.freshnessSeconds * 100)

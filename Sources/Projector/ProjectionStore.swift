@@ -329,8 +329,8 @@ public final class DecodedRows: @unchecked Sendable {
     /// which allocates on that arena, up for most of a second right after a bootstrap.
     fileprivate func free() {
         while !rows.isEmpty {
-            rows.removeLast(min(4_096, rows.count))
-            usleep(200)
+            rows.removeLast(min(1_024, rows.count))
+            usleep(1_000)
         }
         rows = []
     }
