@@ -291,12 +291,26 @@ struct ServerTests {
             configuration: ExploreServerConfiguration(host: "127.0.0.1", port: 0),
             backend: ReferenceBackend(rows: demoRows))
         let connection = try await RawConnection.connect(port: server.port)
-        async let responses = connection.exchangeUntilClosed(RawConnection.helloBytes())
         let client = try await ExploreClient.connect(host: "127.0.0.1", port: server.port)
         try await client.ping()
-        await server.shutdown()
-        let received = try await responses
-        #expect(received.last?.1 == .error(WireError(.shuttingDown, "the server is shutting down")))
+        // Both clients are connected and done with their requests: a request still on its way when the server
+        // closes can turn the close into a reset, which is not what this test is about.
+        let received = try await connection.channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: RawConnection.helloBytes()))
+            var iterator = inbound.makeAsyncIterator()
+            var responses: [WireResponse] = []
+            guard var accepted = try await iterator.next() else { return responses }
+            let header = try WireCodec.decodeHeader(&accepted)
+            responses.append(try WireCodec.decodeResponse(header, &accepted))
+            await server.shutdown()
+            while var body = try await iterator.next() {
+                let header = try WireCodec.decodeHeader(&body)
+                responses.append(try WireCodec.decodeResponse(header, &body))
+            }
+            return responses
+        }
+        #expect(received.count == 2)
+        #expect(received.last == .error(WireError(.shuttingDown, "the server is shutting down")))
         await #expect(throws: ExploreClientError.self) { try await client.ping() }
         await client.close()
     }
