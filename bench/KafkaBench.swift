@@ -36,6 +36,9 @@ enum KafkaBench {
     }
 
     static let topic = "bench-changes"
+    /// Each paced rate gets a topic (and a feed) of its own, for the same reason as the backlog: the message sets
+    /// an earlier phase left would slow every fetch of the next one.
+    static func freshnessTopic(rate: Int) -> String { "\(topic)-\(rate)" }
     /// The backlog goes to a topic of its own. librdkafka's mock broker finds a fetch offset by walking the
     /// partition's message sets from the oldest one, so the thousands of small sets the paced freshness phases
     /// leave behind would make every backlog fetch slower, and the figure would measure the mock, not the feed.
@@ -77,10 +80,12 @@ enum KafkaBench {
         try OutboxCapture.set(enabled: false, on: connection)
         defer { if captureWasOn { _ = try? OutboxCapture.set(enabled: true, on: connection) } }
         let cluster = try KafkaMockCluster(brokers: 1)
-        try cluster.createTopic(topic, partitions: Int(freshnessPartitions))
+        for rate in rates { try cluster.createTopic(freshnessTopic(rate: rate), partitions: Int(freshnessPartitions)) }
         try cluster.createTopic(backlogTopic, partitions: Int(partitions))
         // A previous run's offsets name another cluster's topics: start these from the beginning.
-        try connection.query("DELETE FROM explore.kafka_offsets WHERE topic IN ($1, $2)", [topic, backlogTopic])
+        // Plain names (letters, digits, dashes): the text[] literal needs no quoting.
+        let benchTopics = "{" + (rates.map(freshnessTopic(rate:)) + [backlogTopic]).joined(separator: ",") + "}"
+        try connection.query("DELETE FROM explore.kafka_offsets WHERE topic = ANY($1::text[])", [benchTopics])
         let feed = KafkaFeedConfiguration(
             brokers: cluster.bootstrapServers, topic: topic, group: "explore-bench",
             properties: ["fetch.wait.max.ms": "2", "log_level": "2"], metadataInterval: .seconds(1))
@@ -97,7 +102,7 @@ enum KafkaBench {
         var nextPrice = try connection.query("SELECT COALESCE(max(price), 0) FROM property.existing_properties")
             .first?.decode(0, as: Int64.self) ?? 0
 
-        func record(_ id: Int64, price: Int64, topic: String = topic) -> KafkaProducerRecord {
+        func record(_ id: Int64, price: Int64, topic: String) -> KafkaProducerRecord {
             let change = SourceChange(
                 table: "property.existing_properties", operation: .update, key: ["listing_id": .integer(id)],
                 after: ["listing_id": .integer(id), "price": .integer(price)])
@@ -120,15 +125,19 @@ enum KafkaBench {
         var index = ExploreIndex()
         var driver = KafkaFeedDriver(configuration: driverConfiguration, index: index)
         var started = DispatchTime.now().uptimeNanoseconds
-        driver.start()
-        try waitFor("the cache bootstrap and the first assignment") {
-            driver.status.isBootstrapped && driver.status.isConnected
-        }
-        figures.listings = index.count
-        progress("cache bootstrapped with \(index.count) listings in "
-            + String(format: "%.1f s", Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
-
         for rate in rates {
+            index = ExploreIndex()
+            var rateConfiguration = driverConfiguration
+            rateConfiguration.kafka.topic = freshnessTopic(rate: rate)
+            driver = KafkaFeedDriver(configuration: rateConfiguration, index: index)
+            started = DispatchTime.now().uptimeNanoseconds
+            driver.start()
+            try waitFor("the cache bootstrap and the assignment") {
+                driver.status.isBootstrapped && driver.status.isConnected
+            }
+            figures.listings = index.count
+            progress("cache bootstrapped with \(index.count) listings in "
+                + String(format: "%.1f s", Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
             // Writing back the buffers earlier phases dirtied (PostgreSQL's timed checkpoint every 5 minutes, then
             // the kernel's writeback of what it wrote) stalls commits for up to a second or two, and one landing
             // inside a paced phase was this bench's tail. Each phase starts after a checkpoint and a sync instead
@@ -164,7 +173,7 @@ enum KafkaBench {
                     """, [int8Array(ids), int8Array(prices)])
                 for (id, price) in zip(ids, prices) {
                     watcher.expect(id: id, price: price, since: DispatchTime.now().uptimeNanoseconds)
-                    try producer.enqueue(record(id, price: price))
+                    try producer.enqueue(record(id, price: price, topic: freshnessTopic(rate: rate)))
                 }
                 sent += ids.count
             }
@@ -177,8 +186,8 @@ enum KafkaBench {
                                       latencies.last ?? .nan, latencies.count))
             progress(String(format: "freshness at %d events/s: p50 %.1f ms, p99 %.1f ms (%d of %d seen)",
                             rate, percentile(0.5), percentile(0.99), latencies.count, sent))
+            driver.stop()
         }
-        driver.stop()
 
         // MARK: Sustained
         progress("producing a backlog of \(events) events for changed rows")
@@ -232,7 +241,7 @@ enum KafkaBench {
                         figures.sustainedSeconds, Double(events) / figures.sustainedSeconds))
         driver.stop()
         figures.sampleVerifyClean = try ProjectionVerifier.verifyTable(on: connection, sample: 2_000).isClean
-        try connection.query("DELETE FROM explore.kafka_offsets WHERE topic IN ($1, $2)", [topic, backlogTopic])
+        try connection.query("DELETE FROM explore.kafka_offsets WHERE topic = ANY($1::text[])", [benchTopics])
         return figures
     }
 
