@@ -46,7 +46,7 @@ enum KafkaBench {
     /// The backlog topic has many partitions: the mock cluster keeps only about 5 MB per partition, and the
     /// backlog must fit.
     static let partitions: Int32 = 32
-    /// The freshness topic has a few (its ~60,000 events fit): the mock broker's cost per fetch grows with the
+    /// A freshness topic has a few (a phase's events fit): the mock broker's cost per fetch grows with the
     /// message sets of every partition, and each 10 ms tick writes one set per partition it touches.
     static let freshnessPartitions: Int32 = 8
 
@@ -86,8 +86,9 @@ enum KafkaBench {
         // Plain names (letters, digits, dashes): the text[] literal needs no quoting.
         let benchTopics = "{" + (rates.map(freshnessTopic(rate:)) + [backlogTopic]).joined(separator: ",") + "}"
         try connection.query("DELETE FROM explore.kafka_offsets WHERE topic = ANY($1::text[])", [benchTopics])
+        // Each phase sets its own topic.
         let feed = KafkaFeedConfiguration(
-            brokers: cluster.bootstrapServers, topic: topic, group: "explore-bench",
+            brokers: cluster.bootstrapServers, topic: backlogTopic, group: "explore-bench",
             properties: ["fetch.wait.max.ms": "2", "log_level": "2"], metadataInterval: .seconds(1))
         let driverConfiguration = KafkaFeedDriver.Configuration(
             postgres: postgres, kafka: feed, batching: .init(window: .milliseconds(5), maximumKeys: 5_000))
@@ -122,15 +123,12 @@ enum KafkaBench {
             VACUUM ANALYZE property.existing_properties, explore.listings_projection, explore.kafka_offsets, \
             explore.checkpoint
             """)
-        var index = ExploreIndex()
-        var driver = KafkaFeedDriver(configuration: driverConfiguration, index: index)
-        var started = DispatchTime.now().uptimeNanoseconds
         for rate in rates {
-            index = ExploreIndex()
+            let index = ExploreIndex()
             var rateConfiguration = driverConfiguration
             rateConfiguration.kafka.topic = freshnessTopic(rate: rate)
-            driver = KafkaFeedDriver(configuration: rateConfiguration, index: index)
-            started = DispatchTime.now().uptimeNanoseconds
+            let driver = KafkaFeedDriver(configuration: rateConfiguration, index: index)
+            let started = DispatchTime.now().uptimeNanoseconds
             driver.start()
             try waitFor("the cache bootstrap and the assignment") {
                 driver.status.isBootstrapped && driver.status.isConnected
@@ -215,11 +213,10 @@ enum KafkaBench {
         try backlogProducer.flushSynchronously(timeout: .seconds(120))
         let base = try ProjectionStore.checkpoint(on: connection).appliedChanges
 
-        index = ExploreIndex()
         var backlogConfiguration = driverConfiguration
         backlogConfiguration.kafka.topic = backlogTopic
-        driver = KafkaFeedDriver(configuration: backlogConfiguration, index: index)
-        started = DispatchTime.now().uptimeNanoseconds
+        let driver = KafkaFeedDriver(configuration: backlogConfiguration, index: ExploreIndex())
+        let started = DispatchTime.now().uptimeNanoseconds
         driver.start()
         try waitFor("the second bootstrap") { driver.status.isBootstrapped }
         figures.bootstrapSeconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9

@@ -273,8 +273,6 @@ public enum ProjectionStore {
         }
     }
 
-    /// Every row of the projection table in the cache's representation, by COPY, in id order unless
-    /// `inIDOrder` is false.
     /// The projection's rows for ``makeStore(_:)``, read in the caller's snapshot (COPY, in table order: the
     /// store orders rows itself, and an ORDER BY would only make the server sort before the first row streams).
     public static func readRowsForStore(on connection: PostgresConnection) throws(ProjectorError) -> DecodedRows {
@@ -289,6 +287,8 @@ public enum ProjectionStore {
         return store
     }
 
+    /// Every row of the projection table in the cache's representation, by COPY, in id order unless
+    /// `inIDOrder` is false.
     public static func copyProjectionRows(on connection: PostgresConnection, inIDOrder: Bool = true)
         throws(ProjectorError) -> [ExploreListing]
     {
