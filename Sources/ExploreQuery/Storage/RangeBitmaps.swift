@@ -27,13 +27,7 @@ struct RangeBitmaps {
     /// Number of bounds `<= value`: the row is in `less[j]` exactly for `j >= bucket(value)`.
     @inline(__always)
     func bucket(_ value: Int64) -> Int {
-        var low = 0
-        var high = bounds.count
-        while low < high {
-            let mid = (low + high) / 2
-            if bounds[mid] <= value { low = mid + 1 } else { high = mid }
-        }
-        return low
+        bounds.withUnsafeBufferPointer { $0.countBelow(value, orEqual: true) }
     }
 
     /// The bulk load's shortcut: encodes the buckets of slots `0..<slotCount` (`value` gives each slot's value, or

@@ -39,28 +39,12 @@ struct RankedKeys {
     /// The first chunk whose last key is `>= key` (strict: `> key`), or `chunks.count`.
     @inline(__always)
     private func chunkIndex(_ key: Int64, strict: Bool) -> Int {
-        lasts.withUnsafeBufferPointer { lasts in
-            var low = 0
-            var high = lasts.count
-            while low < high {
-                let mid = (low + high) >> 1
-                if strict ? lasts[mid] <= key : lasts[mid] < key { low = mid + 1 } else { high = mid }
-            }
-            return low
-        }
+        lasts.withUnsafeBufferPointer { $0.countBelow(key, orEqual: strict) }
     }
 
     @inline(__always)
     private static func position(in chunk: [Int64], _ key: Int64, strict: Bool) -> Int {
-        chunk.withUnsafeBufferPointer { keys in
-            var low = 0
-            var high = keys.count
-            while low < high {
-                let mid = (low + high) >> 1
-                if strict ? keys[mid] <= key : keys[mid] < key { low = mid + 1 } else { high = mid }
-            }
-            return low
-        }
+        chunk.withUnsafeBufferPointer { $0.countBelow(key, orEqual: strict) }
     }
 
     /// Number of keys `< key`.

@@ -33,15 +33,7 @@ struct ValueCodes {
     /// Number of bounds `<= value`.
     @inline(__always)
     func code(_ value: Int64) -> UInt16 {
-        bounds.withUnsafeBufferPointer { bounds in
-            var low = 0
-            var high = bounds.count
-            while low < high {
-                let mid = (low + high) >> 1
-                if bounds[mid] <= value { low = mid + 1 } else { high = mid }
-            }
-            return UInt16(truncatingIfNeeded: low)
-        }
+        UInt16(truncatingIfNeeded: bounds.withUnsafeBufferPointer { $0.countBelow(value, orEqual: true) })
     }
 
     /// Records `value` for `slot`, growing the code array as needed.
