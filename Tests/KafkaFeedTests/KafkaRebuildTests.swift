@@ -260,8 +260,7 @@ struct KafkaRebuildTests {
     /// (what `serve --feed kafka` runs): it finds the feed's lock taken, asks the running projector through
     /// `explore.projection_state`, and the Kafka feed rebuilds the table and reloads its cache.
     @Test func rebuildCommandAsksTheServiceFollowingKafka() async throws {
-        let executable = URL(fileURLWithPath: try #require(
-            BuiltExecutable.path("explore-projector"), "build explore-projector first (swift build)"))
+        try #require(BuiltExecutable.path("explore-projector") != nil, "build explore-projector first (swift build)")
         try await TestPostgres.withDatabase { configuration in
             try await blocking { try KafkaFeedFixtures.prepare(configuration, listings: 800) }
             let cluster = try KafkaMockCluster(brokers: 1)
@@ -278,25 +277,10 @@ struct KafkaRebuildTests {
             }
             let url = "postgres://\(configuration.user):\(configuration.password ?? "")@\(configuration.host):"
                 + "\(configuration.port)/\(configuration.database)"
-            let (status, stdout, stderr) = try await blocking {
-                let process = Process()
-                process.executableURL = executable
-                process.arguments = ["rebuild", "--database-url", url]
-                var environment = ProcessInfo.processInfo.environment
-                environment.removeValue(forKey: "EXPLORE_POSTGRES_URL")
-                process.environment = environment
-                let out = Pipe(), err = Pipe()
-                process.standardOutput = out
-                process.standardError = err
-                try process.run()
-                let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                return (process.terminationStatus, stdout, stderr)
-            }
-            #expect(status == 0, "stderr: \(stderr)")
-            #expect(stderr.contains("asking it to rebuild"))
-            #expect(stdout.contains("through the running projector"), "\(stdout)")
+            let outcome = try await blocking { try BuiltExecutable.run(["rebuild", "--database-url", url]) }
+            #expect(outcome.status == 0, "stderr: \(outcome.stderr)")
+            #expect(outcome.stderr.contains("asking it to rebuild"))
+            #expect(outcome.stdout.contains("through the running projector"), "\(outcome.stdout)")
             let (report, rows, oidAfter) = try await blocking {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }

@@ -8,32 +8,10 @@ import TestSupport
 /// `swift build` (which scripts/test runs first) puts the executable next to the test bundle.
 @Suite("explore-projector errors", .timeLimit(.minutes(3)))
 struct CommandLineErrorTests {
-    struct Outcome { var status: Int32; var stdout: String; var stderr: String }
-
-    static var executable: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("explore-projector")
-    }
+    typealias Outcome = BuiltExecutable.Outcome
 
     func run(_ arguments: [String], in directory: String? = nil) throws -> Outcome {
-        let executable = Self.executable
-        try #require(FileManager.default.isExecutableFile(atPath: executable.path),
-                     "build explore-projector first (swift build)")
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        var environment = ProcessInfo.processInfo.environment
-        environment.removeValue(forKey: "EXPLORE_POSTGRES_URL")
-        process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return Outcome(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+        try BuiltExecutable.run(arguments, in: directory)
     }
 
     func expectOneErrorLine(_ outcome: Outcome, mentioning words: [String]) {

@@ -11,40 +11,8 @@ import TestSupport
 /// service follows the feed, and through a server's admin REBUILD; and its usage errors.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct RebuildCommandTests {
-    struct Outcome: Sendable { var status: Int32; var stdout: String; var stderr: String }
-
-    /// The built `explore-projector` (a path that does not exist when it has not been built).
-    static var executable: URL {
-        URL(fileURLWithPath: BuiltExecutable.path("explore-projector") ?? "explore-projector (not built)")
-    }
-
-    static func run(_ arguments: [String]) async throws -> Outcome {
-        let executable = executable
-        try #require(FileManager.default.isExecutableFile(atPath: executable.path),
-                     "build explore-projector first (swift build)")
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    let process = Process()
-                    process.executableURL = executable
-                    process.arguments = arguments
-                    var environment = ProcessInfo.processInfo.environment
-                    environment.removeValue(forKey: "EXPLORE_POSTGRES_URL")
-                    process.environment = environment
-                    let out = Pipe(), err = Pipe()
-                    process.standardOutput = out
-                    process.standardError = err
-                    try process.run()
-                    let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                    process.waitUntilExit()
-                    continuation.resume(returning: Outcome(status: process.terminationStatus, stdout: stdout,
-                                                           stderr: stderr))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
+    static func run(_ arguments: [String]) async throws -> BuiltExecutable.Outcome {
+        try await blockingValue { try BuiltExecutable.run(arguments) }
     }
 
     static func url(_ configuration: PostgresConfiguration) -> String {
