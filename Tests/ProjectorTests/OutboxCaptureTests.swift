@@ -82,44 +82,32 @@ struct OutboxCaptureTests {
 
     /// `outbox-capture status|off|on`: readable lines, exit 1 when capture is partly off.
     @Test func commandSwitchesAndReports() throws {
-        let executable = try #require(BuiltExecutable.path("explore-projector"))
+        try #require(BuiltExecutable.path("explore-projector") != nil, "build explore-projector first (swift build)")
         try TestPostgres.withDatabase { configuration in
             try ProjectorFixtures.migrate(configuration)
-            let work = try ChildProcess.temporaryDirectory(prefix: "outbox-capture")
-            defer {
-                for name in ["status", "off", "on", "partial"] {
-                    unlink("\(work)/\(name).stdout")
-                    unlink("\(work)/\(name).stderr")
-                }
-                rmdir(work)
+            func run(_ arguments: [String]) throws -> BuiltExecutable.Outcome {
+                try BuiltExecutable.run(["outbox-capture"] + arguments + ["--database-url", configuration.url])
             }
-            func run(_ arguments: [String], _ name: String) throws -> (ChildProcess.Termination, String, String) {
-                let result = try ChildProcess.run(
-                    executable, ["outbox-capture"] + arguments + ["--database-url", configuration.url],
-                    outputPrefix: "\(work)/\(name)")
-                return (result.termination, result.output, result.errors)
-            }
-            var (termination, output, _) = try run(["status"], "status")
-            #expect(termination == .exited(0))
-            #expect(output.contains("on  property.listings listings_capture_update"))
-            #expect(output.hasSuffix("outbox capture is on\n"))
+            var outcome = try run(["status"])
+            #expect(outcome.status == 0)
+            #expect(outcome.stdout.contains("on  property.listings listings_capture_update"))
+            #expect(outcome.stdout.hasSuffix("outbox capture is on\n"))
 
-            (termination, output, _) = try run(["off"], "off")
-            #expect(termination == .exited(0))
-            #expect(output.contains("outbox capture is off (15 trigger(s) switched)"), "\(output)")
+            outcome = try run(["off"])
+            #expect(outcome.status == 0)
+            #expect(outcome.stdout.contains("outbox capture is off (15 trigger(s) switched)"), "\(outcome.stdout)")
 
             let connection = try PostgresConnection.connect(configuration)
             defer { connection.close() }
             try connection.query("ALTER TABLE property.media ENABLE TRIGGER media_capture_insert")
-            var errors: String
-            (termination, output, errors) = try run(["status"], "partial")
-            #expect(termination == .exited(1))
-            #expect(output.contains("on  property.media media_capture_insert"))
-            #expect(errors.contains("partly off (1 of 15 triggers on)"), "\(errors)")
+            outcome = try run(["status"])
+            #expect(outcome.status == 1)
+            #expect(outcome.stdout.contains("on  property.media media_capture_insert"))
+            #expect(outcome.stderr.contains("partly off (1 of 15 triggers on)"), "\(outcome.stderr)")
 
-            (termination, output, _) = try run(["on"], "on")
-            #expect(termination == .exited(0))
-            #expect(output.contains("outbox capture is on (14 trigger(s) switched)"), "\(output)")
+            outcome = try run(["on"])
+            #expect(outcome.status == 0)
+            #expect(outcome.stdout.contains("outbox capture is on (14 trigger(s) switched)"), "\(outcome.stdout)")
             let afterOn = try OutboxCapture.triggers(on: connection)
             #expect(afterOn.allSatisfy { $0.isEnabled })
         }
