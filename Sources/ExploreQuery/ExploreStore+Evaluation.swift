@@ -274,6 +274,32 @@ struct LessThan {
         var word = i < full.count ? full[i] : 0
         if !exact, i < upper.count {
             var candidates = upper[i] & ~word & need
+            if candidates != 0, i &<< 6 &+ 63 < codes.count {
+                // Candidates are a few scattered rows of a large range, so each code read is likely a cache
+                // miss. The loop below never branches on a loaded code (comparisons become bit masks), so the
+                // processor overlaps the misses of a whole word's candidates instead of waiting for each one.
+                var less: UInt64 = 0
+                var unsure: UInt64 = 0
+                var pending = candidates
+                codes.withUnsafeBufferPointer { codes in
+                    while pending != 0 {
+                        let bit = UInt64(pending.trailingZeroBitCount)
+                        pending &= pending &- 1
+                        let code = codes[i &<< 6 | Int(bit)]
+                        less |= UInt64(code < codeBelow ? 1 : 0) &<< bit
+                        unsure |= UInt64(code == codeBelow ? 1 : 0) &<< bit
+                    }
+                }
+                word |= less
+                // Rows sharing `x`'s code need their value, unless `x` is that code's bound (then none is less).
+                candidates = codeExact ? 0 : unsure
+                while candidates != 0 {
+                    let bit = candidates.trailingZeroBitCount
+                    candidates &= candidates &- 1
+                    if column.value(records[i &<< 6 | bit]) < x { word |= 1 &<< UInt64(bit) }
+                }
+                return word
+            }
             while candidates != 0 {
                 let bit = candidates.trailingZeroBitCount
                 candidates &= candidates &- 1
@@ -642,18 +668,24 @@ struct FacetCounter {
     func result() -> [(value: FacetValue, count: Int)] {
         var entries: [(value: FacetValue, count: Int)] = []
         switch field {
+        // Zero counts are skipped here rather than by `ordered`: a city's search counts a few dozen of the
+        // thousands of areas, and building a value for every one of them retained every area name.
         case .listingType:
-            for (index, count) in counts.enumerated() {
+            for (index, count) in counts.enumerated() where count > 0 {
                 entries.append((.listingType(ListingType(rawValue: UInt8(index)) ?? .existing), count))
             }
         case .city:
-            for (code, count) in counts.enumerated() { entries.append((.text(store.cityDictionary.values[code]), count)) }
+            for (code, count) in counts.enumerated() where count > 0 {
+                entries.append((.text(store.cityDictionary.values[code]), count))
+            }
         case .area:
-            for (code, count) in counts.enumerated() { entries.append((.text(store.areaDictionary.values[code]), count)) }
+            for (code, count) in counts.enumerated() where count > 0 {
+                entries.append((.text(store.areaDictionary.values[code]), count))
+            }
         case .bedrooms:
-            for (value, count) in bedroomCounts { entries.append((.bedrooms(value), count)) }
+            for (value, count) in bedroomCounts where count > 0 { entries.append((.bedrooms(value), count)) }
         case .priceBucket:
-            for (index, count) in counts.enumerated() { entries.append((.priceBucket(index), count)) }
+            for (index, count) in counts.enumerated() where count > 0 { entries.append((.priceBucket(index), count)) }
         }
         return Self.ordered(entries)
     }

@@ -73,24 +73,14 @@ extension ExploreStore {
     /// The fewest rows a walk without a match set may visit before giving up.
     static let rowWalkBudget = 2_000
 
-    /// Matches priced from below `minimum`, after the cursor, in `(priceLow, id)` order.
+    /// Matches priced from below `minimum`, after the cursor, in `(priceLow, id)` order: the page's first rows
+    /// under a price minimum, selected like any collected page so most of them are rejected by their codes.
     private func collectStraddlers(_ plan: SearchPlan, matches: MatchSet, below minimum: Int64, wanted: Int,
                                    into slots: inout [Int]) {
         let below = LessThan(priceLowRanges, minimum, records: records, column: .priceLow, codes: priceLowCodes)
-        var heap = BoundedHeap(capacity: wanted)
-        matches.forEachWord { index, word in
-            var bits = below.word(index, need: word) & word
-            while bits != 0 {
-                let slot = index &<< 6 | bits.trailingZeroBitCount
-                bits &= bits &- 1
-                let key = records[slot].priceLow
-                guard heap.mayAccept(group: 0, key: key) else { continue }
-                let id = records[slot].id
-                if let cursor = plan.cursor, (key, id) <= (cursor.key, cursor.id) { continue }
-                heap.offer((group: 0, key: key, id: id, slot: slot))
-            }
+        collectPage(plan, matches: matches, wanted: wanted, into: &slots) { index, word in
+            below.word(index, need: word) & word
         }
-        for entry in heap.sorted() { slots.append(entry.slot) }
     }
 
     /// Walks the sort order from the cursor, appending matches until `wanted` are found or the order ends.
@@ -156,7 +146,10 @@ extension ExploreStore {
         }
     }
 
-    private func collectPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int]) {
+    /// Selects the first `wanted` matches after the cursor in sort order; `restrict` narrows each match word
+    /// (its word index, its bits) further.
+    private func collectPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int],
+                             restrict: ((Int, UInt64) -> UInt64)? = nil) {
         let sort = plan.query.sort
         var heap = BoundedHeap(capacity: wanted)
         // Once the heap is full, a match whose sort key's 16-bit code is already worse than the code of the
@@ -169,6 +162,11 @@ extension ExploreStore {
         let priced = priceLowRanges.present.words
         var topGroup: UInt8 = 0
         var topCode: UInt16 = 0
+        // Coarser and cheaper still: once the heap is full, a whole range-bitmap bucket past the worst kept key
+        // cannot enter, so one AND per match word drops its rows before any code is read. `prune` is that
+        // bucket boundary's stored bitmap (empty: none yet), kept for ascending orders, removed for descending.
+        let ranges = isPrice ? priceLowRanges : createdRanges
+        var prune: [UInt64] = []
         // Matches before the cursor are dropped the same way: a code before the cursor key's code is before it.
         let cursor = plan.cursor
         let cursorCode = cursor.map { codes.code(ascending ? $0.key : ~$0.key) } ?? 0
@@ -179,12 +177,22 @@ extension ExploreStore {
                 var word = matches.words[Int(offset) + j]
                 guard word != 0 else { continue }
                 let index = block &* Bitset.blockWords &+ j
+                if let restrict {
+                    word = restrict(index, word)
+                    guard word != 0 else { continue }
+                }
                 // Group 0 (priced, or every row of the creation orders) is what codes can decide.
                 let groupZero = isPrice ? (index < priced.count ? priced[index] : 0) : ~0
                 let heapBound = heap.isFull && topGroup == 0
                 // Once the heap's worst entry is in group 0, group 1 cannot enter; a cursor in group 1 is
                 // after every group-0 row.
-                if heapBound { word &= groupZero }
+                if heapBound {
+                    word &= groupZero
+                    if !prune.isEmpty {
+                        let below = index < prune.count ? prune[index] : 0
+                        word &= ascending ? below : ~below
+                    }
+                }
                 if let cursor, cursor.group == 1 { word &= ~groupZero }
                 let cursorBound = cursor?.group == 0
                 if (heapBound || cursorBound) && index &<< 6 + 63 < codeArray.count {
@@ -210,7 +218,18 @@ extension ExploreStore {
                         let top = heap.top
                         topGroup = top.group
                         // Keys of descending orders are complemented (see `position(of:in:)`).
-                        topCode = codes.code(ascending ? top.key : ~top.key)
+                        let value = ascending ? top.key : ~top.key
+                        topCode = codes.code(value)
+                        // Ascending keeps rows below the first bound past `value`; descending drops rows below the
+                        // last bound at or under it. Only group 0 is in the bitmaps, and only it can still enter.
+                        let b = ranges.bucket(value)
+                        if top.group != 0 {
+                            prune = []
+                        } else if ascending {
+                            prune = b < ranges.bounds.count ? ranges.less[b].words : []
+                        } else {
+                            prune = b > 0 ? ranges.less[b - 1].words : []
+                        }
                     }
                 }
             }

@@ -28,10 +28,35 @@ import Testing
                 for probe in stride(from: Int64(-41_000), through: 41_000, by: 500) {
                     #expect(keys.count(below: probe) == model.filter { $0 < probe }.count)
                     #expect(keys.count(notAbove: probe) == model.filter { $0 <= probe }.count)
+                    for width in [Int64(-500), 0, 500, 3_000, 90_000] {
+                        let high = probe + width
+                        #expect(keys.count(from: probe, through: high) == model.filter { $0 >= probe && $0 <= high }.count)
+                    }
                 }
+                #expect(keys.count(from: Int64.min, through: Int64.max) == model.count)
             }
         }
         #expect(keys.chunks.allSatisfy { $0.count <= RankedKeys.maximumChunk })
+    }
+
+    /// Codes order like their values, a value on a bound has a code of its own, and `threshold` decides
+    /// `v < x` from the code alone except between two bounds.
+    @Test(arguments: [UInt64(1), 2, 3])
+    func valueCodesOrderLikeValues(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        let codes = ValueCodes(bounds: (0..<50).map { _ in Int64.random(in: -100...100, using: &random) },
+                               maximumBounds: Int.random(in: 1...60, using: &random))
+        let probes = (Int64(-110)...110).map { $0 } + [Int64.min, Int64.max]
+        for a in probes {
+            for b in probes where a < b { #expect(codes.code(a) <= codes.code(b)) }
+            #expect((codes.code(a) & 1 == 1) == codes.bounds.contains(a))
+            let (below, exactAtBound) = codes.threshold(a)
+            for v in probes {
+                let code = codes.code(v)
+                if code < below { #expect(v < a) }
+                if code > below || (code == below && exactAtBound) { #expect(v >= a) }
+            }
+        }
     }
 
     /// `LessThan` with and without 16-bit codes (few, thinned bounds, so many rows share a code) against a plain

@@ -242,11 +242,7 @@ struct CubeFilter {
     /// with `high < min` (a row cannot be in both, as `low <= high` and `min <= max`); a point row is both ends.
     @inline(__always)
     func priceCount(_ cube: GroupCube, priceGroup c: Int) -> Int {
-        var n = 0
-        if cube.points[c].count > 0 {
-            n += priceMax.map { cube.points[c].count(notAbove: $0) } ?? cube.points[c].count
-            if let priceMin { n -= cube.points[c].count(below: priceMin) }
-        }
+        var n = cube.points[c].count(from: priceMin ?? Int64.min, through: priceMax ?? Int64.max)
         if cube.lows[c].count > 0 {
             n += priceMax.map { cube.lows[c].count(notAbove: $0) } ?? cube.lows[c].count
             if let priceMin { n -= cube.highs[c].count(below: priceMin) }

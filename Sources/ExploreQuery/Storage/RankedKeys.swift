@@ -53,6 +53,21 @@ struct RankedKeys {
     /// Number of keys `<= key`.
     func count(notAbove key: Int64) -> Int { rank(key, strict: true) }
 
+    /// Number of keys in `low...high` (0 when `low > high`). One pass for both ends: when they fall into the
+    /// same chunk (always in a small group), the chunk's prefix count is not read and its keys are read once.
+    func count(from low: Int64, through high: Int64) -> Int {
+        guard low <= high, count > 0 else { return 0 }
+        let first = chunkIndex(low, strict: false)
+        guard first < chunks.count else { return 0 }
+        let last = chunkIndex(high, strict: true)
+        if first == last {
+            return chunks[first].withUnsafeBufferPointer {
+                $0.countBelow(high, orEqual: true) - $0.countBelow(low, orEqual: false)
+            }
+        }
+        return rank(high, strict: true) - Int(before[first]) - Self.position(in: chunks[first], low, strict: false)
+    }
+
     @inline(__always)
     private func rank(_ key: Int64, strict: Bool) -> Int {
         let c = chunkIndex(key, strict: strict)
