@@ -4,7 +4,7 @@ extension ExploreStore {
     // MARK: Paging
 
     /// The position of `slot` in `sort`: group, the list's key and the id.
-    private func position(of slot: Int, in sort: SortOrder) -> (group: UInt8, key: Int64, id: Int64) {
+    func position(of slot: Int, in sort: SortOrder) -> (group: UInt8, key: Int64, id: Int64) {
         let record = records[slot]
         let priced = SlotFlags(rawValue: record.flags).hasPrice
         switch sort {
@@ -151,27 +151,18 @@ extension ExploreStore {
     private func collectPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int],
                              restrict: ((Int, UInt64) -> UInt64)? = nil) {
         let sort = plan.query.sort
-        var heap = BoundedHeap(capacity: wanted)
-        // Once the heap is full, a match whose sort key's 16-bit code is already worse than the code of the
-        // heap's worst key cannot enter: it is rejected from the dense code array (2 bytes, read in slot
-        // order) without reading its record (a cache line each), which most matches then never are.
-        let isPrice = sort == .priceAscending || sort == .priceDescending
-        let codes = isPrice ? priceLowCodes : createdCodes
+        var selection = PageSelection(store: self, sort: sort, wanted: wanted, cursor: plan.cursor)
+        let codes = selection.codes
         let codeArray = codes.codes
-        let ascending = sort == .priceAscending || sort == .oldest
+        let ascending = selection.ascending
+        let isPrice = sort == .priceAscending || sort == .priceDescending
         let priced = priceLowRanges.present.words
-        var topGroup: UInt8 = 0
-        var topCode: UInt16 = 0
-        // Coarser and cheaper still: once the heap is full, a whole range-bitmap bucket past the worst kept key
-        // cannot enter, so one AND per match word drops its rows before any code is read. `prune` is that
-        // bucket boundary's stored bitmap (empty: none yet), kept for ascending orders, removed for descending.
-        let ranges = isPrice ? priceLowRanges : createdRanges
-        var prune: [UInt64] = []
-        // Matches before the cursor are dropped the same way: a code before the cursor key's code is before it.
+        // Matches before the cursor are dropped the same way as those past the heap's worst key: a code before
+        // the cursor key's code is before it.
         let cursor = plan.cursor
         let cursorCode = cursor.map { codes.code(ascending ? $0.key : ~$0.key) } ?? 0
-        // A plain loop rather than `forEachSlot`: the closure would capture the heap and the thresholds as
-        // boxed variables, checked for exclusive access on every match.
+        // A plain loop rather than `forEachSlot`: the closure would capture the selection as a boxed
+        // variable, checked for exclusive access on every match.
         for (block, offset) in matches.blockOffsets.enumerated() where offset >= 0 {
             for j in 0..<Bitset.blockWords {
                 var word = matches.words[Int(offset) + j]
@@ -183,19 +174,20 @@ extension ExploreStore {
                 }
                 // Group 0 (priced, or every row of the creation orders) is what codes can decide.
                 let groupZero = isPrice ? (index < priced.count ? priced[index] : 0) : ~0
-                let heapBound = heap.isFull && topGroup == 0
+                let heapBound = selection.heap.isFull && selection.topGroup == 0
                 // Once the heap's worst entry is in group 0, group 1 cannot enter; a cursor in group 1 is
                 // after every group-0 row.
                 if heapBound {
                     word &= groupZero
-                    if !prune.isEmpty {
-                        let below = index < prune.count ? prune[index] : 0
+                    if !selection.prune.isEmpty {
+                        let below = index < selection.prune.count ? selection.prune[index] : 0
                         word &= ascending ? below : ~below
                     }
                 }
                 if let cursor, cursor.group == 1 { word &= ~groupZero }
                 let cursorBound = cursor?.group == 0
                 if (heapBound || cursorBound) && index &<< 6 + 63 < codeArray.count {
+                    let topCode = selection.topCode
                     var bits = word & groupZero
                     while bits != 0 {
                         let bit = bits.trailingZeroBitCount
@@ -207,36 +199,93 @@ extension ExploreStore {
                     }
                 }
                 while word != 0 {
-                    let slot = index &<< 6 | word.trailingZeroBitCount
+                    selection.add(index &<< 6 | word.trailingZeroBitCount)
                     word &= word &- 1
-                    let p = position(of: slot, in: sort)
-                    if let cursor {
-                        guard (p.group, p.key, p.id) > (cursor.group, cursor.key, cursor.id) else { continue }
-                    }
-                    heap.offer((group: p.group, key: p.key, id: p.id, slot: slot))
-                    if heap.isFull {
-                        let top = heap.top
-                        topGroup = top.group
-                        // Keys of descending orders are complemented (see `position(of:in:)`).
-                        let value = ascending ? top.key : ~top.key
-                        topCode = codes.code(value)
-                        // Ascending keeps rows below the first bound past `value`; descending drops rows below the
-                        // last bound at or under it. Only group 0 is in the bitmaps, and only it can still enter.
-                        let b = ranges.bucket(value)
-                        if top.group != 0 {
-                            prune = []
-                        } else if ascending {
-                            prune = b < ranges.bounds.count ? ranges.less[b].words : []
-                        } else {
-                            prune = b > 0 ? ranges.less[b - 1].words : []
-                        }
-                    }
                 }
             }
         }
-        slots.append(contentsOf: heap.sorted().map(\.slot))
+        selection.flush()
+        slots.append(contentsOf: selection.heap.sorted().map(\.slot))
+    }
+}
+
+/// The heap of one collected page and the thresholds derived from its worst kept entry.
+///
+/// Rows that pass the code checks are read in small batches rather than one at a time: a row's record is
+/// a cache miss, and reading a batch's records in one loop (independent loads) overlaps their misses, where
+/// offering each row as it is found made every read wait for the previous one's heap update. The
+/// thresholds lag by at most one batch, which only lets a few more rows be read.
+private struct PageSelection {
+    let store: ExploreStore
+    let sort: SortOrder
+    let cursor: CursorPosition?
+    let codes: ValueCodes
+    let ranges: RangeBitmaps
+    let ascending: Bool
+    var heap: BoundedHeap
+    /// The group and sort-key code of the heap's worst entry, once full.
+    var topGroup: UInt8 = 0
+    var topCode: UInt16 = 0
+    /// Coarser and cheaper than codes: once the heap is full, a whole range-bitmap bucket past the worst kept
+    /// key cannot enter, so one AND per match word drops its rows before any code is read. The bucket
+    /// boundary's stored bitmap (empty: none yet), kept for ascending orders, removed for descending ones.
+    var prune: [UInt64] = []
+    private var pending: [Int] = []
+    private var positions: [(group: UInt8, key: Int64, id: Int64)] = []
+
+    static let batch = 16
+
+    init(store: ExploreStore, sort: SortOrder, wanted: Int, cursor: CursorPosition?) {
+        self.store = store
+        self.sort = sort
+        self.cursor = cursor
+        let isPrice = sort == .priceAscending || sort == .priceDescending
+        codes = isPrice ? store.priceLowCodes : store.createdCodes
+        ranges = isPrice ? store.priceLowRanges : store.createdRanges
+        ascending = sort == .priceAscending || sort == .oldest
+        heap = BoundedHeap(capacity: wanted)
+        pending.reserveCapacity(Self.batch)
+        positions.reserveCapacity(Self.batch)
     }
 
+    @inline(__always)
+    mutating func add(_ slot: Int) {
+        pending.append(slot)
+        if pending.count == Self.batch { flush() }
+    }
+
+    mutating func flush() {
+        guard !pending.isEmpty else { return }
+        positions.removeAll(keepingCapacity: true)
+        for slot in pending { positions.append(store.position(of: slot, in: sort)) }
+        for (slot, p) in zip(pending, positions) {
+            if let cursor {
+                guard (p.group, p.key, p.id) > (cursor.group, cursor.key, cursor.id) else { continue }
+            }
+            heap.offer((group: p.group, key: p.key, id: p.id, slot: slot))
+        }
+        pending.removeAll(keepingCapacity: true)
+        guard heap.isFull, thresholdsOf.map({ $0 != (heap.top.group, heap.top.key) }) ?? true else { return }
+        let top = heap.top
+        thresholdsOf = (top.group, top.key)
+        topGroup = top.group
+        // Keys of descending orders are complemented (see `position(of:in:)`).
+        let value = ascending ? top.key : ~top.key
+        topCode = codes.code(value)
+        // Ascending keeps rows below the first bound past `value`; descending drops rows below the last bound
+        // at or under it. Only group 0 is in the bitmaps, and only it can still enter.
+        let b = ranges.bucket(value)
+        if top.group != 0 {
+            prune = []
+        } else if ascending {
+            prune = b < ranges.bounds.count ? ranges.less[b].words : []
+        } else {
+            prune = b > 0 ? ranges.less[b - 1].words : []
+        }
+    }
+
+    /// The worst entry's group and key the thresholds were derived from.
+    private var thresholdsOf: (group: UInt8, key: Int64)?
 }
 
 extension FacetValue {
