@@ -257,7 +257,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Holds reads back while too many requests are in flight or the peer is not reading its answers, so a slow
     /// reader cannot make the server buffer without bound.
     func read(context: ChannelHandlerContext) {
-        if closing || shutdownRequested { return }
+        if closing {
+            // Lingering: drain and discard until the client closes.
+            context.read()
+            return
+        }
+        if shutdownRequested { return }
         if inFlight >= processor.configuration.maximumInFlight || !context.channel.isWritable
             || !queuedFrames.isEmpty {
             readPending = true
@@ -296,39 +301,35 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Sends `error` as the connection's last frame and closes lingering (see ``LingeringClose``); requests
+    /// that arrive meanwhile are discarded.
     private func closeWithError(context: ChannelHandlerContext, _ error: WireError, requestID: UInt32 = 0) {
         guard !closing else { return }
         closing = true
+        queuedFrames.removeAll()
         flushOutput(context: context)
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        WireCodec.encode(.error(error), requestID: requestID, into: &buffer)
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
-            channel.close(promise: nil)
-        }
+        LingeringClose.send(error, requestID: requestID, context: context)
+        // Reading goes on while lingering, so the client's last requests are drained rather than left unread.
+        context.read()
     }
 }
 
-/// Answers `too_many_connections` and closes; installed instead of a ``ConnectionHandler`` when full.
+/// Ends a connection with an error frame without losing the frame.
 ///
-/// The close is a lingering one: the error frame is followed by end-of-file (the write side is shut), and the
-/// socket stays open, discarding whatever the client sends, until the client closes or ``lingerTimeout`` passes.
-/// Closing outright while the client's `HELLO` is still arriving makes the kernel answer with a reset, and a reset
-/// can discard the error frame before the client reads it: the client would see a bare connection loss instead
-/// of the refusal.
-final class RejectConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+/// The error frame is followed by end-of-file (the write side is shut), and the socket stays open, discarding
+/// whatever the client sends, until the client closes or ``timeout`` passes. Closing outright while the client's
+/// requests are still arriving (its `HELLO` on a refused connection, pipelined requests at shutdown) makes the
+/// kernel answer with a reset, and a reset can discard the error frame, and answers written before it, before
+/// the client reads them: the client would see a bare connection loss instead of the answers and the reason.
+enum LingeringClose {
+    /// Longest a closing connection is kept open waiting for the client to close.
+    static let timeout: TimeAmount = .seconds(2)
 
-    /// Longest a refused connection is kept open waiting for the client to close.
-    static let lingerTimeout: TimeAmount = .seconds(2)
-
-    func channelActive(context: ChannelHandlerContext) {
+    static func send(_ error: WireError, requestID: UInt32, context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: 64)
-        WireCodec.encode(.error(WireError(.tooManyConnections, "the server is at its connection limit")),
-                         requestID: 0, into: &buffer)
+        WireCodec.encode(.error(error), requestID: requestID, into: &buffer)
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { result in
+        context.writeAndFlush(NIOAny(buffer)).whenComplete { result in
             guard case .success = result else {
                 channel.close(promise: nil)
                 return
@@ -336,9 +337,21 @@ final class RejectConnectionHandler: ChannelInboundHandler {
             let shutOutput = channel.eventLoop.makePromise(of: Void.self)
             shutOutput.futureResult.whenFailure { _ in channel.close(promise: nil) }
             channel.close(mode: .output, promise: shutOutput)
-            let linger = channel.eventLoop.scheduleTask(in: Self.lingerTimeout) { channel.close(promise: nil) }
+            let linger = channel.eventLoop.scheduleTask(in: Self.timeout) { channel.close(promise: nil) }
             channel.closeFuture.whenComplete { _ in linger.cancel() }
         }
+    }
+}
+
+/// Answers `too_many_connections` and closes lingering (see ``LingeringClose``); installed instead of a
+/// ``ConnectionHandler`` when full.
+final class RejectConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    func channelActive(context: ChannelHandlerContext) {
+        LingeringClose.send(WireError(.tooManyConnections, "the server is at its connection limit"), requestID: 0,
+                            context: context)
     }
 
     /// Discards what the refused client sends (its `HELLO`, typically).

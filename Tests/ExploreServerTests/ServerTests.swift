@@ -314,6 +314,51 @@ struct ServerTests {
         await #expect(throws: ExploreClientError.self) { try await client.ping() }
         await client.close()
     }
+
+    @Test("graceful shutdown while requests keep arriving: every answer and the reason arrive, then end-of-file, no reset")
+    func gracefulShutdownWhileRequestsArrive() async throws {
+        let server = try await ExploreServer.start(
+            configuration: ExploreServerConfiguration(host: "127.0.0.1", port: 0),
+            backend: ReferenceBackend(rows: Array(demoRows.prefix(100))))
+        let connection = try await RawConnection.connect(port: server.port)
+        let received = try await connection.channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: RawConnection.helloBytes()))
+            var iterator = inbound.makeAsyncIterator()
+            guard var accepted = try await iterator.next() else { return [(UInt32, WireResponse)]() }
+            _ = try WireCodec.decodeResponse(try WireCodec.decodeHeader(&accepted), &accepted)
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                // Pings in bursts, still being written when the server shuts down (their writes may then fail).
+                group.addTask {
+                    var id: UInt32 = 1
+                    for _ in 0..<400 {
+                        var bytes: [UInt8] = []
+                        for _ in 0..<25 {
+                            bytes += RawConnection.frame(.ping([1, 2, 3]), id: id)
+                            id += 1
+                        }
+                        do { try await outbound.write(ByteBuffer(bytes: bytes)) } catch { return }
+                        await Task.yield()
+                    }
+                }
+                var responses: [(UInt32, WireResponse)] = []
+                var shutdown: Task<Void, Never>?
+                // A reset would make this read throw instead of ending.
+                while var body = try await iterator.next() {
+                    let header = try WireCodec.decodeHeader(&body)
+                    responses.append((header.requestID, try WireCodec.decodeResponse(header, &body)))
+                    if responses.count == 200 { shutdown = Task { await server.shutdown() } }
+                }
+                group.cancelAll()
+                await shutdown?.value
+                return responses
+            }
+        }
+        #expect(received.count > 200, "the shutdown starts after 200 answers")
+        #expect(received.last?.1 == .error(WireError(.shuttingDown, "the server is shutting down")))
+        let pongs = received.dropLast()
+        #expect(pongs.allSatisfy { $0.1 == .pong([1, 2, 3]) })
+        #expect(pongs.map(\.0) == Array(1...UInt32(pongs.count)), "answers are for the requests in order, none lost")
+    }
 }
 
 @Suite("Server back-pressure", .serialized, .timeLimit(.minutes(3)))
