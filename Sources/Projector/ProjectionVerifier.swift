@@ -1,5 +1,10 @@
 public import ExploreQuery
 public import Postgres
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Compares the projection table with the defining query, and the cache with the projection table.
 public enum ProjectionVerifier {
@@ -11,7 +16,9 @@ public enum ProjectionVerifier {
         public var extra: [Int64] = []
         /// Listings present in both with different values.
         public var differing: [Int64] = []
-        /// Differences explained by outbox entries not applied yet (the projector is behind, not wrong).
+        /// Differences explained by changes not applied yet (the feed is behind, not wrong): listings with outbox
+        /// entries pending, and listings whose difference went away on a re-check (a change on its way, as a
+        /// Kafka feed's events are, leaves no outbox entry to explain it).
         public var pending: [Int64] = []
         /// Listings compared.
         public var compared: Int = 0
@@ -20,27 +27,59 @@ public enum ProjectionVerifier {
         public var isClean: Bool { missing.isEmpty && extra.isEmpty && differing.isEmpty }
     }
 
-    /// Compares the table with the defining query in one REPEATABLE READ snapshot.
-    /// - Parameter sample: compare only about this many random listings from each side; `nil` compares all.
-    public static func verifyTable(on connection: PostgresConnection, sample: Int? = nil) throws(ProjectorError)
-        -> Report
+    /// Compares the table with the defining query in one REPEATABLE READ snapshot, then re-checks the listings
+    /// that differ, each time in a new snapshot, until they agree or `settle` has passed: only differences that
+    /// last count as divergence.
+    /// - Parameters:
+    ///   - sample: compare only about this many random listings from each side; `nil` compares all.
+    ///   - settle: how long differing listings are re-checked (every 250 ms) before they count.
+    public static func verifyTable(on connection: PostgresConnection, sample: Int? = nil,
+                                   settle: Duration = .seconds(2)) throws(ProjectorError) -> Report
     {
         do {
-            try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            do {
-                let report = try compareTable(connection, sample: sample)
-                try connection.executeScript("COMMIT")
-                return report
-            } catch {
-                try? connection.executeScript("ROLLBACK")
-                throw error
+            var ids: [Int64]?
+            if let sample {
+                ids = try connection.query("""
+                    SELECT id FROM (SELECT id FROM property.listings ORDER BY random() LIMIT $1) s
+                    UNION
+                    SELECT id FROM (SELECT id FROM explore.listings_projection ORDER BY random() LIMIT $1) t
+                    """, [Int64(max(0, sample))]).compactMap { $0[0].flatMap { Int64($0) } }.sorted()
             }
+            var report = try compareInSnapshot(connection, ids: ids)
+            let clock = ContinuousClock()
+            let deadline = clock.now.advanced(by: settle)
+            while !report.isClean && clock.now < deadline {
+                // Blocking, like every call here: verification runs on its own thread, never on the cooperative pool.
+                usleep(250_000)
+                let suspects = (report.missing + report.extra + report.differing).sorted()
+                let again = try compareInSnapshot(connection, ids: suspects)
+                let lasting = Set(again.missing + again.extra + again.differing)
+                report.pending += suspects.filter { !lasting.contains($0) }
+                report.missing.removeAll { !lasting.contains($0) }
+                report.extra.removeAll { !lasting.contains($0) }
+                report.differing.removeAll { !lasting.contains($0) }
+            }
+            report.pending.sort()
+            return report
         } catch {
             throw ProjectorError.database("verifying the projection failed", error)
         }
     }
 
-    private static func compareTable(_ connection: PostgresConnection, sample: Int?) throws -> Report {
+    private static func compareInSnapshot(_ connection: PostgresConnection, ids: [Int64]?) throws -> Report {
+        try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        do {
+            let report = try compareTable(connection, ids: ids)
+            try connection.executeScript("COMMIT")
+            return report
+        } catch {
+            try? connection.executeScript("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Compares the listings `ids` (all when nil) in the caller's snapshot.
+    private static func compareTable(_ connection: PostgresConnection, ids: [Int64]?) throws -> Report {
         let columns = ProjectionDefinition.columns
         let list = columns.joined(separator: ", ")
         let expectedValues = columns.dropFirst().map { "e.\($0)" }.joined(separator: ", ")
@@ -48,13 +87,8 @@ public enum ProjectionVerifier {
         let expected: String
         let actual: String
         var parameters: [(any PostgresEncodable)?] = []
-        if let sample {
-            let ids = try connection.query("""
-                SELECT id FROM (SELECT id FROM property.listings ORDER BY random() LIMIT $1) s
-                UNION
-                SELECT id FROM (SELECT id FROM explore.listings_projection ORDER BY random() LIMIT $1) t
-                """, [Int64(max(0, sample))]).compactMap { $0[0].flatMap { Int64($0) } }
-            parameters = [ProjectionStore.int8Array(ids.sorted())]
+        if let ids {
+            parameters = [ProjectionStore.int8Array(ids)]
             expected = ProjectionDefinition.restrictedQuery(parameter: 1)
             actual = "SELECT \(list) FROM explore.listings_projection WHERE id = ANY($1::bigint[])"
         } else {

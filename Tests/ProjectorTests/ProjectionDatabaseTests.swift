@@ -1,3 +1,4 @@
+import Dispatch
 import ExploreQuery
 import Postgres
 @testable import Projector
@@ -125,11 +126,37 @@ struct ProjectionDatabaseTests {
                 """)
             let (table, cache) = try ProjectorFixtures.divergence(connection, cache: index)
             #expect(table.missing == [1] && table.extra == [999999] && table.differing == [3])
-            let sampled = try ProjectionVerifier.verifyTable(on: connection, sample: 1_000)
+            let sampled = try ProjectionVerifier.verifyTable(on: connection, sample: 1_000, settle: .milliseconds(500))
             #expect(sampled.missing == [1] && sampled.extra == [999999] && sampled.differing == [3])
             #expect(cache?.differing == [3])
             #expect(cache?.missing == [999999])
             #expect(cache?.extraCount == 1)
+        }
+    }
+
+    /// A difference that goes away while verification re-checks it is a change on its way (nothing in the outbox
+    /// explains it, as under a Kafka feed): pending, not divergence. One that lasts is divergence.
+    @Test func differencesThatSettleArePendingAndLastingOnesDiverge() throws {
+        try withBuiltProjection { connection, _, _ in
+            try connection.executeScript("""
+                UPDATE explore.listings_projection SET title = 'behind' WHERE id = 3;
+                UPDATE explore.listings_projection SET title = 'wrong' WHERE id = 5;
+                """)
+            let configuration = connection.configuration
+            let caughtUp = DispatchSemaphore(value: 0)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(700)) {
+                defer { caughtUp.signal() }
+                guard let other = try? PostgresConnection.connect(configuration) else { return }
+                defer { other.close() }
+                try? other.executeScript("UPDATE explore.listings_projection SET title = 'Listing 3' WHERE id = 3")
+            }
+            let report = try ProjectionVerifier.verifyTable(on: connection, settle: .seconds(5))
+            caughtUp.wait()
+            #expect(report.differing == [5])
+            #expect(report.pending == [3])
+            #expect(report.missing.isEmpty && report.extra.isEmpty && !report.isClean)
+            let immediate = try ProjectionVerifier.verifyTable(on: connection, settle: .zero)
+            #expect(immediate.differing == [5] && immediate.pending.isEmpty)
         }
     }
 
