@@ -712,15 +712,6 @@ struct MatchSet {
         return words[offset + ((slot >> 6) & (Bitset.blockWords - 1))] & (1 &<< UInt64(slot & 63)) != 0
     }
 
-    /// Calls `body(wordIndex, word)` for every non-zero word of the evaluated blocks, in slot order.
-    func forEachWord(_ body: (Int, UInt64) -> Void) {
-        for (block, offset) in blockOffsets.enumerated() where offset >= 0 {
-            for j in 0..<Bitset.blockWords where words[Int(offset) + j] != 0 {
-                body(block &* Bitset.blockWords &+ j, words[Int(offset) + j])
-            }
-        }
-    }
-
     /// Calls `body` with every matching slot in ascending order.
     func forEachSlot(_ body: (Int) -> Void) {
         for (block, offset) in blockOffsets.enumerated() where offset >= 0 {

@@ -23,12 +23,6 @@ struct BoundedHeap {
     /// The largest kept entry; only when not empty.
     var top: Entry { entries[0] }
 
-    /// Whether an entry at `(group, key)` could still enter (ids are compared only on equal keys).
-    @inline(__always)
-    func mayAccept(group: UInt8, key: Int64) -> Bool {
-        entries.count < capacity || (group, key) <= (entries[0].group, entries[0].key)
-    }
-
     mutating func offer(_ entry: Entry) {
         guard capacity > 0 else { return }
         if entries.count < capacity {
