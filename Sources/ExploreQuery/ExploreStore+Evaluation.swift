@@ -711,17 +711,4 @@ struct MatchSet {
         guard offset >= 0 else { return false }
         return words[offset + ((slot >> 6) & (Bitset.blockWords - 1))] & (1 &<< UInt64(slot & 63)) != 0
     }
-
-    /// Calls `body` with every matching slot in ascending order.
-    func forEachSlot(_ body: (Int) -> Void) {
-        for (block, offset) in blockOffsets.enumerated() where offset >= 0 {
-            for j in 0..<Bitset.blockWords {
-                var word = words[Int(offset) + j]
-                while word != 0 {
-                    body((block &* Bitset.blockWords &+ j) &<< 6 | word.trailingZeroBitCount)
-                    word &= word &- 1
-                }
-            }
-        }
-    }
 }

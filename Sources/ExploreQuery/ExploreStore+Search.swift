@@ -161,7 +161,7 @@ extension ExploreStore {
         // the cursor key's code is before it.
         let cursor = plan.cursor
         let cursorCode = cursor.map { codes.code(ascending ? $0.key : ~$0.key) } ?? 0
-        // A plain loop rather than `forEachSlot`: the closure would capture the selection as a boxed
+        // A plain loop rather than a closure called per match: it would capture the selection as a boxed
         // variable, checked for exclusive access on every match.
         for (block, offset) in matches.blockOffsets.enumerated() where offset >= 0 {
             for j in 0..<Bitset.blockWords {
