@@ -266,7 +266,9 @@ enum ServerBenchmark {
                         while sequence * workers + worker < total {
                             let scheduled = start + interval * sequence
                                 + .nanoseconds(Int64(1e9 * Double(worker) / max(rate, 1)))
-                            if scheduled > clock.now { try await Task.sleep(until: scheduled, clock: clock) }
+                            // No timer tolerance: latency counts from the scheduled send, so a wake-up the timer
+                            // defers within its default leeway would be charged to the server.
+                            if scheduled > clock.now { try await Task.sleep(until: scheduled, tolerance: .zero, clock: clock) }
                             do {
                                 _ = try await client.search(queries[(sequence * workers + worker) % queries.count])
                             } catch {
