@@ -60,6 +60,10 @@ struct RankedKeys {
         return Int(before[c]) + Self.position(in: chunks[c], key, strict: strict)
     }
 
+    /// Runs the lookups an insert or remove of `key` makes, without changing anything, and returns a value
+    /// depending on them (a change batch's warm-up: see ``ExploreStore``'s change batches).
+    func warm(_ key: Int64) -> Int { rank(key, strict: true) }
+
     mutating func insert(_ key: Int64) {
         count += 1
         if chunks.isEmpty {
