@@ -1,13 +1,11 @@
-/// Applying change batches: a batch is applied in phases, one structure at a time, instead of change by change.
+/// Applying change batches: a batch is resolved into one net transition per listing, then applied in phases, one
+/// structure at a time, instead of change by change.
 ///
-/// Why: at a million rows every change touches some twenty cache lines spread over the columns and indexes, and
-/// applied change by change those misses queue one after another (about 6 µs per change). Resolved first into
-/// one transition per listing, the changes become independent iterations of short loops over one structure
-/// each. Before a structure is updated, a warm-up loop runs its read-only lookups for the whole batch: those
-/// loads do not depend on each other, so their cache misses overlap, and the updates that follow find their
-/// lines cached (each warm-up result is stored in `warmUps`, so the loads are not optimised away). The sort orders take their share of the batch sorted, in one ascending pass. Each phase
-/// takes its structures `inout`, so a loop pays one exclusivity check instead of one per access. Readers
-/// never see the intermediate states: ``ExploreIndex`` applies a batch under its write lock.
+/// Why: an id changed several times in a batch is indexed once, at its end state; each phase is a short loop
+/// over one structure, taking it `inout` (one exclusivity check per batch instead of one per access); and the
+/// sort orders take their share of the batch sorted, in one ascending pass that routes each entry onwards from
+/// the previous one. Readers never see the intermediate states: ``ExploreIndex`` applies a batch under its
+/// write lock.
 extension ExploreStore {
     /// One listing's net change in a batch: its slot's record before and after. A record whose flags lack
     /// ``SlotFlags/live`` stands for "no live row" (a new listing's `old`, a deleted listing's `new`).
@@ -39,12 +37,11 @@ extension ExploreStore {
         Self.writeColumns(changed, records: &records, lowCodes: &priceLowCodes, highCodes: &priceHighCodes,
                           createdCodes: &createdCodes)
         updatePostings(changed)
-        var warmed = Self.updateRanges(changed, low: &priceLowRanges, high: &priceHighRanges,
-                                       created: &createdRanges, spread: &maxPriceSpread)
-        warmed &+= Self.updateCube(changed, &cube)
+        Self.updateRanges(changed, low: &priceLowRanges, high: &priceHighRanges, created: &createdRanges,
+                          spread: &maxPriceSpread)
+        Self.updateCube(changed, &cube)
         updateOrders(changed)
-        warmed &+= Self.writeStrings(transitions, strings, titles: &titles, imageURLs: &imageURLs)
-        warmUps = warmed
+        Self.writeStrings(transitions, strings, titles: &titles, imageURLs: &imageURLs)
     }
 
     /// Works out each listing's transition, allocates slots for new listings and frees deleted ones.
@@ -183,14 +180,7 @@ extension ExploreStore {
 
     /// The range bitmaps of both price ends and of the creation time.
     static func updateRanges(_ transitions: [RowTransition], low: inout RangeBitmaps, high: inout RangeBitmaps,
-                             created: inout RangeBitmaps, spread: inout Int64) -> UInt64 {
-        var warmed: UInt64 = 0
-        for t in transitions {
-            let priced = t.isLive && SlotFlags(rawValue: t.new.flags).hasPrice
-            warmed &+= low.warm(t.slot, to: priced ? t.new.priceLow : nil)
-            warmed &+= high.warm(t.slot, to: priced ? t.new.priceHigh : nil)
-            warmed &+= created.warm(t.slot, to: t.isLive ? t.new.createdAt : nil)
-        }
+                             created: inout RangeBitmaps, spread: inout Int64) {
         for t in transitions {
             let slot = t.slot
             guard t.isLive else {
@@ -221,17 +211,10 @@ extension ExploreStore {
                 created.update(slot, to: t.new.createdAt)
             }
         }
-        return warmed
     }
 
     /// The group cube: a row that keeps its group and price costs nothing here.
-    static func updateCube(_ transitions: [RowTransition], _ cube: inout GroupCube) -> UInt64 {
-        var warmed = 0
-        for t in transitions {
-            warmed &+= cube.warm(slot: t.slot)
-            if t.wasLive, let price = cubePrice(t.old) { warmed &+= cube.warm(key: cubeKey(t.old), price: price) }
-            if t.isLive, let price = cubePrice(t.new) { warmed &+= cube.warm(key: cubeKey(t.new), price: price) }
-        }
+    static func updateCube(_ transitions: [RowTransition], _ cube: inout GroupCube) {
         for t in transitions {
             let oldPrice = t.wasLive ? cubePrice(t.old) : nil
             let newPrice = t.isLive ? cubePrice(t.new) : nil
@@ -250,7 +233,6 @@ extension ExploreStore {
                 cube.add(slot: t.slot, key: newKey, price: newPrice)
             }
         }
-        return UInt64(truncatingIfNeeded: warmed)
     }
 
     /// The sort orders: each order's removals, then its insertions, sorted and applied in one ascending pass.
@@ -297,13 +279,7 @@ extension ExploreStore {
     /// Titles and image URLs: a new row's are written, an existing row's only when they differ, a deleted
     /// row's cleared.
     static func writeStrings(_ transitions: [RowTransition], _ strings: [RowStrings], titles: inout StringArena,
-                             imageURLs: inout StringArena) -> UInt64 {
-        var warmed: UInt8 = 0
-        for (t, row) in zip(transitions, strings) where t.wasLive && t.isLive {
-            warmed &+= titles.warm(t.slot) &+ imageURLs.warm(t.slot)
-            warmed &+= row.title?.utf8.first ?? 0
-            warmed &+= row.imageURL?.utf8.first ?? 0
-        }
+                             imageURLs: inout StringArena) {
         for (t, row) in zip(transitions, strings) {
             if !t.isLive {
                 titles.set(t.slot, nil)
@@ -313,7 +289,6 @@ extension ExploreStore {
             if !t.wasLive || !titles.equals(t.slot, row.title) { titles.set(t.slot, row.title) }
             if !t.wasLive || !imageURLs.equals(t.slot, row.imageURL) { imageURLs.set(t.slot, row.imageURL) }
         }
-        return UInt64(warmed)
     }
 
     static func noteSpread(_ low: Int64, _ high: Int64, in spread: inout Int64) {

@@ -44,9 +44,6 @@ public final class ExploreStore {
     /// The widest `priceHigh - priceLow` ever stored (never lowered): rows with `priceLow` below
     /// `priceMin - maxPriceSpread` cannot overlap a price filter, so price-sorted walks start past them.
     var maxPriceSpread: Int64 = 0
-    /// A value depending on the last change batch's warm-up loads (see ExploreStore+Changes.swift); stored only
-    /// so those loads, made to bring lines into the cache, are not optimised away.
-    var warmUps: UInt64 = 0
 
     /// Priced rows by `(priceLow, id)` and unpriced rows by id; descending price walks the first backwards.
     var priceOrder = SortedSlotList()
@@ -113,7 +110,7 @@ public final class ExploreStore {
                 RowTransition(slot: $0, old: SlotRecord(), new: records[$0])
             }
             updatePostings(transitions)
-            warmUps &+= Self.updateRanges(transitions, low: &priceLowRanges, high: &priceHighRanges,
+            Self.updateRanges(transitions, low: &priceLowRanges, high: &priceHighRanges,
                                           created: &createdRanges, spread: &maxPriceSpread)
         }
         buildOrders()

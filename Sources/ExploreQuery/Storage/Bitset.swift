@@ -18,13 +18,6 @@ struct Bitset {
         return index < words.count && words[index] & (1 &<< UInt64(slot & 63)) != 0
     }
 
-    /// The word holding `slot`'s bit (0 past the end).
-    @inline(__always)
-    func word(of slot: Int) -> UInt64 {
-        let index = slot >> 6
-        return index < words.count ? words[index] : 0
-    }
-
     @inline(__always)
     mutating func insert(_ slot: Int) {
         let index = slot >> 6

@@ -59,18 +59,6 @@ struct GroupCube {
         return keys[Int(cellOf[slot])]
     }
 
-    /// Reads `slot`'s group (a change batch's warm-up, see ``ExploreStore``'s change batches).
-    func warm(slot: Int) -> Int { slot < cellOf.count ? Int(cellOf[slot]) : 0 }
-
-    /// Runs the rank-structure lookups that adding or removing `price` in `key`'s group makes, without
-    /// changing anything, and returns a value depending on them (a change batch's warm-up).
-    func warm(key: Key, price: (low: Int64, high: Int64)) -> Int {
-        guard let c = cellByKey[key] else { return 0 }
-        let p = Int(priceGroupOf[Int(c)])
-        if price.low == price.high { return points[p].warm(price.low) }
-        return lows[p].warm(price.low) &+ highs[p].warm(price.high)
-    }
-
     /// The group index of `key`, if the group exists.
     func index(of key: Key) -> Int? { cellByKey[key].map(Int.init) }
 

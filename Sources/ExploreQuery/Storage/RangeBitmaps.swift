@@ -91,18 +91,6 @@ struct RangeBitmaps {
         move(slot, to: bucket(new))
     }
 
-    /// Reads the words that moving `slot` to `value` (nil: no value) touches, without changing anything, and
-    /// returns a value depending on them: a change batch runs these reads for all its rows in one loop first,
-    /// where their cache misses overlap, so the updates that follow find the lines cached.
-    func warm(_ slot: Int, to value: Int64?) -> UInt64 {
-        guard slot < encoded.count else { return 0 }
-        let a = Int(encoded[slot])
-        let b = value.map(bucket) ?? bounds.count
-        var warmed = UInt64(a) &+ present.word(of: slot)
-        for j in Swift.min(a, b)..<Swift.max(a, b) { warmed &+= less[j].word(of: slot) }
-        return warmed
-    }
-
     /// Makes `slot`'s `less` bits encode bucket `b` (`bounds.count`: no bits), flipping only the difference.
     @inline(__always)
     private mutating func move(_ slot: Int, to b: Int) {

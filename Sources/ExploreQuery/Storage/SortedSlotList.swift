@@ -24,8 +24,6 @@ struct SortedSlotList {
     private var lastKeys: [Int64] = []
     private var lastIDs: [Int64] = []
     private(set) var count = 0
-    /// Depends on the last batch's warm-up loads; stored only so they are not optimised away.
-    private var warmUps = 0
 
     static let maximumChunk = 128
 
@@ -136,18 +134,15 @@ struct SortedSlotList {
         }
     }
 
-    /// The first index in chunk `c` holding an entry `>= (key, id)`.
+    /// The first index in chunk `c` holding an entry `>= (key, id)`: the entries with smaller keys counted in
+    /// one pass (see `countBelowScanning`), then the ties on `key` stepped over by id.
     @inline(__always)
     private func index(inChunk c: Int, _ key: Int64, _ id: Int64) -> Int {
         chunks[c].keys.withUnsafeBufferPointer { keys in
             chunks[c].ids.withUnsafeBufferPointer { ids in
-                var a = 0
-                var b = keys.count
-                while a < b {
-                    let mid = (a + b) >> 1
-                    if Self.before(keys[mid], ids[mid], key, id, strict: false) { a = mid + 1 } else { b = mid }
-                }
-                return a
+                var at = keys.countBelowScanning(key, orEqual: false)
+                while at < keys.count && keys[at] == key && ids[at] < id { at += 1 }
+                return at
             }
         }
     }
@@ -159,33 +154,16 @@ struct SortedSlotList {
     }
 
     /// Applies a batch's changes: removals first (an id moving within the list leaves its old key before it
-    /// takes the new one), then insertions, each sorted and applied in one ascending pass after a warm-up pass.
+    /// takes the new one), then insertions, each sorted and applied in one ascending pass.
     mutating func apply(_ changes: inout Changes) {
         if !changes.removals.isEmpty {
             changes.removals.sort()
-            warmUps &+= warm(changes.removals)
             remove(sorted: changes.removals)
         }
         if !changes.insertions.isEmpty {
             changes.insertions.sort()
-            warmUps &+= warm(changes.insertions)
             insert(sorted: changes.insertions)
         }
-    }
-
-    /// Routes every entry to its chunk and position without changing anything, returning a value that depends
-    /// on the lines read: the lookups are independent, so their cache misses overlap here instead of queueing
-    /// one by one in the updates that follow.
-    private func warm(_ entries: [Entry]) -> Int {
-        var warmed = 0
-        var c = 0
-        for entry in entries {
-            c = route(entry.key, entry.id, from: c)
-            guard c < chunks.count else { break }
-            let at = index(inChunk: c, entry.key, entry.id)
-            warmed &+= at < chunks[c].slots.count ? Int(chunks[c].slots[at]) : at
-        }
-        return warmed
     }
 
     /// Inserts `entries`, sorted by `(key, id)`, none of them present yet: one ascending pass that routes each

@@ -94,15 +94,6 @@ struct StringArena {
         }
     }
 
-    /// Reads `slot`'s span and the first and last byte of its string, returning a value depending on them (a
-    /// change batch's warm-up before it compares strings: the loads of many slots overlap).
-    func warm(_ slot: Int) -> UInt8 {
-        let length = lengths[slot]
-        guard length != Self.nilLength, length > 0 else { return UInt8(truncatingIfNeeded: length) }
-        let start = Int(offsets[slot])
-        return bytes[start] ^ bytes[start + Int(length) - 1]
-    }
-
     func equals(_ slot: Int, _ value: String?) -> Bool {
         let length = lengths[slot]
         guard let value else { return length == Self.nilLength }
