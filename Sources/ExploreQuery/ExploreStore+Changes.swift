@@ -132,6 +132,17 @@ extension ExploreStore {
     /// touched only when its field (or the row's liveness) changed. Few changes of a typical batch (new and
     /// deleted rows) reach this phase, so it runs straight through.
     func updatePostings(_ transitions: [RowTransition]) {
+        Self.updatePostings(transitions, live: &live, types: &typePostings, statuses: &statusPostings,
+                            cities: &cityPostings, areas: &areaPostings, locations: &locationPostings,
+                            bedrooms: &bedroomPostings, bathrooms: &bathroomPostings)
+    }
+
+    private static func updatePostings(
+        _ transitions: [RowTransition], live: inout Bitset, types typePostings: inout [Bitset],
+        statuses statusPostings: inout [Bitset], cities cityPostings: inout [Bitset],
+        areas areaPostings: inout BlockPostings, locations locationPostings: inout [Int64: SortedSlots],
+        bedrooms bedroomPostings: inout [Int32: Bitset], bathrooms bathroomPostings: inout [Int32: Bitset]
+    ) {
         for t in transitions {
             let (old, new, slot) = (t.old, t.new, t.slot)
             let (wasLive, isLive) = (t.wasLive, t.isLive)

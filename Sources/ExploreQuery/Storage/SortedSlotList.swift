@@ -138,7 +138,11 @@ struct SortedSlotList {
     /// one pass (see `countBelowScanning`), then the ties on `key` stepped over by id.
     @inline(__always)
     private func index(inChunk c: Int, _ key: Int64, _ id: Int64) -> Int {
-        chunks[c].keys.withUnsafeBufferPointer { keys in
+        // The three columns' headers are separate, usually uncached lines: reading all three counts here, where no
+        // load waits for another, overlaps those misses instead of meeting them one by one in the memmoves.
+        precondition(chunks[c].keys.count == chunks[c].ids.count && chunks[c].ids.count == chunks[c].slots.count,
+                     "chunk columns out of step")
+        return chunks[c].keys.withUnsafeBufferPointer { keys in
             chunks[c].ids.withUnsafeBufferPointer { ids in
                 var at = keys.countBelowScanning(key, orEqual: false)
                 while at < keys.count && keys[at] == key && ids[at] < id { at += 1 }
