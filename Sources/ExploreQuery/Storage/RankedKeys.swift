@@ -114,20 +114,33 @@ struct RankedKeys {
         return true
     }
 
-    /// Replaces one occurrence of `old` with `new`: within one chunk when `new` sorts into the same chunk
-    /// (a price edit of a few percent usually does), so no chunk's prefix count changes.
+    /// Replaces one occurrence of `old` with `new` (nothing when `old` is not present). Only the prefix counts of
+    /// the chunks between the two keys' chunks change (none when `new` stays in `old`'s chunk, as a price edit
+    /// of a few percent often does), where a remove and an insert would each update every later chunk's.
     mutating func replace(_ old: Int64, with new: Int64) {
         let c = chunkIndex(old, strict: false)
-        if c < chunks.count, (c == 0 || lasts[c - 1] <= new), (c + 1 == chunks.count || new <= chunks[c + 1][0]) {
-            let at = Self.updatePosition(in: chunks[c], old, strict: false)
-            if at < chunks[c].count, chunks[c][at] == old {
-                chunks[c].remove(at: at)
-                chunks[c].insert(new, at: Self.updatePosition(in: chunks[c], new, strict: true))
-                lasts[c] = chunks[c][chunks[c].count - 1]
-                return
-            }
+        guard c < chunks.count else { return }
+        let at = Self.updatePosition(in: chunks[c], old, strict: false)
+        guard at < chunks[c].count, chunks[c][at] == old else { return }
+        if chunks[c].count == 1 {
+            // The chunk would empty: the general path drops it.
+            remove(old)
+            insert(new)
+            return
         }
-        if remove(old) { insert(new) }
+        chunks[c].remove(at: at)
+        if at == chunks[c].count { lasts[c] = chunks[c][at - 1] }
+        // Routed like `insert`, once `old` is gone.
+        let d = Swift.min(chunkIndex(new, strict: true), chunks.count - 1)
+        let to = Self.updatePosition(in: chunks[d], new, strict: true)
+        chunks[d].insert(new, at: to)
+        if to == chunks[d].count - 1 { lasts[d] = new }
+        if c < d {
+            for i in (c + 1)...d { before[i] -= 1 }
+        } else if d < c {
+            for i in (d + 1)...c { before[i] += 1 }
+        }
+        if chunks[d].count > Self.maximumChunk { split(d) }
     }
 
     /// Every key in ascending order (tests).
