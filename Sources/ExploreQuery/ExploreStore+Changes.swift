@@ -30,6 +30,7 @@ extension ExploreStore {
         var imageURL: String?
     }
 
+    /// Applies `batch`: each id ends as its last change in the batch says, as if the changes ran one by one.
     func apply(_ batch: ListingChangeBatch) {
         let (transitions, strings) = batch.changes.withUnsafeBufferPointer { resolve($0) }
         // Only transitions that change something reach the indexes (a re-sent identical row does not).

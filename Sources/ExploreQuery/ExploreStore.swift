@@ -89,8 +89,8 @@ public final class ExploreStore {
         imageURLs.reserve(slots: placements.count, bytes: plan.imageBytes)
         plan = BulkPlan()  // the value columns are not needed any more
         slotByID.reserveCapacity(placements.count)
-        // Each row is a transition from "no row", written by the same steps as a change batch; the orders and
-        // the cube are built from scratch afterwards instead of row by row.
+        // Rows are written here and then indexed as transitions from "no row" by the change batches' posting and
+        // range phases; the orders and the cube are built from scratch afterwards instead of row by row.
         input.withUnsafeBufferPointer { rows in
             for placement in placements {
                 let slot = allocateSlot(for: rows[placement.position].id)
@@ -110,8 +110,8 @@ public final class ExploreStore {
                 RowTransition(slot: $0, old: SlotRecord(), new: records[$0])
             }
             updatePostings(transitions)
-            Self.updateRanges(transitions, low: &priceLowRanges, high: &priceHighRanges,
-                                          created: &createdRanges, spread: &maxPriceSpread)
+            Self.updateRanges(transitions, low: &priceLowRanges, high: &priceHighRanges, created: &createdRanges,
+                              spread: &maxPriceSpread)
         }
         buildOrders()
         cube = GroupCube(slotCount: slotCount, key: { self.hasFlag($0, .live) ? self.cubeKey($0) : nil },

@@ -12,6 +12,8 @@ struct RankedKeys {
     private var before: [Int32] = []
     private(set) var count = 0
 
+    /// Small chunks: an update scans its chunk (see `updatePosition`) and moves part of it, and a rank query's
+    /// extra step over more chunk ends stays within one cached array.
     static let maximumChunk = 64
 
     init() {}

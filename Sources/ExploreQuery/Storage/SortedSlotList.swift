@@ -4,8 +4,9 @@
 /// so ids stay ascending on ties) and tests each slot against the query's match bitmap until a page is
 /// full: a page costs about `limit × rows / matches` steps instead of sorting every match. An insert or
 /// remove touches one chunk of at most ``maximumChunk`` entries (a short memmove), which keeps upserts
-/// cheap; a change batch applies its sorted entries in one ascending pass; a bulk load builds chunks directly. Ids are stored inline because prices repeat a lot: comparing
-/// ties through the id column would cost a cache miss per step.
+/// cheap; a change batch applies its entries sorted, in one ascending pass; a bulk load builds chunks directly.
+/// Ids are stored inline because prices repeat a lot: comparing ties through the id column would cost a cache
+/// miss per step.
 struct SortedSlotList {
     struct Chunk {
         var keys: [Int64]

@@ -107,7 +107,7 @@ struct StringArena {
         var copy = value
         let start = Int(span.offset)
         return copy.withUTF8 { utf8 in
-            utf8.count == Int(length) && bytes.withUnsafeBufferPointer { buffer in
+            bytes.withUnsafeBufferPointer { buffer in
                 // memcmp: `elementsEqual` compared byte by byte and showed up in upsert profiles.
                 utf8.isEmpty || memcmp(utf8.baseAddress!, buffer.baseAddress! + start, utf8.count) == 0
             }
