@@ -89,15 +89,30 @@ public final class ExploreStore {
         imageURLs.reserve(slots: placements.count, bytes: plan.imageBytes)
         plan = BulkPlan()  // the value columns are not needed any more
         slotByID.reserveCapacity(placements.count)
+        // Rows are written here and then indexed as transitions from "no row" by the change batches' posting and
+        // range phases; the orders and the cube are built from scratch afterwards instead of row by row.
         input.withUnsafeBufferPointer { rows in
             for placement in placements {
-                insertColumns(rows[placement.position], slot: allocateSlot(for: rows[placement.position].id))
+                let slot = allocateSlot(for: rows[placement.position].id)
+                records[slot] = record(for: rows[placement.position], replacing: SlotRecord())
+                priceLowCodes.set(slot, records[slot].priceLow)
+                priceHighCodes.set(slot, records[slot].priceHigh)
+                createdCodes.set(slot, records[slot].createdAt)
+                titles.set(slot, rows[placement.position].title)
+                imageURLs.set(slot, rows[placement.position].primaryImageURL)
             }
         }
         priceLowRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceLow : nil }
         priceHighRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceHigh : nil }
         createdRanges.preload(slotCount: slotCount) { self.records[$0].createdAt }
-        for slot in 0..<slotCount { indexRow(slot, includingOrders: false) }
+        for start in stride(from: 0, to: slotCount, by: 4_096) {
+            let transitions = (start..<Swift.min(start + 4_096, slotCount)).map {
+                RowTransition(slot: $0, old: SlotRecord(), new: records[$0])
+            }
+            updatePostings(transitions)
+            Self.updateRanges(transitions, low: &priceLowRanges, high: &priceHighRanges, created: &createdRanges,
+                              spread: &maxPriceSpread)
+        }
         buildOrders()
         cube = GroupCube(slotCount: slotCount, key: { self.hasFlag($0, .live) ? self.cubeKey($0) : nil },
                          price: { self.cubePrice($0) })
@@ -260,37 +275,10 @@ public final class ExploreStore {
         return total
     }
 
-    // MARK: Changes
+    // MARK: Writing rows (see ExploreStore+Changes.swift for change batches)
 
-    func apply(_ batch: ListingChangeBatch) {
-        for change in batch.changes {
-            switch change {
-            case .upsert(let row): upsert(row)
-            case .delete(let id): delete(id)
-            }
-        }
-    }
-
-    func delete(_ id: ListingID) {
-        guard let slot = slotByID.removeValue(forKey: id) else { return }
-        unindexRow(Int(slot))
-        titles.set(Int(slot), nil)
-        imageURLs.set(Int(slot), nil)
-        records[Int(slot)].flags = 0
-        freeSlots.append(slot)
-    }
-
-    func upsert(_ row: ExploreListing) {
-        if let slot = slotByID[row.id] {
-            update(Int(slot), to: row)
-        } else {
-            let slot = allocateSlot(for: row.id)
-            insertColumns(row, slot: slot)
-            indexRow(slot, includingOrders: true)
-        }
-    }
-
-    private func allocateSlot(for id: ListingID) -> Int {
+    /// A slot for `id`: a free one if any, else a new one at the end of every column.
+    func allocateSlot(for id: ListingID) -> Int {
         let slot: Int
         if let free = freeSlots.popLast() {
             slot = Int(free)
@@ -311,38 +299,6 @@ public final class ExploreStore {
         return slot
     }
 
-    /// Writes every column of `row` into `slot` (indexes untouched).
-    private func insertColumns(_ row: ExploreListing, slot: Int) {
-        var record = SlotRecord()
-        record.id = row.id
-        record.type = row.listingType.rawValue
-        record.status = encode(row.status, in: &statusDictionary)
-        record.city = encode(row.city, in: &cityDictionary)
-        record.area = encode(row.area, in: &areaDictionary)
-        record.locationID = row.locationID
-        var flag: SlotFlags = .live
-        record.priceLow = row.priceFrom ?? row.priceTo ?? 0
-        record.priceHigh = row.priceTo ?? row.priceFrom ?? 0
-        priceLowCodes.set(slot, record.priceLow)
-        priceHighCodes.set(slot, record.priceHigh)
-        if row.priceFrom != nil { flag.insert(.hasPriceFrom) }
-        if row.priceTo != nil { flag.insert(.hasPriceTo) }
-        record.bedrooms = row.bedrooms ?? 0
-        if row.bedrooms != nil { flag.insert(.hasBedrooms) }
-        record.bathrooms = row.bathrooms ?? 0
-        if row.bathrooms != nil { flag.insert(.hasBathrooms) }
-        record.createdAt = row.createdAt
-        createdCodes.set(slot, record.createdAt)
-        record.flags = flag.rawValue
-        records[slot] = record
-        titles.set(slot, row.title)
-        imageURLs.set(slot, row.primaryImageURL)
-    }
-
-    private func encode(_ value: String, in dictionary: inout StringDictionary) -> UInt32 {
-        dictionary.encode(value)
-    }
-
     private func hasPrice(_ slot: Int) -> Bool {
         SlotFlags(rawValue: records[slot].flags).hasPrice
     }
@@ -351,82 +307,27 @@ public final class ExploreStore {
         SlotFlags(rawValue: records[slot].flags).contains(flag)
     }
 
-    /// Adds `slot` (columns already written) to every index.
-    private func indexRow(_ slot: Int, includingOrders: Bool) {
-        let s = UInt32(slot)
-        let record = records[slot]
-        let flag = SlotFlags(rawValue: record.flags)
-        live.insert(slot)
-        typePostings[Int(record.type)].insert(slot)
-        Self.insert(slot, code: record.status, into: &statusPostings)
-        Self.insert(slot, code: record.city, into: &cityPostings)
-        areaPostings.insert(slot, code: record.area)
-        locationPostings[record.locationID, default: SortedSlots()].insert(s)
-        if flag.contains(.hasBedrooms) { bedroomPostings[record.bedrooms, default: Bitset()].insert(slot) }
-        if flag.contains(.hasBathrooms) { bathroomPostings[record.bathrooms, default: Bitset()].insert(slot) }
-        if flag.hasPrice {
-            priceLowRanges.insert(slot, record.priceLow)
-            priceHighRanges.insert(slot, record.priceHigh)
-            noteSpread(record.priceLow, record.priceHigh)
-        } else {
-            // A reused slot may still carry its previous row's range bits (see `RangeBitmaps.release`).
-            priceLowRanges.remove(slot)
-            priceHighRanges.remove(slot)
-        }
-        createdRanges.insert(slot, record.createdAt)
-        if includingOrders {
-            insertOrders(slot)
-            cube.add(slot: slot, key: cubeKey(slot), price: cubePrice(slot))
-        }
-    }
-
     /// The cube group of `slot`'s current column values.
-    func cubeKey(_ slot: Int) -> GroupCube.Key {
-        let record = records[slot]
+    func cubeKey(_ slot: Int) -> GroupCube.Key { Self.cubeKey(records[slot]) }
+
+    /// The cube group of a record's values.
+    static func cubeKey(_ record: SlotRecord) -> GroupCube.Key {
         let hasBedrooms = SlotFlags(rawValue: record.flags).contains(.hasBedrooms)
         return GroupCube.Key(type: record.type, status: record.status, city: record.city,
                              bedrooms: hasBedrooms ? record.bedrooms : Int32.min, hasBedrooms: hasBedrooms)
     }
 
     /// `slot`'s effective price range, if it has a price.
-    func cubePrice(_ slot: Int) -> (low: Int64, high: Int64)? {
-        let record = records[slot]
-        return SlotFlags(rawValue: record.flags).hasPrice ? (record.priceLow, record.priceHigh) : nil
+    func cubePrice(_ slot: Int) -> (low: Int64, high: Int64)? { Self.cubePrice(records[slot]) }
+
+    /// A record's effective price range, if it has a price.
+    static func cubePrice(_ record: SlotRecord) -> (low: Int64, high: Int64)? {
+        SlotFlags(rawValue: record.flags).hasPrice ? (record.priceLow, record.priceHigh) : nil
     }
 
-    private func noteSpread(_ low: Int64, _ high: Int64) {
-        let (spread, overflow) = high.subtractingReportingOverflow(low)
-        maxPriceSpread = Swift.max(maxPriceSpread, overflow ? Int64.max : spread)
-    }
-
-    private static func insert(_ slot: Int, code: UInt32, into postings: inout [Bitset]) {
+    static func insert(_ slot: Int, code: UInt32, into postings: inout [Bitset]) {
         while postings.count <= Int(code) { postings.append(Bitset()) }
         postings[Int(code)].insert(slot)
-    }
-
-    private func insertOrders(_ slot: Int, price: Bool = true, created: Bool = true) {
-        let s = UInt32(slot)
-        let record = records[slot]
-        if price {
-            if SlotFlags(rawValue: record.flags).hasPrice {
-                priceOrder.insert(key: record.priceLow, id: record.id, slot: s)
-            } else {
-                unpriced.insert(key: 0, id: record.id, slot: s)
-            }
-        }
-        if created { createdOrder.insert(key: record.createdAt, id: record.id, slot: s) }
-    }
-
-    private func removeOrders(_ slot: Int, price: Bool = true, created: Bool = true) {
-        let record = records[slot]
-        if price {
-            if SlotFlags(rawValue: record.flags).hasPrice {
-                priceOrder.remove(key: record.priceLow, id: record.id)
-            } else {
-                unpriced.remove(key: 0, id: record.id)
-            }
-        }
-        if created { createdOrder.remove(key: record.createdAt, id: record.id) }
     }
 
     /// Builds every sort order from scratch (bulk load).
@@ -464,139 +365,6 @@ public final class ExploreStore {
         priceOrder = build(&priced)
         unpriced = build(&unpricedSlots)
         createdOrder = build(&all)
-    }
-
-    /// Removes `slot` from every index (columns still hold its values).
-    private func unindexRow(_ slot: Int) {
-        removeOrders(slot)
-        cube.remove(slot: slot, price: cubePrice(slot))
-        let record = records[slot]
-        let flag = SlotFlags(rawValue: record.flags)
-        live.remove(slot)
-        typePostings[Int(record.type)].remove(slot)
-        statusPostings[Int(record.status)].remove(slot)
-        cityPostings[Int(record.city)].remove(slot)
-        areaPostings.remove(slot, code: record.area)
-        removeLocation(slot)
-        if flag.contains(.hasBedrooms) { bedroomPostings[record.bedrooms]?.remove(slot) }
-        if flag.contains(.hasBathrooms) { bathroomPostings[record.bathrooms]?.remove(slot) }
-        // The slot is being freed: `release` leaves the range bits to be moved by the slot's next row.
-        priceLowRanges.release(slot)
-        priceHighRanges.release(slot)
-        createdRanges.release(slot)
-    }
-
-    private func removeLocation(_ slot: Int) {
-        let location = records[slot].locationID
-        locationPostings[location]?.remove(UInt32(slot))
-        if locationPostings[location]?.slots.isEmpty == true { locationPostings[location] = nil }
-    }
-
-    /// Moves `slot` to `row`'s values, touching only the indexes of fields that changed.
-    private func update(_ slot: Int, to row: ExploreListing) {
-        let s = UInt32(slot)
-        let old = records[slot]
-        let oldFlags = SlotFlags(rawValue: old.flags)
-        var new = old
-        new.type = row.listingType.rawValue
-        // Comparing with the stored value first (usually equal, and short strings compare inline) skips
-        // hashing the string on every upsert.
-        new.status = statusDictionary.values[Int(old.status)] == row.status ? old.status : statusDictionary.encode(row.status)
-        new.city = cityDictionary.values[Int(old.city)] == row.city ? old.city : cityDictionary.encode(row.city)
-        new.area = areaDictionary.values[Int(old.area)] == row.area ? old.area : areaDictionary.encode(row.area)
-        new.locationID = row.locationID
-        let newLow = row.priceFrom ?? row.priceTo
-        let newHigh = row.priceTo ?? row.priceFrom
-        new.priceLow = newLow ?? 0
-        new.priceHigh = newHigh ?? 0
-        new.bedrooms = row.bedrooms ?? 0
-        new.bathrooms = row.bathrooms ?? 0
-        new.createdAt = row.createdAt
-        var flag: SlotFlags = .live
-        if row.priceFrom != nil { flag.insert(.hasPriceFrom) }
-        if row.priceTo != nil { flag.insert(.hasPriceTo) }
-        if row.bedrooms != nil { flag.insert(.hasBedrooms) }
-        if row.bathrooms != nil { flag.insert(.hasBathrooms) }
-        new.flags = flag.rawValue
-
-        if new != old {
-            let oldHasPrice = oldFlags.hasPrice
-            let priceOrderChanged = oldHasPrice != flag.hasPrice || (flag.hasPrice && new.priceLow != old.priceLow)
-            let createdChanged = new.createdAt != old.createdAt
-            // The orders are keyed by the stored record: remove with the old one, insert with the new one.
-            if priceOrderChanged || createdChanged {
-                removeOrders(slot, price: priceOrderChanged, created: createdChanged)
-            }
-            if new.type != old.type {
-                typePostings[Int(old.type)].remove(slot)
-                typePostings[Int(new.type)].insert(slot)
-            }
-            if new.status != old.status {
-                statusPostings[Int(old.status)].remove(slot)
-                Self.insert(slot, code: new.status, into: &statusPostings)
-            }
-            if new.city != old.city {
-                cityPostings[Int(old.city)].remove(slot)
-                Self.insert(slot, code: new.city, into: &cityPostings)
-            }
-            if new.area != old.area {
-                areaPostings.remove(slot, code: old.area)
-                areaPostings.insert(slot, code: new.area)
-            }
-            if new.locationID != old.locationID {
-                removeLocation(slot)
-                locationPostings[new.locationID, default: SortedSlots()].insert(s)
-            }
-            // Price range bitmaps.
-            if let newLow, let newHigh, oldHasPrice {
-                if newLow != old.priceLow { priceLowRanges.update(slot, to: newLow) }
-                if newHigh != old.priceHigh { priceHighRanges.update(slot, to: newHigh) }
-            } else if oldHasPrice {
-                priceLowRanges.remove(slot)
-                priceHighRanges.remove(slot)
-            } else if let newLow, let newHigh {
-                priceLowRanges.insert(slot, newLow)
-                priceHighRanges.insert(slot, newHigh)
-            }
-            // Codes always encode the stored value (0 for an unpriced row), so a later edit compares against it.
-            if new.priceLow != old.priceLow { priceLowCodes.set(slot, new.priceLow) }
-            if new.priceHigh != old.priceHigh { priceHighCodes.set(slot, new.priceHigh) }
-            if let newLow, let newHigh { noteSpread(newLow, newHigh) }
-
-            let oldBedrooms = oldFlags.contains(.hasBedrooms) ? old.bedrooms : nil
-            if row.bedrooms != oldBedrooms {
-                if let oldBedrooms { bedroomPostings[oldBedrooms]?.remove(slot) }
-                if let newBedrooms = row.bedrooms { bedroomPostings[newBedrooms, default: Bitset()].insert(slot) }
-            }
-            let oldBathrooms = oldFlags.contains(.hasBathrooms) ? old.bathrooms : nil
-            if row.bathrooms != oldBathrooms {
-                if let oldBathrooms { bathroomPostings[oldBathrooms]?.remove(slot) }
-                if let newBathrooms = row.bathrooms { bathroomPostings[newBathrooms, default: Bitset()].insert(slot) }
-            }
-            if createdChanged {
-                createdRanges.update(slot, to: new.createdAt)
-                createdCodes.set(slot, new.createdAt)
-            }
-
-            let oldCubePrice = cubePrice(slot)
-            records[slot] = new
-            let newCubeKey = cubeKey(slot)
-            let newCubePrice = cubePrice(slot)
-            if newCubeKey != cube.key(ofSlot: slot) {
-                cube.remove(slot: slot, price: oldCubePrice)
-                cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
-            } else if let oldCubePrice, let newCubePrice {
-                if oldCubePrice != newCubePrice { cube.movePrice(slot: slot, from: oldCubePrice, to: newCubePrice) }
-            } else if oldCubePrice != nil || newCubePrice != nil {
-                cube.remove(slot: slot, price: oldCubePrice)
-                cube.add(slot: slot, key: newCubeKey, price: newCubePrice)
-            }
-            if priceOrderChanged || createdChanged {
-                insertOrders(slot, price: priceOrderChanged, created: createdChanged)
-            }
-        }
-        if !titles.equals(slot, row.title) { titles.set(slot, row.title) }
-        if !imageURLs.equals(slot, row.primaryImageURL) { imageURLs.set(slot, row.primaryImageURL) }
     }
 }
 

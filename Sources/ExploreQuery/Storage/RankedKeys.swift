@@ -12,7 +12,9 @@ struct RankedKeys {
     private var before: [Int32] = []
     private(set) var count = 0
 
-    static let maximumChunk = 256
+    /// Small chunks: an update scans its chunk (see `updatePosition`) and moves part of it, and a rank query's
+    /// extra step over more chunk ends stays within one cached array.
+    static let maximumChunk = 64
 
     init() {}
 
@@ -45,6 +47,13 @@ struct RankedKeys {
     @inline(__always)
     private static func position(in chunk: [Int64], _ key: Int64, strict: Bool) -> Int {
         chunk.withUnsafeBufferPointer { $0.countBelow(key, orEqual: strict) }
+    }
+
+    /// `position(in:_:strict:)` for updates, by a scan (see `countBelowScanning`): an update's chunk is rarely
+    /// cached, and a scan waits for one cache miss where a binary search waits for one per probe.
+    @inline(__always)
+    private static func updatePosition(in chunk: [Int64], _ key: Int64, strict: Bool) -> Int {
+        chunk.withUnsafeBufferPointer { $0.countBelowScanning(key, orEqual: strict) }
     }
 
     /// Number of keys `< key`.
@@ -84,7 +93,7 @@ struct RankedKeys {
             return
         }
         let c = Swift.min(chunkIndex(key, strict: true), chunks.count - 1)
-        let at = Self.position(in: chunks[c], key, strict: true)
+        let at = Self.updatePosition(in: chunks[c], key, strict: true)
         chunks[c].insert(key, at: at)
         if at == chunks[c].count - 1 { lasts[c] = key }
         for i in (c + 1)..<before.count { before[i] += 1 }
@@ -106,7 +115,7 @@ struct RankedKeys {
     mutating func remove(_ key: Int64) -> Bool {
         let c = chunkIndex(key, strict: false)
         guard c < chunks.count else { return false }
-        let at = Self.position(in: chunks[c], key, strict: false)
+        let at = Self.updatePosition(in: chunks[c], key, strict: false)
         guard at < chunks[c].count, chunks[c][at] == key else { return false }
         count -= 1
         if chunks[c].count == 1 {
@@ -122,20 +131,33 @@ struct RankedKeys {
         return true
     }
 
-    /// Replaces one occurrence of `old` with `new`: within one chunk when `new` sorts into the same chunk
-    /// (a price edit of a few percent usually does), so no chunk's prefix count changes.
+    /// Replaces one occurrence of `old` with `new` (nothing when `old` is not present). Only the prefix counts of
+    /// the chunks between the two keys' chunks change (none when `new` stays in `old`'s chunk, as a price edit
+    /// of a few percent often does), where a remove and an insert would each update every later chunk's.
     mutating func replace(_ old: Int64, with new: Int64) {
         let c = chunkIndex(old, strict: false)
-        if c < chunks.count, (c == 0 || lasts[c - 1] <= new), (c + 1 == chunks.count || new <= chunks[c + 1][0]) {
-            let at = Self.position(in: chunks[c], old, strict: false)
-            if at < chunks[c].count, chunks[c][at] == old {
-                chunks[c].remove(at: at)
-                chunks[c].insert(new, at: Self.position(in: chunks[c], new, strict: true))
-                lasts[c] = chunks[c][chunks[c].count - 1]
-                return
-            }
+        guard c < chunks.count else { return }
+        let at = Self.updatePosition(in: chunks[c], old, strict: false)
+        guard at < chunks[c].count, chunks[c][at] == old else { return }
+        if chunks[c].count == 1 {
+            // The chunk would empty: the general path drops it.
+            remove(old)
+            insert(new)
+            return
         }
-        if remove(old) { insert(new) }
+        chunks[c].remove(at: at)
+        if at == chunks[c].count { lasts[c] = chunks[c][at - 1] }
+        // Routed like `insert`, once `old` is gone.
+        let d = Swift.min(chunkIndex(new, strict: true), chunks.count - 1)
+        let to = Self.updatePosition(in: chunks[d], new, strict: true)
+        chunks[d].insert(new, at: to)
+        if to == chunks[d].count - 1 { lasts[d] = new }
+        if c < d {
+            for i in (c + 1)...d { before[i] -= 1 }
+        } else if d < c {
+            for i in (d + 1)...c { before[i] += 1 }
+        }
+        if chunks[d].count > Self.maximumChunk { split(d) }
     }
 
     /// Every key in ascending order (tests).

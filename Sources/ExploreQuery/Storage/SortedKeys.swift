@@ -13,3 +13,19 @@ extension UnsafeBufferPointer where Element == Int64 {
         return low
     }
 }
+
+extension UnsafeBufferPointer where Element == Int64 {
+    /// The same count as ``countBelow(_:orEqual:)``, by comparing every element. Why: updates search a short
+    /// chunk that is usually not cached; a binary search waits for each probe's cache miss in turn, while here
+    /// no load depends on an earlier compare, so the chunk's lines load in parallel, and the compares vectorise.
+    @inline(__always)
+    func countBelowScanning(_ key: Int64, orEqual: Bool) -> Int {
+        var below = 0
+        if orEqual {
+            for value in self { below &+= value <= key ? 1 : 0 }
+        } else {
+            for value in self { below &+= value < key ? 1 : 0 }
+        }
+        return below
+    }
+}

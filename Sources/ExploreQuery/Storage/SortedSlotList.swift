@@ -4,8 +4,9 @@
 /// so ids stay ascending on ties) and tests each slot against the query's match bitmap until a page is
 /// full: a page costs about `limit × rows / matches` steps instead of sorting every match. An insert or
 /// remove touches one chunk of at most ``maximumChunk`` entries (a short memmove), which keeps upserts
-/// cheap; a bulk load builds chunks directly. Ids are stored inline because prices repeat a lot: comparing
-/// ties through the id column would cost a cache miss per step.
+/// cheap; a change batch applies its entries sorted, in one ascending pass; a bulk load builds chunks directly.
+/// Ids are stored inline because prices repeat a lot: comparing ties through the id column would cost a cache
+/// miss per step.
 struct SortedSlotList {
     struct Chunk {
         var keys: [Int64]
@@ -96,28 +97,108 @@ struct SortedSlotList {
         lastIDs[index] = chunks[index].ids[chunks[index].ids.count - 1]
     }
 
-    mutating func insert(key: Int64, id: Int64, slot: UInt32) {
-        count += 1
-        if chunks.isEmpty {
-            var chunk = Self.emptyChunk()
-            chunk.keys.append(key)
-            chunk.ids.append(id)
-            chunk.slots.append(slot)
-            chunks.append(chunk)
-            lastKeys.append(key)
-            lastIDs.append(id)
-            return
+    /// An entry to insert or remove, ordered by `(key, id)` like the list.
+    struct Entry: Comparable {
+        var key: Int64
+        var id: Int64
+        var slot: UInt32
+
+        static func < (a: Entry, b: Entry) -> Bool { a.key < b.key || (a.key == b.key && a.id < b.id) }
+        static func == (a: Entry, b: Entry) -> Bool { a.key == b.key && a.id == b.id }
+    }
+
+    /// The first chunk at or after `start` whose last entry is `>= (key, id)`, or `chunks.count`.
+    ///
+    /// A galloping search from `start`: a sorted batch routes each entry from the previous entry's chunk in a
+    /// few probes of nearby chunks, instead of a fresh binary search over every chunk's last entry.
+    @inline(__always)
+    private func route(_ key: Int64, _ id: Int64, from start: Int) -> Int {
+        lastKeys.withUnsafeBufferPointer { keys in
+            lastIDs.withUnsafeBufferPointer { ids in
+                let n = keys.count
+                // Every chunk before `low` ends before (key, id); chunk `probe` (when < n) does not.
+                var low = start
+                var probe = start
+                var step = 1
+                while probe < n && Self.before(keys[probe], ids[probe], key, id, strict: false) {
+                    low = probe + 1
+                    probe += step
+                    step <<= 1
+                }
+                var high = Swift.min(probe, n)
+                while low < high {
+                    let mid = (low + high) >> 1
+                    if Self.before(keys[mid], ids[mid], key, id, strict: false) { low = mid + 1 } else { high = mid }
+                }
+                return low
+            }
         }
-        var at = seek(key: key, id: id, strict: false)
-        if at.chunk == chunks.count { at = Position(chunk: chunks.count - 1, index: chunks[chunks.count - 1].keys.count) }
-        chunks[at.chunk].keys.insert(key, at: at.index)
-        chunks[at.chunk].ids.insert(id, at: at.index)
-        chunks[at.chunk].slots.insert(slot, at: at.index)
-        if chunks[at.chunk].keys.count > Self.maximumChunk {
-            split(at.chunk)
-            refreshLast(at.chunk + 1)
+    }
+
+    /// The first index in chunk `c` holding an entry `>= (key, id)`: the entries with smaller keys counted in
+    /// one pass (see `countBelowScanning`), then the ties on `key` stepped over by id.
+    @inline(__always)
+    private func index(inChunk c: Int, _ key: Int64, _ id: Int64) -> Int {
+        // The three columns' headers are separate, usually uncached lines: reading all three counts here, where no
+        // load waits for another, overlaps those misses instead of meeting them one by one in the memmoves.
+        precondition(chunks[c].keys.count == chunks[c].ids.count && chunks[c].ids.count == chunks[c].slots.count,
+                     "chunk columns out of step")
+        return chunks[c].keys.withUnsafeBufferPointer { keys in
+            chunks[c].ids.withUnsafeBufferPointer { ids in
+                var at = keys.countBelowScanning(key, orEqual: false)
+                while at < keys.count && keys[at] == key && ids[at] < id { at += 1 }
+                return at
+            }
         }
-        refreshLast(at.chunk)
+    }
+
+    /// One batch's share of this list: entries to remove and entries to insert, in any order.
+    struct Changes {
+        var removals: [Entry] = []
+        var insertions: [Entry] = []
+    }
+
+    /// Applies a batch's changes: removals first (an id moving within the list leaves its old key before it
+    /// takes the new one), then insertions, each sorted and applied in one ascending pass.
+    mutating func apply(_ changes: inout Changes) {
+        if !changes.removals.isEmpty {
+            changes.removals.sort()
+            remove(sorted: changes.removals)
+        }
+        if !changes.insertions.isEmpty {
+            changes.insertions.sort()
+            insert(sorted: changes.insertions)
+        }
+    }
+
+    /// Inserts `entries`, sorted by `(key, id)`, none of them present yet: one ascending pass that routes each
+    /// entry onwards from the previous one's chunk.
+    mutating func insert(sorted entries: [Entry]) {
+        var c = 0
+        for entry in entries {
+            count += 1
+            if chunks.isEmpty {
+                var chunk = Self.emptyChunk()
+                chunk.keys.append(entry.key)
+                chunk.ids.append(entry.id)
+                chunk.slots.append(entry.slot)
+                chunks.append(chunk)
+                lastKeys.append(entry.key)
+                lastIDs.append(entry.id)
+                continue
+            }
+            // Past every chunk's last entry: append to the last chunk.
+            c = Swift.min(route(entry.key, entry.id, from: c), chunks.count - 1)
+            let at = index(inChunk: c, entry.key, entry.id)
+            chunks[c].keys.insert(entry.key, at: at)
+            chunks[c].ids.insert(entry.id, at: at)
+            chunks[c].slots.insert(entry.slot, at: at)
+            if chunks[c].keys.count > Self.maximumChunk {
+                split(c)
+                refreshLast(c + 1)
+            }
+            refreshLast(c)
+        }
     }
 
     private mutating func split(_ index: Int) {
@@ -134,21 +215,28 @@ struct SortedSlotList {
         lastIDs.insert(0, at: index + 1)
     }
 
-    /// Removes the entry `(key, id)`.
-    mutating func remove(key: Int64, id: Int64) {
-        let at = seek(key: key, id: id, strict: false)
-        guard at.chunk < chunks.count, at.index < chunks[at.chunk].keys.count,
-              chunks[at.chunk].keys[at.index] == key, chunks[at.chunk].ids[at.index] == id else { return }
-        count -= 1
-        if chunks[at.chunk].keys.count == 1 {
-            chunks.remove(at: at.chunk)
-            lastKeys.remove(at: at.chunk)
-            lastIDs.remove(at: at.chunk)
-        } else {
-            chunks[at.chunk].keys.remove(at: at.index)
-            chunks[at.chunk].ids.remove(at: at.index)
-            chunks[at.chunk].slots.remove(at: at.index)
-            refreshLast(at.chunk)
+    /// Removes the entries `(key, id)` of `entries`, sorted by `(key, id)`, in one ascending pass (entries not
+    /// present are ignored; `slot` is not compared).
+    mutating func remove(sorted entries: [Entry]) {
+        var c = 0
+        for entry in entries {
+            c = route(entry.key, entry.id, from: c)
+            guard c < chunks.count else { return }
+            let at = index(inChunk: c, entry.key, entry.id)
+            guard at < chunks[c].keys.count, chunks[c].keys[at] == entry.key, chunks[c].ids[at] == entry.id else {
+                continue
+            }
+            count -= 1
+            if chunks[c].keys.count == 1 {
+                chunks.remove(at: c)
+                lastKeys.remove(at: c)
+                lastIDs.remove(at: c)
+            } else {
+                chunks[c].keys.remove(at: at)
+                chunks[c].ids.remove(at: at)
+                chunks[c].slots.remove(at: at)
+                refreshLast(c)
+            }
         }
     }
 

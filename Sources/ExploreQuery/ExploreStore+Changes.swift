@@ -1,0 +1,310 @@
+/// Applying change batches: a batch is resolved into one net transition per listing, then applied in phases, one
+/// structure at a time, instead of change by change.
+///
+/// Why: an id changed several times in a batch is indexed once, at its end state; each phase is a short loop
+/// over one structure, taking it `inout` (one exclusivity check per batch instead of one per access); and the
+/// sort orders take their share of the batch sorted, in one ascending pass that routes each entry onwards from
+/// the previous one. Readers never see the intermediate states: ``ExploreIndex`` applies a batch under its
+/// write lock.
+extension ExploreStore {
+    /// One listing's net change in a batch: its slot's record before and after. A record whose flags lack
+    /// ``SlotFlags/live`` stands for "no live row" (a new listing's `old`, a deleted listing's `new`).
+    ///
+    /// Each id and each slot appears in at most one transition of a batch (only an id's last change counts,
+    /// and slots freed by the batch are reused only by later batches), so the phases may handle transitions
+    /// in any order, structure by structure.
+    struct RowTransition {
+        var slot: Int
+        var old: SlotRecord
+        var new: SlotRecord
+
+        var wasLive: Bool { old.flags & SlotFlags.live.rawValue != 0 }
+        var isLive: Bool { new.flags & SlotFlags.live.rawValue != 0 }
+        /// Whether any column or index changes (strings aside).
+        var changes: Bool { old != new }
+    }
+
+    /// A new or replaced row's strings, kept beside its transition.
+    struct RowStrings {
+        var title: String?
+        var imageURL: String?
+    }
+
+    /// Applies `batch`: each id ends as its last change in the batch says, as if the changes ran one by one.
+    func apply(_ batch: ListingChangeBatch) {
+        let (transitions, strings) = batch.changes.withUnsafeBufferPointer { resolve($0) }
+        // Only transitions that change something reach the indexes (a re-sent identical row does not).
+        let changed = transitions.filter(\.changes)
+        Self.writeColumns(changed, records: &records, lowCodes: &priceLowCodes, highCodes: &priceHighCodes,
+                          createdCodes: &createdCodes)
+        updatePostings(changed)
+        Self.updateRanges(changed, low: &priceLowRanges, high: &priceHighRanges, created: &createdRanges,
+                          spread: &maxPriceSpread)
+        Self.updateCube(changed, &cube)
+        updateOrders(changed)
+        Self.writeStrings(transitions, strings, titles: &titles, imageURLs: &imageURLs)
+    }
+
+    /// Works out each listing's transition, allocates slots for new listings and frees deleted ones.
+    private func resolve(_ changes: UnsafeBufferPointer<ListingChange>) -> ([RowTransition], [RowStrings]) {
+        // The last change of an id decides its end state; earlier ones are never visible to a reader.
+        var lastByID: [ListingID: Int] = [:]
+        lastByID.reserveCapacity(changes.count)
+        var superseded = [Bool](repeating: false, count: changes.count)
+        for position in changes.indices {
+            if let earlier = lastByID.updateValue(position, forKey: changes[position].id) { superseded[earlier] = true }
+        }
+        let positions = changes.indices.filter { !superseded[$0] }
+        // Independent lookups and record reads, in loops of their own: their cache misses overlap.
+        let existing = positions.map { slotByID[changes[$0].id] }
+        let oldRecords = existing.map { $0.map { records[Int($0)] } ?? SlotRecord() }
+
+        var transitions: [RowTransition] = []
+        transitions.reserveCapacity(positions.count)
+        var strings: [RowStrings] = []
+        strings.reserveCapacity(positions.count)
+        var freed: [UInt32] = []
+        for (k, position) in positions.enumerated() {
+            let old = oldRecords[k]
+            switch changes[position] {
+            case .upsert(let row):
+                let new = record(for: row, replacing: old)
+                let slot = existing[k].map(Int.init) ?? allocateSlot(for: row.id)
+                transitions.append(RowTransition(slot: slot, old: old, new: new))
+                strings.append(RowStrings(title: row.title, imageURL: row.primaryImageURL))
+            case .delete(let id):
+                guard let slot = existing[k] else { continue }
+                slotByID.removeValue(forKey: id)
+                var new = old
+                new.flags = 0
+                transitions.append(RowTransition(slot: Int(slot), old: old, new: new))
+                strings.append(RowStrings(title: nil, imageURL: nil))
+                freed.append(slot)
+            }
+        }
+        // Freed only now, so no slot is both freed and reused within the batch.
+        freeSlots.append(contentsOf: freed)
+        return (transitions, strings)
+    }
+
+    /// The record `row` is stored as. `old` is the slot's current record: a dictionary code is reused when its
+    /// string is unchanged (the usual case, and short strings compare inline), which skips hashing the string.
+    func record(for row: ExploreListing, replacing old: SlotRecord) -> SlotRecord {
+        let wasLive = old.flags & SlotFlags.live.rawValue != 0
+        var record = SlotRecord()
+        record.id = row.id
+        record.type = row.listingType.rawValue
+        record.status = wasLive && statusDictionary.values[Int(old.status)] == row.status
+            ? old.status : statusDictionary.encode(row.status)
+        record.city = wasLive && cityDictionary.values[Int(old.city)] == row.city
+            ? old.city : cityDictionary.encode(row.city)
+        record.area = wasLive && areaDictionary.values[Int(old.area)] == row.area
+            ? old.area : areaDictionary.encode(row.area)
+        record.locationID = row.locationID
+        record.priceLow = row.priceFrom ?? row.priceTo ?? 0
+        record.priceHigh = row.priceTo ?? row.priceFrom ?? 0
+        record.bedrooms = row.bedrooms ?? 0
+        record.bathrooms = row.bathrooms ?? 0
+        record.createdAt = row.createdAt
+        var flag: SlotFlags = .live
+        if row.priceFrom != nil { flag.insert(.hasPriceFrom) }
+        if row.priceTo != nil { flag.insert(.hasPriceTo) }
+        if row.bedrooms != nil { flag.insert(.hasBedrooms) }
+        if row.bathrooms != nil { flag.insert(.hasBathrooms) }
+        record.flags = flag.rawValue
+        return record
+    }
+
+    /// Records and value codes.
+    static func writeColumns(_ transitions: [RowTransition], records: inout [SlotRecord], lowCodes: inout ValueCodes,
+                             highCodes: inout ValueCodes, createdCodes: inout ValueCodes) {
+        for t in transitions {
+            records[t.slot] = t.new
+            guard t.isLive else { continue }
+            // Codes always encode the stored value (0 for an unpriced row), so a later edit compares against it.
+            let fresh = !t.wasLive
+            if fresh || t.new.priceLow != t.old.priceLow { lowCodes.set(t.slot, t.new.priceLow) }
+            if fresh || t.new.priceHigh != t.old.priceHigh { highCodes.set(t.slot, t.new.priceHigh) }
+            if fresh || t.new.createdAt != t.old.createdAt { createdCodes.set(t.slot, t.new.createdAt) }
+        }
+    }
+
+    /// Live rows and the postings of type, status, city, area, location, bedrooms and bathrooms: a posting is
+    /// touched only when its field (or the row's liveness) changed. Few changes of a typical batch (new and
+    /// deleted rows) reach this phase, so it runs straight through.
+    func updatePostings(_ transitions: [RowTransition]) {
+        Self.updatePostings(transitions, live: &live, types: &typePostings, statuses: &statusPostings,
+                            cities: &cityPostings, areas: &areaPostings, locations: &locationPostings,
+                            bedrooms: &bedroomPostings, bathrooms: &bathroomPostings)
+    }
+
+    private static func updatePostings(
+        _ transitions: [RowTransition], live: inout Bitset, types typePostings: inout [Bitset],
+        statuses statusPostings: inout [Bitset], cities cityPostings: inout [Bitset],
+        areas areaPostings: inout BlockPostings, locations locationPostings: inout [Int64: SortedSlots],
+        bedrooms bedroomPostings: inout [Int32: Bitset], bathrooms bathroomPostings: inout [Int32: Bitset]
+    ) {
+        for t in transitions {
+            let (old, new, slot) = (t.old, t.new, t.slot)
+            let (wasLive, isLive) = (t.wasLive, t.isLive)
+            if wasLive != isLive {
+                if isLive { live.insert(slot) } else { live.remove(slot) }
+            }
+            // Whether a field's posting must move: the row appeared, disappeared, or the field changed.
+            func moves(_ changed: Bool) -> Bool { wasLive != isLive || (isLive && changed) }
+            if moves(old.type != new.type) {
+                if wasLive { typePostings[Int(old.type)].remove(slot) }
+                if isLive { typePostings[Int(new.type)].insert(slot) }
+            }
+            if moves(old.status != new.status) {
+                if wasLive { statusPostings[Int(old.status)].remove(slot) }
+                if isLive { Self.insert(slot, code: new.status, into: &statusPostings) }
+            }
+            if moves(old.city != new.city) {
+                if wasLive { cityPostings[Int(old.city)].remove(slot) }
+                if isLive { Self.insert(slot, code: new.city, into: &cityPostings) }
+            }
+            if moves(old.area != new.area) {
+                if wasLive { areaPostings.remove(slot, code: old.area) }
+                if isLive { areaPostings.insert(slot, code: new.area) }
+            }
+            if moves(old.locationID != new.locationID) {
+                if wasLive {
+                    locationPostings[old.locationID]?.remove(UInt32(slot))
+                    if locationPostings[old.locationID]?.slots.isEmpty == true { locationPostings[old.locationID] = nil }
+                }
+                if isLive { locationPostings[new.locationID, default: SortedSlots()].insert(UInt32(slot)) }
+            }
+            let oldBedrooms = wasLive && SlotFlags(rawValue: old.flags).contains(.hasBedrooms) ? old.bedrooms : nil
+            let newBedrooms = isLive && SlotFlags(rawValue: new.flags).contains(.hasBedrooms) ? new.bedrooms : nil
+            if oldBedrooms != newBedrooms {
+                if let oldBedrooms { bedroomPostings[oldBedrooms]?.remove(slot) }
+                if let newBedrooms { bedroomPostings[newBedrooms, default: Bitset()].insert(slot) }
+            }
+            let oldBathrooms = wasLive && SlotFlags(rawValue: old.flags).contains(.hasBathrooms) ? old.bathrooms : nil
+            let newBathrooms = isLive && SlotFlags(rawValue: new.flags).contains(.hasBathrooms) ? new.bathrooms : nil
+            if oldBathrooms != newBathrooms {
+                if let oldBathrooms { bathroomPostings[oldBathrooms]?.remove(slot) }
+                if let newBathrooms { bathroomPostings[newBathrooms, default: Bitset()].insert(slot) }
+            }
+        }
+    }
+
+    /// The range bitmaps of both price ends and of the creation time.
+    static func updateRanges(_ transitions: [RowTransition], low: inout RangeBitmaps, high: inout RangeBitmaps,
+                             created: inout RangeBitmaps, spread: inout Int64) {
+        for t in transitions {
+            let slot = t.slot
+            guard t.isLive else {
+                // The slot is being freed: `release` leaves the range bits to be moved by the slot's next row.
+                low.release(slot)
+                high.release(slot)
+                created.release(slot)
+                continue
+            }
+            let hadPrice = t.wasLive && SlotFlags(rawValue: t.old.flags).hasPrice
+            if SlotFlags(rawValue: t.new.flags).hasPrice {
+                if hadPrice {
+                    if t.new.priceLow != t.old.priceLow { low.update(slot, to: t.new.priceLow) }
+                    if t.new.priceHigh != t.old.priceHigh { high.update(slot, to: t.new.priceHigh) }
+                } else {
+                    low.insert(slot, t.new.priceLow)
+                    high.insert(slot, t.new.priceHigh)
+                }
+                noteSpread(t.new.priceLow, t.new.priceHigh, in: &spread)
+            } else if hadPrice || !t.wasLive {
+                // A reused slot may still carry its previous row's range bits (see `RangeBitmaps.release`).
+                low.remove(slot)
+                high.remove(slot)
+            }
+            if !t.wasLive {
+                created.insert(slot, t.new.createdAt)
+            } else if t.new.createdAt != t.old.createdAt {
+                created.update(slot, to: t.new.createdAt)
+            }
+        }
+    }
+
+    /// The group cube: a row that keeps its group and price costs nothing here.
+    static func updateCube(_ transitions: [RowTransition], _ cube: inout GroupCube) {
+        for t in transitions {
+            let oldPrice = t.wasLive ? cubePrice(t.old) : nil
+            let newPrice = t.isLive ? cubePrice(t.new) : nil
+            if !t.isLive {
+                cube.remove(slot: t.slot, price: oldPrice)
+                continue
+            }
+            let newKey = cubeKey(t.new)
+            if !t.wasLive || newKey != cubeKey(t.old) {
+                if t.wasLive { cube.remove(slot: t.slot, price: oldPrice) }
+                cube.add(slot: t.slot, key: newKey, price: newPrice)
+            } else if let oldPrice, let newPrice {
+                if oldPrice != newPrice { cube.movePrice(slot: t.slot, from: oldPrice, to: newPrice) }
+            } else if oldPrice != nil || newPrice != nil {
+                cube.remove(slot: t.slot, price: oldPrice)
+                cube.add(slot: t.slot, key: newKey, price: newPrice)
+            }
+        }
+    }
+
+    /// The sort orders: each order's removals, then its insertions, sorted and applied in one ascending pass.
+    func updateOrders(_ transitions: [RowTransition]) {
+        typealias Entry = SortedSlotList.Entry
+        var priced = SortedSlotList.Changes()
+        var unpricedChanges = SortedSlotList.Changes()
+        var created = SortedSlotList.Changes()
+        /// A row's place in the price orders: which list, and its key there.
+        func pricePlace(_ record: SlotRecord, live: Bool) -> (priced: Bool, key: Int64)? {
+            guard live else { return nil }
+            return SlotFlags(rawValue: record.flags).hasPrice ? (true, record.priceLow) : (false, 0)
+        }
+        for t in transitions {
+            let s = UInt32(t.slot)
+            let oldPlace = pricePlace(t.old, live: t.wasLive)
+            let newPlace = pricePlace(t.new, live: t.isLive)
+            if oldPlace?.priced != newPlace?.priced || oldPlace?.key != newPlace?.key {
+                if let oldPlace {
+                    let entry = Entry(key: oldPlace.key, id: t.old.id, slot: s)
+                    if oldPlace.priced { priced.removals.append(entry) } else { unpricedChanges.removals.append(entry) }
+                }
+                if let newPlace {
+                    let entry = Entry(key: newPlace.key, id: t.new.id, slot: s)
+                    if newPlace.priced {
+                        priced.insertions.append(entry)
+                    } else {
+                        unpricedChanges.insertions.append(entry)
+                    }
+                }
+            }
+            let oldCreated = t.wasLive ? t.old.createdAt : nil
+            let newCreated = t.isLive ? t.new.createdAt : nil
+            if oldCreated != newCreated {
+                if let oldCreated { created.removals.append(Entry(key: oldCreated, id: t.old.id, slot: s)) }
+                if let newCreated { created.insertions.append(Entry(key: newCreated, id: t.new.id, slot: s)) }
+            }
+        }
+        priceOrder.apply(&priced)
+        unpriced.apply(&unpricedChanges)
+        createdOrder.apply(&created)
+    }
+
+    /// Titles and image URLs: a new row's are written, an existing row's only when they differ, a deleted
+    /// row's cleared.
+    static func writeStrings(_ transitions: [RowTransition], _ strings: [RowStrings], titles: inout StringArena,
+                             imageURLs: inout StringArena) {
+        for (t, row) in zip(transitions, strings) {
+            if !t.isLive {
+                titles.set(t.slot, nil)
+                imageURLs.set(t.slot, nil)
+                continue
+            }
+            if !t.wasLive || !titles.equals(t.slot, row.title) { titles.set(t.slot, row.title) }
+            if !t.wasLive || !imageURLs.equals(t.slot, row.imageURL) { imageURLs.set(t.slot, row.imageURL) }
+        }
+    }
+
+    static func noteSpread(_ low: Int64, _ high: Int64, in spread: inout Int64) {
+        let (difference, overflow) = high.subtractingReportingOverflow(low)
+        spread = Swift.max(spread, overflow ? Int64.max : difference)
+    }
+}

@@ -1,0 +1,125 @@
+import ExploreQuery
+import Testing
+
+/// Batches in which the same listing changes several times, against ``ReferenceSearch`` (which applies changes
+/// one by one): the cache applies only each id's last change, so whatever came before it in the batch (a
+/// delete, a new row, a price gained or lost, a move to another group, a freed slot) must leave no trace.
+@Suite struct BatchChangeTests {
+    /// `row` with one thing moved: its price (lost, gained, shifted), its cube group, its text or its keys.
+    static func variation(of row: ExploreListing, _ generator: inout RandomListings) -> ExploreListing {
+        var row = row
+        switch Int.random(in: 0..<7, using: &generator.random) {
+        case 0:
+            row.priceFrom = nil
+            row.priceTo = nil
+        case 1:
+            row.priceFrom = 300_000
+            row.priceTo = row.listingType == .development ? 500_000 : 300_000
+        case 2:
+            row.priceFrom = row.priceFrom.map { $0 + 10_000 }
+            row.priceTo = row.priceTo.map { $0 + 10_000 }
+        case 3:
+            row.city = RandomListings.cities.randomElement(using: &generator.random)!
+            row.status = RandomListings.statuses.randomElement(using: &generator.random)!
+        case 4:
+            row.listingType = row.listingType == .existing ? .development : .existing
+            row.bedrooms = row.bedrooms == nil ? 2 : nil
+        case 5:
+            row.title += " (edited)"
+            row.primaryImageURL = row.primaryImageURL == nil ? "https://img.example/new.jpg" : nil
+        default:
+            row.createdAt += 3_000_000
+            row.locationID = row.locationID % 12 + 1
+            row.area = RandomListings.areas.randomElement(using: &generator.random)!
+        }
+        return row
+    }
+
+    /// Checks counts, rows by id, random queries and a cursor walk of every order.
+    static func checkAll(_ index: ExploreIndex, _ reference: ReferenceSearch, ids: [ListingID],
+                         _ generator: inout RandomListings) throws {
+        #expect(index.count == reference.rows.count)
+        #expect(index.rows(ids: ids) == ids.compactMap { reference.rows[$0] })
+        for _ in 0..<10 { try DifferentialTests.check(index, reference, DifferentialTests.randomQuery(&generator)) }
+        for sort in SortOrder.allCases {
+            try DifferentialTests.checkCursorWalk(index, reference, filter: SearchFilter(), sort: sort, limit: 50)
+        }
+    }
+
+    /// Few ids, each changed several times per batch: variations, deletes, re-inserts, brand-new rows; deleted
+    /// slots are reused by later batches.
+    @Test(arguments: [UInt64(21), 22, 23])
+    func repeatedIDsInOneBatch(seed: UInt64) throws {
+        var generator = RandomListings(seed: seed, idRange: 1...300)
+        var reference = ReferenceSearch()
+        let initialRows = (1...200).map { generator.listing(id: Int64($0)) }
+        for row in initialRows { reference.rows[row.id] = row }
+        let index = ExploreIndex(store: ExploreStore(bulk: initialRows))
+        for _ in 0..<25 {
+            let ids = (0..<30).map { _ in generator.id() }
+            var current = reference.rows
+            var changes: [ListingChange] = []
+            for _ in 0..<120 {
+                let id = ids.randomElement(using: &generator.random)!
+                if generator.chance(25) {
+                    changes.append(.delete(id))
+                    current[id] = nil
+                    continue
+                }
+                let row = generator.chance(70)
+                    ? Self.variation(of: current[id] ?? generator.listing(id: id), &generator)
+                    : generator.listing(id: id)
+                current[id] = row
+                changes.append(.upsert(row))
+            }
+            let batch = ListingChangeBatch(changes)
+            index.apply(batch)
+            reference.apply(batch)
+            try Self.checkAll(index, reference, ids: ids, &generator)
+        }
+    }
+
+    /// Named sequences for one id inside a batch, each beside changes to other rows.
+    @Test func explicitSequences() throws {
+        var generator = RandomListings(seed: 31, idRange: 1...100)
+        var reference = ReferenceSearch()
+        let initialRows = (1...60).map { generator.listing(id: Int64($0)) }
+        for row in initialRows { reference.rows[row.id] = row }
+        let index = ExploreIndex(store: ExploreStore(bulk: initialRows))
+
+        func existing(_ id: ListingID) -> ExploreListing { reference.rows[id]! }
+        var priced = generator.listing(id: 500)
+        priced.priceFrom = 200_000
+        priced.priceTo = 200_000
+        var unpriced = priced
+        unpriced.priceFrom = nil
+        unpriced.priceTo = nil
+        let sequences: [(name: String, changes: [ListingChange])] = [
+            ("delete then re-insert", [.delete(1), .upsert(Self.variation(of: existing(1), &generator))]),
+            ("change then delete", [.upsert(Self.variation(of: existing(2), &generator)), .delete(2)]),
+            ("new row then delete", [.upsert(generator.listing(id: 501)), .delete(501)]),
+            ("delete of an unknown id", [.delete(502)]),
+            ("freed slot and new rows", [.delete(3), .delete(4), .upsert(generator.listing(id: 503)),
+                                         .upsert(generator.listing(id: 504))]),
+            ("price gained then lost", [.upsert(priced), .upsert(unpriced)]),
+            ("price lost then gained", [.upsert(unpriced), .upsert(priced)]),
+            ("back to the stored row", [.upsert(Self.variation(of: existing(5), &generator)), .upsert(existing(5))]),
+            ("identical row", [.upsert(existing(6))]),
+            ("deleted twice, re-inserted twice", [.delete(7), .delete(7), .upsert(existing(7)), .delete(7),
+                                                  .upsert(Self.variation(of: existing(7), &generator))]),
+        ]
+        for sequence in sequences {
+            var changes = sequence.changes
+            for _ in 0..<5 {
+                let id = Int64.random(in: 10...60, using: &generator.random)
+                if let row = reference.rows[id] { changes.append(.upsert(Self.variation(of: row, &generator))) }
+            }
+            let batch = ListingChangeBatch(changes)
+            index.apply(batch)
+            reference.apply(batch)
+            let ids = changes.map(\.id)
+            #expect(index.rows(ids: ids) == ids.compactMap { reference.rows[$0] }, "\(sequence.name)")
+            try Self.checkAll(index, reference, ids: ids, &generator)
+        }
+    }
+}
