@@ -63,13 +63,13 @@ extension ExploreStore {
         transitions.reserveCapacity(positions.count)
         var strings: [RowStrings] = []
         strings.reserveCapacity(positions.count)
-        var freed: [UInt32] = []
+        var freed: [(slot: UInt32, city: UInt32)] = []
         for (k, position) in positions.enumerated() {
             let old = oldRecords[k]
             switch changes[position] {
             case .upsert(let row):
                 let new = record(for: row, replacing: old)
-                let slot = existing[k].map(Int.init) ?? allocateSlot(for: row.id)
+                let slot = existing[k].map(Int.init) ?? allocateSlot(for: row.id, city: new.city)
                 transitions.append(RowTransition(slot: slot, old: old, new: new))
                 strings.append(RowStrings(title: row.title, imageURL: row.primaryImageURL))
             case .delete(let id):
@@ -79,11 +79,14 @@ extension ExploreStore {
                 new.flags = 0
                 transitions.append(RowTransition(slot: Int(slot), old: old, new: new))
                 strings.append(RowStrings(title: nil, imageURL: nil))
-                freed.append(slot)
+                freed.append((slot, old.city))
             }
         }
         // Freed only now, so no slot is both freed and reused within the batch.
-        freeSlots.append(contentsOf: freed)
+        for (slot, city) in freed {
+            while freeSlotsByCity.count <= Int(city) { freeSlotsByCity.append([]) }
+            freeSlotsByCity[Int(city)].append(slot)
+        }
         return (transitions, strings)
     }
 

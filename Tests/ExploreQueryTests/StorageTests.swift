@@ -261,4 +261,33 @@ import Testing
             #expect(heap.sorted().map(\.slot) == expected, "capacity \(capacity)")
         }
     }
+
+    /// New rows take slots their own city freed, so slots stay clustered by city (a city's search skips the
+    /// blocks of other cities); only a city with no freed slot grows the store.
+    @Test func newRowsReuseSlotsTheirCityFreed() {
+        var generator = RandomListings(seed: 5, idRange: 1...1_000)
+        let rows = (1...400).map { generator.listing(id: Int64($0)) }
+        let store = ExploreStore(bulk: rows)
+        let slotCount = store.slotCount
+        let victims = Array(rows.prefix(60))
+        var freedByCity: [String: Set<Int>] = [:]
+        for row in victims { freedByCity[row.city, default: []].insert(Int(store.slotByID[row.id]!)) }
+        store.apply(ListingChangeBatch(victims.map { .delete($0.id) }))
+        var fresh = victims.enumerated().map { offset, row in
+            var row = row
+            row.id = 10_000 + Int64(offset)
+            return row
+        }
+        fresh.shuffle(using: &generator.random)
+        store.apply(ListingChangeBatch(fresh.map { .upsert($0) }))
+        #expect(store.slotCount == slotCount)
+        for row in fresh {
+            #expect(freedByCity[row.city]?.contains(Int(store.slotByID[row.id]!)) == true, "listing \(row.id)")
+        }
+        var elsewhere = rows[100]
+        elsewhere.id = 20_000
+        elsewhere.city = "Nowhere"
+        store.apply(ListingChangeBatch([.upsert(elsewhere)]))
+        #expect(store.slotCount == slotCount + 1)
+    }
 }
