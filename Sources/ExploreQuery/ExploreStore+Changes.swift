@@ -35,7 +35,7 @@ extension ExploreStore {
         let (transitions, strings) = batch.changes.withUnsafeBufferPointer { resolve($0) }
         // Only transitions that change something reach the indexes (a re-sent identical row does not).
         let changed = transitions.filter(\.changes)
-        Self.writeColumns(changed, records: &records, lowCodes: &priceLowCodes, highCodes: &priceHighCodes,
+        Self.writeColumns(changed, records: &records, areas: &areaOfSlot, lowCodes: &priceLowCodes, highCodes: &priceHighCodes,
                           createdCodes: &createdCodes)
         updatePostings(changed)
         Self.updateRanges(changed, low: &priceLowRanges, high: &priceHighRanges, created: &createdRanges,
@@ -119,11 +119,12 @@ extension ExploreStore {
     }
 
     /// Records and value codes.
-    static func writeColumns(_ transitions: [RowTransition], records: inout [SlotRecord], lowCodes: inout ValueCodes,
-                             highCodes: inout ValueCodes, createdCodes: inout ValueCodes) {
+    static func writeColumns(_ transitions: [RowTransition], records: inout [SlotRecord], areas: inout [UInt32],
+                             lowCodes: inout ValueCodes, highCodes: inout ValueCodes, createdCodes: inout ValueCodes) {
         for t in transitions {
             records[t.slot] = t.new
             guard t.isLive else { continue }
+            areas[t.slot] = t.new.area
             // Codes always encode the stored value (0 for an unpriced row), so a later edit compares against it.
             let fresh = !t.wasLive
             if fresh || t.new.priceLow != t.old.priceLow { lowCodes.set(t.slot, t.new.priceLow) }

@@ -498,6 +498,7 @@ struct FacetCounter {
     private let bedroomPostings: [(value: Int32, posting: Bitset)]
     private let records: [SlotRecord]
     private let areaPostings: BlockPostings
+    private let areaOfSlot: [UInt32]
     /// For the city facet: the city codes with rows in each block (`blockCityStart[b]..<blockCityStart[b+1]`
     /// in `blockCities`), so a block intersects only the few city postings clustered there.
     private let blockCityStart: [Int32]
@@ -511,6 +512,7 @@ struct FacetCounter {
         bedroomPostings = field == .bedrooms ? store.bedroomPostings.map { ($0.key, $0.value) } : []
         records = store.records
         areaPostings = field == .area ? store.areaPostings : BlockPostings()
+        areaOfSlot = field == .area ? store.areaOfSlot : []
         if field == .city {
             let blockCount = (store.wordCount + Bitset.blockWords - 1) / Bitset.blockWords
             var perBlock = [Int32](repeating: 0, count: blockCount + 1)
@@ -583,7 +585,12 @@ struct FacetCounter {
             // is cheaper.
             let entries = block < areaPostings.blockEntries.count ? areaPostings.blockEntries[block] : []
             if perRowCheaper || entries.count * n > rows * 4 {
-                tally(base, start: start, count: n) { $0.area }
+                var local = counts
+                counts = []
+                areaOfSlot.withUnsafeBufferPointer { areas in
+                    Self.forEachSlot(base, start: start, count: n) { local[Int(areas[$0])] += 1 }
+                }
+                counts = local
             } else {
                 areaPostings.pages.withUnsafeBufferPointer { pages in
                     for entry in entries {

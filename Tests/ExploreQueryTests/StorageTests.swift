@@ -263,7 +263,7 @@ import Testing
     }
 
     /// New rows take slots their own city freed, so slots stay clustered by city (a city's search skips the
-    /// blocks of other cities); only a city with no freed slot grows the store.
+    /// blocks of other cities); a city with no freed slot gets a run of new slots of its own.
     @Test func newRowsReuseSlotsTheirCityFreed() {
         var generator = RandomListings(seed: 5, idRange: 1...1_000)
         let rows = (1...400).map { generator.listing(id: Int64($0)) }
@@ -288,6 +288,16 @@ import Testing
         elsewhere.id = 20_000
         elsewhere.city = "Nowhere"
         store.apply(ListingChangeBatch([.upsert(elsewhere)]))
-        #expect(store.slotCount == slotCount + 1)
+        #expect(store.slotCount == slotCount + ExploreStore.appendRun)
+        #expect(store.slotByID[elsewhere.id] == UInt32(slotCount))
+        var next = elsewhere
+        next.id = 20_001
+        var other = rows[101]
+        other.id = 20_002
+        other.city = "Somewhere"
+        store.apply(ListingChangeBatch([.upsert(next), .upsert(other)]))
+        #expect(store.slotByID[next.id] == UInt32(slotCount + 1), "the city's run continues")
+        #expect(store.slotByID[other.id] == UInt32(slotCount + ExploreStore.appendRun), "another city starts its own run")
+        #expect(store.slotCount == slotCount + 2 * ExploreStore.appendRun)
     }
 }
