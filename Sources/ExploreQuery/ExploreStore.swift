@@ -100,19 +100,35 @@ public final class ExploreStore {
         slotByID.reserveCapacity(placements.count)
         // Rows are written here and then indexed as transitions from "no row" by the change batches' posting and
         // range phases; the orders and the cube are built from scratch afterwards instead of row by row.
+        // Slot `i` holds placement `i`. The columns are filled in local variables and stored once: every access
+        // to a stored property of this class is checked for exclusivity at run time, which per row and column
+        // was a tenth of the load.
+        var loaded = [SlotRecord]()
+        loaded.reserveCapacity(placements.count)
+        var (lowCodes, highCodes, createdAtCodes) = (priceLowCodes, priceHighCodes, createdCodes)
+        var (titleArena, imageArena) = (titles, imageURLs)
+        titleArena.ensureSlots(placements.count)
+        imageArena.ensureSlots(placements.count)
+        var ids = slotByID
+        slotByID = [:]
         input.withUnsafeBufferPointer { rows in
             for placement in placements {
                 let new = record(for: rows[placement.position], replacing: SlotRecord())
-                let slot = allocateSlot(for: new.id, city: nil)
-                records[slot] = new
-                areaOfSlot[slot] = new.area
-                priceLowCodes.set(slot, records[slot].priceLow)
-                priceHighCodes.set(slot, records[slot].priceHigh)
-                createdCodes.set(slot, records[slot].createdAt)
-                titles.set(slot, rows[placement.position].title)
-                imageURLs.set(slot, rows[placement.position].primaryImageURL)
+                let slot = loaded.count
+                loaded.append(new)
+                ids[new.id] = UInt32(slot)
+                lowCodes.set(slot, new.priceLow)
+                highCodes.set(slot, new.priceHigh)
+                createdAtCodes.set(slot, new.createdAt)
+                titleArena.set(slot, rows[placement.position].title)
+                imageArena.set(slot, rows[placement.position].primaryImageURL)
             }
         }
+        records = loaded
+        areaOfSlot = loaded.map(\.area)
+        slotByID = ids
+        (priceLowCodes, priceHighCodes, createdCodes) = (lowCodes, highCodes, createdAtCodes)
+        (titles, imageURLs) = (titleArena, imageArena)
         priceLowRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceLow : nil }
         priceHighRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceHigh : nil }
         createdRanges.preload(slotCount: slotCount) { self.records[$0].createdAt }
@@ -291,17 +307,16 @@ public final class ExploreStore {
     // MARK: Writing rows (see ExploreStore+Changes.swift for change batches)
 
     /// A slot for `id`: one freed by a row of the same city (`city`, a dictionary code) if any, else a new one.
-    /// After the bulk load, new slots come in runs of ``appendRun`` for one city, the rest of the run kept for
-    /// the city's next rows, so rows added later stay clustered by city too: a search then reads the blocks of
-    /// its own city's runs, not of every city's new rows. `city` nil (the bulk load, which places rows in city
-    /// order itself) takes the next slot.
-    func allocateSlot(for id: ListingID, city: UInt32?) -> Int {
+    /// New slots come in runs of ``appendRun`` for one city, the rest of the run kept for the city's next rows,
+    /// so rows added after the bulk load stay clustered by city too: a search then reads the blocks of its own
+    /// city's runs, not of every city's new rows.
+    func allocateSlot(for id: ListingID, city: UInt32) -> Int {
         let slot: Int
-        if let city, Int(city) < freeSlotsByCity.count, let free = freeSlotsByCity[Int(city)].popLast() {
+        if Int(city) < freeSlotsByCity.count, let free = freeSlotsByCity[Int(city)].popLast() {
             slot = Int(free)
         } else {
             slot = records.count
-            let end = city == nil ? slot + 1 : slot + Self.appendRun
+            let end = slot + Self.appendRun
             if end > records.capacity { reserve(end + records.count / 8 + 1024) }
             records.append(contentsOf: repeatElement(SlotRecord(), count: end - slot))
             areaOfSlot.append(contentsOf: repeatElement(0, count: end - slot))
@@ -310,7 +325,7 @@ public final class ExploreStore {
             priceLowCodes.grow(to: end)
             priceHighCodes.grow(to: end)
             createdCodes.grow(to: end)
-            if let city, end > slot + 1 {
+            if end > slot + 1 {
                 while freeSlotsByCity.count <= Int(city) { freeSlotsByCity.append([]) }
                 // Reversed, so the city's next rows take them in ascending order.
                 freeSlotsByCity[Int(city)].append(contentsOf: (slot + 1..<end).reversed().map(UInt32.init))
