@@ -88,29 +88,27 @@ public final class ExploreStore {
                                       + Self.quantiles(&plan.lows, count: 64))
         priceHighRanges = RangeBitmaps(bounds: Self.defaultPriceBounds.filter { PriceBuckets.lowerBounds.contains($0) }
                                        + Self.quantiles(&plan.highs, count: 64))
-        createdCodes = ValueCodes(bounds: plan.created)
-        createdRanges = RangeBitmaps(bounds: Self.quantiles(&plan.created, count: 32))
-        priceLowCodes = ValueCodes(bounds: plan.lows)
-        priceHighCodes = ValueCodes(bounds: plan.highs)
-        let placements = plan.placements
-        reserve(placements.count)
-        titles.reserve(slots: placements.count, bytes: plan.titleBytes)
-        imageURLs.reserve(slots: placements.count, bytes: plan.imageBytes)
-        plan = BulkPlan()  // the value columns are not needed any more
-        slotByID.reserveCapacity(placements.count)
-        // Rows are written here and then indexed as transitions from "no row" by the change batches' posting and
-        // range phases; the orders and the cube are built from scratch afterwards instead of row by row.
-        // Slot `i` holds placement `i`. The columns are filled in local variables and stored once: every access
+        // Slot `i` holds placement `i`. Every column is filled in a local variable and stored once: each access
         // to a stored property of this class is checked for exclusivity at run time, which per row and column
         // was a tenth of the load.
-        var loaded = [SlotRecord]()
-        loaded.reserveCapacity(placements.count)
-        var (lowCodes, highCodes, createdAtCodes) = (priceLowCodes, priceHighCodes, createdCodes)
-        var (titleArena, imageArena) = (titles, imageURLs)
+        var lowCodes = ValueCodes(bounds: plan.lows)
+        var highCodes = ValueCodes(bounds: plan.highs)
+        var createdAtCodes = ValueCodes(bounds: plan.created)
+        createdRanges = RangeBitmaps(bounds: Self.quantiles(&plan.created, count: 32))
+        let placements = plan.placements
+        var (titleArena, imageArena) = (StringArena(), StringArena())
+        titleArena.reserve(slots: placements.count, bytes: plan.titleBytes)
+        imageArena.reserve(slots: placements.count, bytes: plan.imageBytes)
+        plan = BulkPlan()  // the value columns are not needed any more
         titleArena.ensureSlots(placements.count)
         imageArena.ensureSlots(placements.count)
-        var ids = slotByID
-        slotByID = [:]
+        lowCodes.grow(to: placements.count)
+        highCodes.grow(to: placements.count)
+        createdAtCodes.grow(to: placements.count)
+        var loaded = [SlotRecord]()
+        loaded.reserveCapacity(placements.count)
+        var ids: [Int64: UInt32] = [:]
+        ids.reserveCapacity(placements.count)
         input.withUnsafeBufferPointer { rows in
             for placement in placements {
                 let new = record(for: rows[placement.position], replacing: SlotRecord())
@@ -129,6 +127,8 @@ public final class ExploreStore {
         slotByID = ids
         (priceLowCodes, priceHighCodes, createdCodes) = (lowCodes, highCodes, createdAtCodes)
         (titles, imageURLs) = (titleArena, imageArena)
+        // Rows are indexed as transitions from "no row" by the change batches' posting and range phases; the
+        // orders and the cube are built from scratch instead of row by row.
         priceLowRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceLow : nil }
         priceHighRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceHigh : nil }
         createdRanges.preload(slotCount: slotCount) { self.records[$0].createdAt }
