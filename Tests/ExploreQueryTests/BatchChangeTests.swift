@@ -51,10 +51,7 @@ import Testing
     @Test(arguments: [UInt64(21), 22, 23])
     func repeatedIDsInOneBatch(seed: UInt64) throws {
         var generator = RandomListings(seed: seed, idRange: 1...300)
-        var reference = ReferenceSearch()
-        let initialRows = (1...200).map { generator.listing(id: Int64($0)) }
-        for row in initialRows { reference.rows[row.id] = row }
-        let index = ExploreIndex(store: ExploreStore(bulk: initialRows))
+        var (reference, index) = ReferenceSearch.loaded((1...200).map { generator.listing(id: Int64($0)) })
         for _ in 0..<25 {
             let ids = (0..<30).map { _ in generator.id() }
             var current = reference.rows
@@ -82,10 +79,7 @@ import Testing
     /// Named sequences for one id inside a batch, each beside changes to other rows.
     @Test func explicitSequences() throws {
         var generator = RandomListings(seed: 31, idRange: 1...100)
-        var reference = ReferenceSearch()
-        let initialRows = (1...60).map { generator.listing(id: Int64($0)) }
-        for row in initialRows { reference.rows[row.id] = row }
-        let index = ExploreIndex(store: ExploreStore(bulk: initialRows))
+        var (reference, index) = ReferenceSearch.loaded((1...60).map { generator.listing(id: Int64($0)) })
 
         func existing(_ id: ListingID) -> ExploreListing { reference.rows[id]! }
         var priced = generator.listing(id: 500)

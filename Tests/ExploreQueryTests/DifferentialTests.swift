@@ -46,11 +46,9 @@ import Testing
     @Test(arguments: [(UInt64(1), 0, 40), (2, 60, 200), (3, 500, 2000), (4, 3000, 6000), (5, 20_000, 26_000)])
     func bulkLoadThenChanges(seed: UInt64, initial: Int, idSpace: Int) throws {
         var generator = RandomListings(seed: seed, idRange: 1...Int64(idSpace))
-        var reference = ReferenceSearch()
         var initialRows: [ExploreListing] = []
         for _ in 0..<initial { initialRows.append(generator.listing(id: generator.id())) }
-        for row in initialRows { reference.rows[row.id] = row }
-        let index = ExploreIndex(store: ExploreStore(bulk: initialRows))
+        var (reference, index) = ReferenceSearch.loaded(initialRows)
         #expect(index.count == reference.rows.count)
 
         for round in 0..<12 {
@@ -71,11 +69,9 @@ import Testing
     /// moving between cube groups: block skipping, cube counts and row walks against the reference at scale.
     @Test func largeStoreAcrossBlocks() throws {
         var generator = RandomListings(seed: 41, idRange: 1...60_000)
-        var reference = ReferenceSearch()
         var initialRows: [ExploreListing] = []
         for id in 1...40_000 where id % 7 != 0 { initialRows.append(generator.listing(id: Int64(id))) }
-        for row in initialRows { reference.rows[row.id] = row }
-        let index = ExploreIndex(store: ExploreStore(bulk: initialRows))
+        var (reference, index) = ReferenceSearch.loaded(initialRows)
         #expect(index.count == reference.rows.count)
         for round in 0..<6 {
             for _ in 0..<16 { try Self.check(index, reference, Self.randomQuery(&generator)) }
@@ -112,10 +108,7 @@ import Testing
     /// including rows without a price (which must leave every price bitmap) and the price-bucket facet.
     @Test func reusedSlotsForgetTheirPreviousRanges() throws {
         var generator = RandomListings(seed: 7, idRange: 1...5_000)
-        var reference = ReferenceSearch()
-        let initialRows = (1...300).map { generator.listing(id: Int64($0)) }
-        for row in initialRows { reference.rows[row.id] = row }
-        let index = ExploreIndex(store: ExploreStore(bulk: initialRows))
+        var (reference, index) = ReferenceSearch.loaded((1...300).map { generator.listing(id: Int64($0)) })
         let deletes = ListingChangeBatch((1...300).map { ListingChange.delete(Int64($0)) })
         index.apply(deletes)
         reference.apply(deletes)

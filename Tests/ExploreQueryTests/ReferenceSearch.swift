@@ -206,3 +206,12 @@ struct RandomListings {
         return ListingChangeBatch(changes)
     }
 }
+
+extension ReferenceSearch {
+    /// A reference holding `rows` and an index bulk-loaded from the same rows.
+    static func loaded(_ rows: [ExploreListing]) -> (ReferenceSearch, ExploreIndex) {
+        var reference = ReferenceSearch()
+        for row in rows { reference.rows[row.id] = row }
+        return (reference, ExploreIndex(store: ExploreStore(bulk: rows)))
+    }
+}
