@@ -272,47 +272,37 @@ struct LessThan {
     @inline(__always)
     func word(_ i: Int, need: UInt64) -> UInt64 {
         var word = i < full.count ? full[i] : 0
-        if !exact, i < upper.count {
-            var candidates = upper[i] & ~word & need
-            if candidates != 0, i &<< 6 &+ 63 < codes.count {
-                // Candidates are a few scattered rows of a large range, so each code read is likely a cache
-                // miss. The loop below never branches on a loaded code (comparisons become bit masks), so the
-                // processor overlaps the misses of a whole word's candidates instead of waiting for each one.
-                var less: UInt64 = 0
-                var unsure: UInt64 = 0
-                var pending = candidates
-                codes.withUnsafeBufferPointer { codes in
-                    while pending != 0 {
-                        let bit = UInt64(pending.trailingZeroBitCount)
-                        pending &= pending &- 1
-                        let code = codes[i &<< 6 | Int(bit)]
-                        less |= UInt64(code < codeBelow ? 1 : 0) &<< bit
-                        unsure |= UInt64(code == codeBelow ? 1 : 0) &<< bit
-                    }
+        guard !exact, i < upper.count else { return word }
+        let candidates = upper[i] & ~word & need
+        guard candidates != 0 else { return word }
+        // Candidates whose slot has a code are decided by it (rows sharing `x`'s code still need their value,
+        // unless `x` is that code's bound); the others, and those, are read from the records.
+        let coded = codes.count &- (i &<< 6)
+        let withCode = coded >= 64 ? candidates : coded > 0 ? candidates & ((1 &<< UInt64(coded)) &- 1) : 0
+        var toRead = candidates & ~withCode
+        if withCode != 0 {
+            // Candidates are a few scattered rows of a large range, so each code read is likely a cache miss.
+            // The loop never branches on a loaded code (comparisons become bit masks), so the processor overlaps
+            // the misses of a whole word's candidates instead of waiting for each one.
+            var less: UInt64 = 0
+            var unsure: UInt64 = 0
+            var pending = withCode
+            codes.withUnsafeBufferPointer { codes in
+                while pending != 0 {
+                    let bit = UInt64(pending.trailingZeroBitCount)
+                    pending &= pending &- 1
+                    let code = codes[i &<< 6 | Int(bit)]
+                    less |= UInt64(code < codeBelow ? 1 : 0) &<< bit
+                    unsure |= UInt64(code == codeBelow ? 1 : 0) &<< bit
                 }
-                word |= less
-                // Rows sharing `x`'s code need their value, unless `x` is that code's bound (then none is less).
-                candidates = codeExact ? 0 : unsure
-                while candidates != 0 {
-                    let bit = candidates.trailingZeroBitCount
-                    candidates &= candidates &- 1
-                    if column.value(records[i &<< 6 | bit]) < x { word |= 1 &<< UInt64(bit) }
-                }
-                return word
             }
-            while candidates != 0 {
-                let bit = candidates.trailingZeroBitCount
-                candidates &= candidates &- 1
-                let slot = i &<< 6 | bit
-                let less: Bool
-                if slot < codes.count {
-                    let code = codes[slot]
-                    less = code < codeBelow || (code == codeBelow && !codeExact && column.value(records[slot]) < x)
-                } else {
-                    less = column.value(records[slot]) < x
-                }
-                if less { word |= 1 &<< UInt64(bit) }
-            }
+            word |= less
+            if !codeExact { toRead |= unsure }
+        }
+        while toRead != 0 {
+            let bit = toRead.trailingZeroBitCount
+            toRead &= toRead &- 1
+            if column.value(records[i &<< 6 | bit]) < x { word |= 1 &<< UInt64(bit) }
         }
         return word
     }

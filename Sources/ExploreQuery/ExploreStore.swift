@@ -233,10 +233,6 @@ public final class ExploreStore {
         return (1..<count).map { values[$0 * values.count / count] }
     }
 
-    private func reserve(_ count: Int) {
-        records.reserveCapacity(count)
-    }
-
     // MARK: Reading rows
 
     func row(id: ListingID) -> ExploreListing? {
@@ -317,7 +313,7 @@ public final class ExploreStore {
         } else {
             slot = records.count
             let end = slot + Self.appendRun
-            if end > records.capacity { reserve(end + records.count / 8 + 1024) }
+            if end > records.capacity { records.reserveCapacity(end + records.count / 8 + 1024) }
             records.append(contentsOf: repeatElement(SlotRecord(), count: end - slot))
             areaOfSlot.append(contentsOf: repeatElement(0, count: end - slot))
             titles.ensureSlots(end)
@@ -325,11 +321,9 @@ public final class ExploreStore {
             priceLowCodes.grow(to: end)
             priceHighCodes.grow(to: end)
             createdCodes.grow(to: end)
-            if end > slot + 1 {
-                while freeSlotsByCity.count <= Int(city) { freeSlotsByCity.append([]) }
-                // Reversed, so the city's next rows take them in ascending order.
-                freeSlotsByCity[Int(city)].append(contentsOf: (slot + 1..<end).reversed().map(UInt32.init))
-            }
+            while freeSlotsByCity.count <= Int(city) { freeSlotsByCity.append([]) }
+            // Reversed, so the city's next rows take them in ascending order.
+            freeSlotsByCity[Int(city)].append(contentsOf: (slot + 1..<end).reversed().map(UInt32.init))
         }
         records[slot].id = id
         slotByID[id] = UInt32(slot)
@@ -375,12 +369,7 @@ public final class ExploreStore {
     private func buildOrders() {
         // Sorts plain (key, id, slot) values: the comparator touches no class storage, so a million-row bulk load
         // pays no exclusivity check or closure call per comparison (this was the bulk load's largest cost).
-        struct Entry: Comparable {
-            var key: Int64
-            var id: Int64
-            var slot: UInt32
-            static func < (a: Entry, b: Entry) -> Bool { a.key < b.key || (a.key == b.key && a.id < b.id) }
-        }
+        typealias Entry = SortedSlotList.Entry
         let records = self.records
         var priced: [Entry] = []
         var unpricedSlots: [Entry] = []

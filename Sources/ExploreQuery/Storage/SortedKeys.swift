@@ -12,9 +12,7 @@ extension UnsafeBufferPointer where Element == Int64 {
         }
         return low
     }
-}
 
-extension UnsafeBufferPointer where Element == Int64 {
     /// The same count as ``countBelow(_:orEqual:)``, by comparing every element. Why: updates search a short
     /// chunk that is usually not cached; a binary search waits for each probe's cache miss in turn, while here
     /// no load depends on an earlier compare, so the chunk's lines load in parallel, and the compares vectorise.

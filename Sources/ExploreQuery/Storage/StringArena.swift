@@ -19,7 +19,7 @@ struct StringArena {
     private var garbage = 0
 
     /// Where a slot's string lies in `bytes`; a length of `nilLength` marks "no string" (nil).
-    private struct Span {
+    struct Span {
         var offset: UInt32
         var length: UInt32
     }
@@ -59,41 +59,34 @@ struct StringArena {
         if garbage > 1 << 20 && garbage > bytes.count / 2 { compact() }
     }
 
-    func get(_ slot: Int) -> String? {
-        let span = spans[slot]
-        let length = span.length
-        if length == Self.nilLength { return nil }
-        let start = Int(span.offset)
-        return bytes.withUnsafeBufferPointer { buffer in
-            String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<start + Int(length)]), as: UTF8.self)
-        }
-    }
+    func get(_ slot: Int) -> String? { string(spans[slot]) }
 
-    /// Where `slot`'s string lies: its offset and length (`UInt32.max`: nil).
+    /// Where `slot`'s string lies in the arena (see ``string(_:)``).
     @inline(__always)
-    func span(_ slot: Int) -> (offset: Int, length: UInt32) { (Int(spans[slot].offset), spans[slot].length) }
+    func span(_ slot: Int) -> Span { spans[slot] }
 
     /// Reads the first and last byte of every span's string and returns a value depending on all of them.
     ///
     /// Why: building a page's strings reads each string's bytes for the first time inside `String(decoding:)`,
     /// between allocations, so their cache misses queue one after another. Reading them in one short loop
     /// first lets the misses overlap; the caller keeps the result alive so the reads are not removed.
-    func touch(_ spans: [(offset: Int, length: UInt32)]) -> UInt8 {
+    func touch(_ spans: [Span]) -> UInt8 {
         bytes.withUnsafeBufferPointer { buffer in
             var touched: UInt8 = 0
             for span in spans where span.length != Self.nilLength && span.length > 0 {
-                touched &+= buffer[span.offset] ^ buffer[span.offset + Int(span.length) - 1]
+                let start = Int(span.offset)
+                touched &+= buffer[start] ^ buffer[start + Int(span.length) - 1]
             }
             return touched
         }
     }
 
     /// The string of a span from ``span(_:)``.
-    func string(_ span: (offset: Int, length: UInt32)) -> String? {
+    func string(_ span: Span) -> String? {
         if span.length == Self.nilLength { return nil }
+        let start = Int(span.offset)
         return bytes.withUnsafeBufferPointer { buffer in
-            String(decoding: UnsafeBufferPointer(rebasing: buffer[span.offset..<span.offset + Int(span.length)]),
-                   as: UTF8.self)
+            String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<start + Int(span.length)]), as: UTF8.self)
         }
     }
 
