@@ -672,13 +672,9 @@ struct FacetCounter {
                 entries.append((.listingType(ListingType(rawValue: UInt8(index)) ?? .existing), count))
             }
         case .city:
-            for (code, count) in counts.enumerated() where count > 0 {
-                entries.append((.text(store.cityDictionary.values[code]), count))
-            }
+            return store.cityDictionary.facetEntries(counts)
         case .area:
-            for (code, count) in counts.enumerated() where count > 0 {
-                entries.append((.text(store.areaDictionary.values[code]), count))
-            }
+            return store.areaDictionary.facetEntries(counts)
         case .bedrooms:
             for (value, count) in bedroomCounts where count > 0 { entries.append((.bedrooms(value), count)) }
         case .priceBucket:
@@ -692,6 +688,18 @@ struct FacetCounter {
         entries.filter { $0.count > 0 }.sorted { a, b in
             a.count != b.count ? a.count > b.count : FacetValue.ascending(a.value, b.value)
         }
+    }
+}
+
+extension StringDictionary {
+    /// The non-zero `counts` (indexed by code) as facet entries in facet order (see ``FacetCounter/ordered(_:)``).
+    /// Sorted as (count, code) pairs and built only then: sorting built entries moved and retained a string
+    /// per comparison, a tenth of a large city's search with an area facet.
+    func facetEntries(_ counts: [Int]) -> [(value: FacetValue, count: Int)] {
+        var pairs: [(count: Int, code: Int)] = []
+        for (code, count) in counts.enumerated() where count > 0 { pairs.append((count, code)) }
+        pairs.sort { a, b in a.count != b.count ? a.count > b.count : values[a.code] < values[b.code] }
+        return pairs.map { (.text(values[$0.code]), $0.count) }
     }
 }
 

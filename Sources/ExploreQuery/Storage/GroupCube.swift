@@ -311,7 +311,7 @@ struct CubeCounts {
         }
         self.total = wantTotal ? total : nil
         if wantCity {
-            self.facets[.city] = cityCounts.enumerated().map { (.text(cityDictionary.values[$0.offset]), $0.element) }
+            self.facets[.city] = cityDictionary.facetEntries(cityCounts)
         }
         if wantType {
             self.facets[.listingType] = typeCounts.enumerated().map {
@@ -320,6 +320,6 @@ struct CubeCounts {
         }
         if wantBedrooms { self.facets[.bedrooms] = bedroomCounts.map { (.bedrooms($0.key), $0.value) } }
         if wantPrice { self.facets[.priceBucket] = bucketCounts.enumerated().map { (.priceBucket($0.offset), $0.element) } }
-        for (field, entries) in self.facets { self.facets[field] = FacetCounter.ordered(entries) }
+        for (field, entries) in self.facets where field != .city { self.facets[field] = FacetCounter.ordered(entries) }
     }
 }

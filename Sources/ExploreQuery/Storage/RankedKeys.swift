@@ -74,7 +74,8 @@ struct RankedKeys {
                 $0.countBelow(high, orEqual: true) - $0.countBelow(low, orEqual: false)
             }
         }
-        return rank(high, strict: true) - Int(before[first]) - Self.position(in: chunks[first], low, strict: false)
+        let upTo = last < chunks.count ? Int(before[last]) + Self.position(in: chunks[last], high, strict: true) : count
+        return upTo - Int(before[first]) - Self.position(in: chunks[first], low, strict: false)
     }
 
     @inline(__always)
