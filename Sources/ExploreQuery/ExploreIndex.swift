@@ -46,6 +46,11 @@ public final class ExploreIndex: Sendable {
         state.read { store in ids.compactMap { store.row(id: $0) } }
     }
 
+    /// The ids of every listing served, ascending.
+    public func listingIDs() -> [ListingID] {
+        state.read { $0.slotByID.keys.sorted() }
+    }
+
     /// Applies a batch atomically. Only one writer may call this at a time.
     public func apply(_ batch: ListingChangeBatch) {
         state.write { $0.apply(batch) }

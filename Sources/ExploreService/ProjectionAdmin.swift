@@ -6,12 +6,6 @@ import Logging
 import Postgres
 import Projector
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The protocol's admin operations over the projection.
 ///
 /// `REBUILD` rebuilds the projection table beside the live one from the defining query, swaps it in between two
@@ -28,8 +22,10 @@ struct ProjectionAdmin: AdminHandler {
         let (projector, index) = (projector, index)
         logger.info("rebuilding the projection table and the cache")
         let start = DispatchTime.now()
-        try await offCooperativePool { () throws(ExploreServiceError) in
-            try projector.rebuild()
+        try await reportingFailure("REBUILD") {
+            try await offCooperativePool { () throws(ExploreServiceError) in
+                try projector.rebuild()
+            }
         }
         let micros = (DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1_000
         logger.info("rebuilt", metadata: ["listings": "\(index.count)", "microseconds": "\(micros)"])
@@ -37,22 +33,29 @@ struct ProjectionAdmin: AdminHandler {
     }
 
     func verify() async throws -> VerifyReport {
-        let (projector, index, postgres) = (projector, index, postgres)
-        let report = try await offCooperativePool { () throws(ExploreServiceError) -> VerifyReport in
-            try Self.verify(index: index, projector: projector, postgres: postgres)
+        let (projector, index, postgres, logger) = (projector, index, postgres, logger)
+        return try await reportingFailure("VERIFY") {
+            try await offCooperativePool { () throws(ExploreServiceError) -> VerifyReport in
+                try Self.verify(index: index, projector: projector, postgres: postgres, logger: logger)
+            }
         }
-        logger.info("verified", metadata: [
-            "checked": "\(report.checked)", "mismatches": "\(report.mismatchCount)",
-        ])
-        return report
     }
 
-    /// Blocking: the table against the definition, then the cache against the table.
-    ///
-    /// The cache is compared with a table snapshot taken at the checkpoint the cache reflects; while the
-    /// projector moves on, the comparison is retried, and only differences seen on a matching snapshot count.
-    static func verify(index: ExploreIndex, projector: ProjectorHandle, postgres: PostgresConfiguration)
-        throws(ExploreServiceError) -> VerifyReport
+    /// Runs an admin operation; a failure is logged and answered as `admin_failed` with its one-line reason
+    /// (the operator holds the admin token, so the reason is theirs to read; any other error frame would hide it).
+    private func reportingFailure<T>(_ operation: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as ExploreServiceError {
+            logger.error("\(operation) failed", metadata: ["error": "\(error.message)"])
+            throw WireError(.adminFailed, error.message)
+        }
+    }
+
+    /// Blocking: the table against the definition, then the cache against the table; both while the feed keeps
+    /// applying changes (see ``ProjectionVerifier``).
+    static func verify(index: ExploreIndex, projector: ProjectorHandle, postgres: PostgresConfiguration,
+                       logger: Logger) throws(ExploreServiceError) -> VerifyReport
     {
         let connection: PostgresConnection
         do {
@@ -62,54 +65,23 @@ struct ProjectionAdmin: AdminHandler {
         }
         defer { connection.close() }
         let table: ProjectionVerifier.Report
+        let cache: ProjectionVerifier.Report
         do {
             table = try ProjectionVerifier.verifyTable(on: connection)
+            cache = try ProjectionVerifier.verifyCache(
+                index, appliedChanges: { projector.status.appliedChanges }, on: connection)
         } catch {
             throw ExploreServiceError(.projectionFailed, "\(error)")
         }
-        var mismatches = Set(table.missing + table.extra + table.differing)
-
-        var cacheReport: ProjectionVerifier.CacheReport?
-        for attempt in 0..<20 {
-            if attempt > 0 { usleep(50_000) }
-            let (rows, applied) = try tableSnapshot(connection)
-            guard projector.status.appliedChanges == applied else { continue }
-            let report = ProjectionVerifier.compare(cache: index, with: rows)
-            // A batch applied during the comparison makes it inconclusive; try again.
-            guard projector.status.appliedChanges == applied else { continue }
-            cacheReport = report
-            if report.isClean { break }
-        }
-        guard let cacheReport else {
-            throw ExploreServiceError(.projectionFailed, "the cache did not hold still long enough to compare "
-                + "it with the projection table; retry VERIFY")
-        }
-        mismatches.formUnion(cacheReport.missing)
-        mismatches.formUnion(cacheReport.differing)
-        let sorted = mismatches.sorted()
+        let mismatches = Set(table.missing + table.extra + table.differing + cache.missing + cache.extra
+                             + cache.differing).sorted()
+        logger.info("verified", metadata: [
+            "table": "\(table.compared) compared, \(table.pending.count) pending",
+            "cache": "\(cache.compared) compared, \(cache.pending.count) pending",
+            "mismatches": "\(mismatches.count)",
+        ])
         return VerifyReport(
-            checked: UInt64(table.compared),
-            mismatchCount: UInt64(sorted.count + cacheReport.extraCount),
-            sampleMismatchIDs: Array(sorted.prefix(VerifyReport.maximumSampleCount)))
-    }
-
-    /// The projection's rows and the checkpoint's applied-change count, from one REPEATABLE READ snapshot.
-    private static func tableSnapshot(_ connection: PostgresConnection) throws(ExploreServiceError)
-        -> (rows: [ExploreListing], applied: Int64)
-    {
-        do {
-            try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            do {
-                let checkpoint = try ProjectionStore.checkpoint(on: connection)
-                let rows = try ProjectionStore.copyProjectionRows(on: connection)
-                try connection.executeScript("COMMIT")
-                return (rows, checkpoint.appliedChanges)
-            } catch {
-                try? connection.executeScript("ROLLBACK")
-                throw error
-            }
-        } catch {
-            throw ExploreServiceError(.projectionFailed, "reading the projection failed: \(error)")
-        }
+            checked: UInt64(table.compared), mismatchCount: UInt64(mismatches.count),
+            sampleMismatchIDs: Array(mismatches.prefix(VerifyReport.maximumSampleCount)))
     }
 }

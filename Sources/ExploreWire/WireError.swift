@@ -41,6 +41,9 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unauthorized = Code(rawValue: 200)
         /// The server has no admin token or no admin handler configured.
         public static let adminUnavailable = Code(rawValue: 201)
+        /// An admin operation ran and failed (for example PostgreSQL was unreachable); the message says why.
+        /// The connection stays open.
+        public static let adminFailed = Code(rawValue: 202)
 
         // 300…399: limits and lifecycle.
         /// The server is at its connection limit. The connection is closed.
@@ -76,6 +79,7 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
             case .duplicateHandshake: "duplicate_handshake"
             case .unauthorized: "unauthorized"
             case .adminUnavailable: "admin_unavailable"
+            case .adminFailed: "admin_failed"
             case .tooManyConnections: "too_many_connections"
             case .tooManyIDs: "too_many_ids"
             case .idleTimeout: "idle_timeout"

@@ -287,16 +287,18 @@ public enum ProjectionStore {
         return store
     }
 
-    /// Every row of the projection table in the cache's representation, by COPY, in id order unless
-    /// `inIDOrder` is false.
-    public static func copyProjectionRows(on connection: PostgresConnection, inIDOrder: Bool = true)
-        throws(ProjectorError) -> [ExploreListing]
+    /// Every row of the projection table (or those among `ids`) in the cache's representation, by COPY, in id
+    /// order unless `inIDOrder` is false.
+    public static func copyProjectionRows(on connection: PostgresConnection, inIDOrder: Bool = true,
+                                          ids: [Int64]? = nil) throws(ProjectorError) -> [ExploreListing]
     {
         var rows: [ExploreListing] = []
+        // COPY takes no parameters; the id list is integers only (see `int8Array`).
+        let restriction = ids.map { "WHERE p.id = ANY('\(int8Array($0))'::bigint[])" } ?? ""
         do {
             try connection.copyTo("""
                 COPY (SELECT \(ProjectionDefinition.cacheColumns("p")) FROM explore.listings_projection p
-                      \(inIDOrder ? "ORDER BY p.id" : "")) TO STDOUT
+                      \(restriction) \(inIDOrder ? "ORDER BY p.id" : "")) TO STDOUT
                 """) { chunk in
                 rows.append(try ProjectionRowDecoder.decode(copyLine: chunk))
             }

@@ -8,11 +8,13 @@ import Darwin
 
 /// Compares the projection table with the defining query, and the cache with the projection table.
 public enum ProjectionVerifier {
-    /// Differences between the projection table and the defining query over the base tables.
+    /// Differences between a source and the copy kept from it: the defining query over the base tables and the
+    /// projection table (``verifyTable(on:sample:settle:)``), or the projection table and the cache
+    /// (``verifyCache(_:appliedChanges:on:settle:catchUp:)``).
     public struct Report: Sendable, Hashable {
-        /// Listings the defining query returns but the table lacks.
+        /// Listings the source has but the copy lacks.
         public var missing: [Int64] = []
-        /// Listings the table holds but the defining query does not return.
+        /// Listings the copy holds but the source does not.
         public var extra: [Int64] = []
         /// Listings present in both with different values.
         public var differing: [Int64] = []
@@ -45,25 +47,33 @@ public enum ProjectionVerifier {
                     SELECT id FROM (SELECT id FROM explore.listings_projection ORDER BY random() LIMIT $1) t
                     """, [Int64(max(0, sample))]).compactMap { $0[0].flatMap { Int64($0) } }.sorted()
             }
-            var report = try compareInSnapshot(connection, ids: ids)
-            let clock = ContinuousClock()
-            let deadline = clock.now.advanced(by: settle)
-            while !report.isClean && clock.now < deadline {
-                // Blocking, like every call here: verification runs on its own thread, never on the cooperative pool.
-                usleep(250_000)
-                let suspects = (report.missing + report.extra + report.differing).sorted()
-                let again = try compareInSnapshot(connection, ids: suspects)
-                let lasting = Set(again.missing + again.extra + again.differing)
-                report.pending += suspects.filter { !lasting.contains($0) }
-                report.missing.removeAll { !lasting.contains($0) }
-                report.extra.removeAll { !lasting.contains($0) }
-                report.differing.removeAll { !lasting.contains($0) }
+            let report = try compareInSnapshot(connection, ids: ids)
+            return try settled(report, within: .now.advanced(by: settle)) { suspects in
+                try compareInSnapshot(connection, ids: suspects)
             }
-            report.pending.sort()
-            return report
         } catch {
             throw ProjectorError.database("verifying the projection failed", error)
         }
+    }
+
+    /// Re-checks the listings `report` finds different, every 250 ms until they agree or `deadline` has passed;
+    /// those that come to agree move to `pending`.
+    private static func settled(_ report: Report, within deadline: ContinuousClock.Instant,
+                                recheck: ([Int64]) throws -> Report) rethrows -> Report {
+        var report = report
+        while !report.isClean && ContinuousClock.now < deadline {
+            // Blocking, like every call here: verification runs on its own thread, never on the cooperative pool.
+            usleep(250_000)
+            let suspects = (report.missing + report.extra + report.differing).sorted()
+            let again = try recheck(suspects)
+            let lasting = Set(again.missing + again.extra + again.differing)
+            report.pending += suspects.filter { !lasting.contains($0) }
+            report.missing.removeAll { !lasting.contains($0) }
+            report.extra.removeAll { !lasting.contains($0) }
+            report.differing.removeAll { !lasting.contains($0) }
+        }
+        report.pending.sort()
+        return report
     }
 
     private static func compareInSnapshot(_ connection: PostgresConnection, ids: [Int64]?) throws -> Report {
@@ -133,33 +143,80 @@ public enum ProjectionVerifier {
         return report
     }
 
-    /// Differences between the cache and rows of the projection table.
-    public struct CacheReport: Sendable, Hashable {
-        /// Table rows the cache lacks.
-        public var missing: [Int64] = []
-        /// Table rows the cache holds with different values.
-        public var differing: [Int64] = []
-        /// How many more rows the cache holds than the table (rows the table lacks).
-        public var extraCount: Int = 0
-
-        /// The cache equals the table.
-        public var isClean: Bool { missing.isEmpty && differing.isEmpty && extraCount == 0 }
+    /// Compares the cache with the projection table while the feed may keep applying changes.
+    ///
+    /// The table is read in one REPEATABLE READ snapshot with its checkpoint, and the cache is compared once it
+    /// has applied at least that checkpoint's changes (`appliedChanges` reads the count the cache reflects). A
+    /// listing changed after the snapshot then differs only until it is re-checked in a newer snapshot, so it
+    /// ends in `pending`; a listing that keeps differing for `settle` is divergence. Why not wait for the cache
+    /// to hold still: under a steady writer a batch lands during every whole-table comparison.
+    /// - Parameter catchUp: how long to wait for the cache to reach a snapshot's checkpoint; past it the cache
+    ///   is compared as it is, so a stalled feed shows as divergence.
+    public static func verifyCache(
+        _ cache: ExploreIndex, appliedChanges: () -> Int64, on connection: PostgresConnection,
+        settle: Duration = .seconds(2), catchUp: Duration = .seconds(10)
+    ) throws(ProjectorError) -> Report {
+        func check(_ ids: [Int64]?) throws(ProjectorError) -> Report {
+            let (rows, applied) = try tableSnapshot(connection, ids: ids)
+            let deadline = ContinuousClock.now.advanced(by: catchUp)
+            while appliedChanges() < applied && ContinuousClock.now < deadline { usleep(2_000) }
+            return compare(cache: cache, with: rows, ids: ids)
+        }
+        let report = try check(nil)
+        do {
+            return try settled(report, within: .now.advanced(by: settle)) { suspects in try check(suspects) }
+        } catch let error as ProjectorError {
+            throw error
+        } catch {
+            throw ProjectorError.database("verifying the cache failed", error)
+        }
     }
 
-    /// Compares the cache with the projection table's rows (e.g. from ``ProjectionStore/copyProjectionRows(on:)``).
-    public static func compare(cache: ExploreIndex, with tableRows: [ExploreListing]) -> CacheReport {
-        var report = CacheReport()
-        let cached = cache.rows(ids: tableRows.map(\.id))
-        var cachedByID: [Int64: ExploreListing] = [:]
-        for row in cached { cachedByID[row.id] = row }
-        for row in tableRows {
-            guard let inCache = cachedByID[row.id] else {
-                report.missing.append(row.id)
-                continue
-            }
-            if inCache != row { report.differing.append(row.id) }
+    /// The projection's rows (all, or those among `ids`) and the checkpoint's applied-change count, in one
+    /// REPEATABLE READ snapshot.
+    private static func tableSnapshot(_ connection: PostgresConnection, ids: [Int64]?) throws(ProjectorError)
+        -> (rows: [ExploreListing], applied: Int64)
+    {
+        do {
+            try connection.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        } catch {
+            throw ProjectorError.database("reading the projection failed", error)
         }
-        report.extraCount = max(0, cache.count - (tableRows.count - report.missing.count))
+        do throws(ProjectorError) {
+            let checkpoint = try ProjectionStore.checkpoint(on: connection)
+            let rows = try ProjectionStore.copyProjectionRows(on: connection, ids: ids)
+            do {
+                try connection.executeScript("COMMIT")
+            } catch {
+                throw ProjectorError.database("reading the projection failed", error)
+            }
+            return (rows, checkpoint.appliedChanges)
+        } catch {
+            try? connection.executeScript("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Compares the cache with rows of the projection table read in one snapshot: the whole table, or (with
+    /// `ids`) the table's rows among `ids`. `missing` are table rows the cache lacks, `extra` cache rows the
+    /// table lacks.
+    public static func compare(cache: ExploreIndex, with tableRows: [ExploreListing], ids: [Int64]? = nil) -> Report {
+        var report = Report()
+        var tableByID: [Int64: ExploreListing] = [:]
+        tableByID.reserveCapacity(tableRows.count)
+        for row in tableRows { tableByID[row.id] = row }
+        let checked = ids ?? Array(Set(tableByID.keys).union(cache.listingIDs())).sorted()
+        var cachedByID: [Int64: ExploreListing] = [:]
+        for row in cache.rows(ids: checked) { cachedByID[row.id] = row }
+        for id in checked {
+            switch (tableByID[id], cachedByID[id]) {
+            case (nil, nil): continue
+            case (.some, nil): report.missing.append(id)
+            case (nil, .some): report.extra.append(id)
+            case (let table?, let cached?): if table != cached { report.differing.append(id) }
+            }
+            report.compared += 1
+        }
         return report
     }
 }

@@ -130,7 +130,7 @@ struct ProjectionDatabaseTests {
             #expect(sampled.missing == [1] && sampled.extra == [999999] && sampled.differing == [3])
             #expect(cache?.differing == [3])
             #expect(cache?.missing == [999999])
-            #expect(cache?.extraCount == 1)
+            #expect(cache?.extra == [1])
         }
     }
 

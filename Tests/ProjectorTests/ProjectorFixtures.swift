@@ -82,7 +82,7 @@ enum ProjectorFixtures {
 
     /// Table versus definition, and (when given) cache versus table.
     static func divergence(_ connection: PostgresConnection, cache: ExploreIndex? = nil) throws
-        -> (table: ProjectionVerifier.Report, cache: ProjectionVerifier.CacheReport?)
+        -> (table: ProjectionVerifier.Report, cache: ProjectionVerifier.Report?)
     {
         let table = try ProjectionVerifier.verifyTable(on: connection)
         guard let cache else { return (table, nil) }

@@ -7,6 +7,7 @@ import ExploreService
 import Migrations
 import Postgres
 import Projector
+import Synchronization
 import Testing
 import TestSupport
 
@@ -161,6 +162,76 @@ import Darwin
         }
     }
 
+    /// VERIFY while a writer keeps changing prices: changes in flight are not divergence, a listing corrupted in the
+    /// cache is, and a VERIFY that cannot run answers `admin_failed` with its reason. (A VERIFY that waited for the
+    /// cache to hold still during a whole comparison failed under any steady writer.)
+    @Test func verifyDuringWritesReportsOnlyLastingDifferences() async throws {
+        try await TestPostgres.withDatabase { configuration in
+            let dataset = DemoDataset(listings: 2_000, seed: 23)
+            try await blocking {
+                try ProjectorFixtures.migrate(configuration)
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                try DemoSeeder.seed(dataset, into: connection)
+            }
+            var server = ExploreServerConfiguration(host: "127.0.0.1", port: 0)
+            server.adminToken = "t"
+            server.shutdownGracePeriod = .seconds(1)
+            let service = try await ExploreService.start(configuration: .init(
+                postgres: configuration, batching: .init(window: .milliseconds(1), maximumKeys: 50),
+                pollInterval: .milliseconds(20), server: server))
+            let admin = try await ExploreClient.connect(host: "127.0.0.1", port: service.port, adminToken: "t",
+                                                        timeout: .seconds(120))
+
+            let rows = dataset.exploreRows()
+            let existing = rows.filter { $0.listingType == .existing }.map(\.id)
+            let stop = WriterStop()
+            let writer = Task {
+                try await blocking {
+                    let connection = try PostgresConnection.connect(configuration)
+                    defer { connection.close() }
+                    var round: Int64 = 0
+                    while !stop.isSet {
+                        round += 1
+                        try connection.query("UPDATE property.existing_properties SET price = $1 WHERE listing_id = $2",
+                                             [100_000 + round, existing[Int(round) % existing.count]])
+                    }
+                }
+            }
+            var verified = try await admin.verify()
+            #expect(verified.mismatchCount == 0)
+            #expect(verified.checked == UInt64(rows.count))
+
+            // A development (the writer changes only existing properties' prices) corrupted in the cache alone.
+            var corrupted = try #require(rows.first { $0.listingType == .development })
+            corrupted.title += " (not in the database)"
+            service.index.apply(ListingChangeBatch([.upsert(corrupted)]))
+            verified = try await admin.verify()
+            #expect(verified.mismatchCount == 1)
+            #expect(verified.sampleMismatchIDs == [corrupted.id])
+
+            stop.set()
+            try await writer.value
+            // A VERIFY that cannot read the checkpoint fails with its reason, and the connection stays usable.
+            try await blocking {
+                let connection = try PostgresConnection.connect(configuration)
+                defer { connection.close() }
+                try connection.executeScript("ALTER TABLE explore.checkpoint RENAME TO checkpoint_moved")
+            }
+            do throws(ExploreClientError) {
+                _ = try await admin.verify()
+                Issue.record("VERIFY succeeded without a checkpoint")
+            } catch {
+                #expect(error.serverError?.code == .adminFailed)
+                #expect(error.serverError?.message.contains("checkpoint") == true, "\(error)")
+            }
+            #expect(try await admin.stats().listingCount == UInt64(rows.count))
+
+            await admin.close()
+            await service.shutdown()
+        }
+    }
+
     /// A database without the migrations is refused with a one-line error naming the fix.
     @Test func refusesAnUnmigratedDatabase() async throws {
         try await TestPostgres.withDatabase { configuration in
@@ -177,6 +248,13 @@ import Darwin
 }
 
 /// Runs blocking libpq work on a dispatch thread, never on the cooperative pool.
+/// Tells a writer thread to stop.
+private final class WriterStop: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+    func set() { flag.store(true, ordering: .releasing) }
+}
+
 private func blocking(_ work: @escaping @Sendable () throws -> Void) async throws {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
         DispatchQueue.global().async {
