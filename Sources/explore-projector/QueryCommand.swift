@@ -115,11 +115,22 @@ enum ResultPrinter {
                                           priceFrom: nil, priceTo: nil, bedrooms: nil, bathrooms: nil,
                                           primaryImageURL: nil, city: "", area: "", createdAt: 0),
                            result.columns).map(\.0)
-        let text = rows.map { $0.map { $0.1 is NSNull ? "-" : "\($0.1)" } }
+        // People read times, not microsecond counts (the JSON keeps the count, as the protocol sends it).
+        let iso = ISO8601DateFormatter()
+        let text = rows.map {
+            $0.map { name, value in
+                if value is NSNull { return "-" }
+                if name == "created_at", let micros = value as? Int64 {
+                    return iso.string(from: Date(timeIntervalSince1970: (Double(micros) / 1_000_000).rounded(.down)))
+                }
+                return "\(value)"
+            }
+        }
         var widths = header.map(\.count)
         for row in text { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
         func line(_ cells: [String]) -> String {
-            zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+            let padded = zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
+            return String(padded.joined(separator: "  ").reversed().drop { $0 == " " }.reversed())
         }
         var output = [line(header), line(widths.map { String(repeating: "-", count: $0) })]
         output += text.map(line)

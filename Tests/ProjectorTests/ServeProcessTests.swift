@@ -216,6 +216,21 @@ struct ServeProcessTests {
                                                "--admin-token", "process-test-token", "--verify"])
             let verifiedReport = try JSONSerialization.jsonObject(with: Data(verified.stdout.utf8)) as? [String: Any]
             #expect((verifiedReport?["verified"] as? [String: Any])?["mismatches"] as? Int == 0, "\(verified)")
+            // `query` prints a table with readable times, and JSON with the protocol's microsecond counts.
+            let table = try await Self.run(["query", "--server", "127.0.0.1:\(port)", "--sort", "newest",
+                                            "--limit", "1", "--columns", "created_at"])
+            #expect(table.status == 0, "\(table.stderr)")
+            let tableLines = table.stdout.split(separator: "\n")
+            #expect(tableLines.count >= 3 && tableLines[0].hasPrefix("id") && tableLines[0].hasSuffix("created_at"),
+                    "\(table.stdout)")
+            let time = tableLines.count >= 3 ? tableLines[2].split(separator: " ").last.map(String.init) : nil
+            #expect(time.flatMap { ISO8601DateFormatter().date(from: $0) } != nil, "\(table.stdout)")
+            let json = try await Self.run(["query", "--server", "127.0.0.1:\(port)", "--sort", "newest",
+                                           "--limit", "1", "--columns", "created_at", "--json"])
+            let page = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+            let micros = try #require((page?["rows"] as? [[String: Any]])?.first?["created_at"] as? Int, "\(json.stdout)")
+            let shown = try #require(time.flatMap { ISO8601DateFormatter().date(from: $0) })
+            #expect(Int(shown.timeIntervalSince1970) == Int((Double(micros) / 1_000_000).rounded(.down)))
             let text = try await Self.run(["status", "--server", "127.0.0.1:\(port)"])
             let lines = text.stdout.split(separator: "\n")
             #expect(lines.contains { $0.hasPrefix("feed connected ") && $0.hasSuffix(" yes") }, "\(text.stdout)")
