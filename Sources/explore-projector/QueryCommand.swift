@@ -52,13 +52,22 @@ struct QueryCommand: AsyncParsableCommand {
         return pairs
     }
 
-    func run() async throws {
-        let query: SearchQuery
+    /// The query, parsed here so that a bad filter is reported with this command's usage.
+    func validate() throws {
+        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
+        _ = try searchQuery()
+    }
+
+    func searchQuery() throws -> SearchQuery {
         do {
-            query = try SearchQuery(parameters: queryParameters())
+            return try SearchQuery(parameters: queryParameters())
         } catch let error as QueryError {
             throw ValidationError(error.description)
         }
+    }
+
+    func run() async throws {
+        let query = try searchQuery()
         let client = try await ExploreClient.connect(host: server.host, port: server.port,
                                                      timeout: .seconds(Int64(timeout)))
         let result: SearchResult

@@ -47,6 +47,10 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    func validate() throws {
+        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
+    }
+
     func run() async throws {
         let client = try await ExploreClient.connect(host: server.host, port: server.port, adminToken: adminToken,
                                                      timeout: .seconds(Int64(timeout)))
