@@ -418,6 +418,35 @@ struct RebuildTests {
         }
     }
 
+    /// TRUNCATE fires no capture trigger, so no outbox entry tells the projector what went; the rebuild the
+    /// truncate requests (migration 0016) is what brings the table and the cache in line with the base tables.
+    @Test func aTruncatedBaseTableIsRebuiltFrom() throws {
+        try TestPostgres.withDatabase { configuration in
+            try ProjectorFixtures.migrate(configuration)
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try ProjectorFixtures.seed(connection)
+            let index = ExploreIndex()
+            let driver = Self.driver(configuration, index: index, rebuild: .init(
+                postgres: configuration, requestPollInterval: .milliseconds(20)))
+            driver.start()
+            defer { driver.stop() }
+            Self.waitUntilBootstrapped(driver)
+            func cachedImages() -> Int { index.rows(ids: index.listingIDs()).filter { $0.primaryImageURL != nil }.count }
+            let imagesInTable = "SELECT count(*) FROM explore.listings_projection WHERE primary_image_url IS NOT NULL"
+            #expect(cachedImages() > 0)
+            try connection.executeScript("TRUNCATE property.media")
+            var gone = false
+            for _ in 0..<1_500 where !gone {
+                ProjectorFixtures.sleepMilliseconds(20)
+                gone = try ProjectorFixtures.count(connection, imagesInTable) == 0 && cachedImages() == 0
+            }
+            #expect(gone)
+            let (table, cache) = try ProjectorFixtures.divergence(connection, cache: index)
+            #expect(table.isClean && cache?.isClean == true)
+        }
+    }
+
     /// The feed fails a batch (and restarts its session) while the side table is being filled: the changes it
     /// applied meanwhile may be unknown to the rebuild, so the rebuild gives up cleanly: the live table stays,
     /// the side table is dropped, the failure is recorded, and the next rebuild succeeds.
