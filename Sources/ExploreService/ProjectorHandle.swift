@@ -29,7 +29,8 @@ final class ProjectorHandle: Sendable {
             if status.isBootstrapped { return }
             if status.failures >= max(1, attempts) {
                 throw ExploreServiceError(.projectionFailed, "the projector could not load the cache from the "
-                    + "projection table after \(status.failures) attempt(s); see the log for the cause")
+                    + "projection table after \(status.failures) attempt(s): "
+                    + (status.lastError ?? "see the log for the cause"))
             }
             usleep(5_000)
         }
