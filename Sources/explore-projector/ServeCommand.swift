@@ -141,8 +141,14 @@ struct ServeCommand: AsyncParsableCommand {
         let index = ExploreIndex(store: ExploreStore(bulk: dataset.exploreRows()))
         let operations = try await startOperations()
         let signals = ServeSignals(operations: operations)
-        let server = try await ExploreServer.start(configuration: configuration, backend: index,
+        let server: ExploreServer
+        do {
+            server = try await ExploreServer.start(configuration: configuration, backend: index,
                                                    admin: DemoAdmin(index: index, dataset: dataset))
+        } catch {
+            await operations?.shutdown()
+            throw CommandFailure("cannot listen on \(configuration.host):\(configuration.port): \(error)")
+        }
         operations?.markAlwaysReady()
         signals.started { Task { await server.shutdown() } }
         print("serving \(index.count) demo listings on \(configuration.host):\(server.port)")
