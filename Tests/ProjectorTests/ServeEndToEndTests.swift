@@ -24,23 +24,10 @@ import Darwin
     @Test func servesTheDatabaseAndFollowsItsChanges() async throws {
         try await TestPostgres.withDatabase { configuration in
             let dataset = DemoDataset(listings: 2_000, seed: 11)
-            try await blocking {
-                try ProjectorFixtures.migrate(configuration)
-                let connection = try PostgresConnection.connect(configuration)
-                defer { connection.close() }
-                try DemoSeeder.seed(dataset, into: connection)
-            }
+            let (service, client) = try await Self.serve(
+                dataset, on: configuration, batching: .init(window: .milliseconds(2), maximumKeys: 500),
+                pollInterval: .milliseconds(50))
             let reference = ExploreIndex(store: ExploreStore(bulk: dataset.exploreRows()))
-
-            var server = ExploreServerConfiguration(host: "127.0.0.1", port: 0)
-            server.adminToken = "end-to-end-token"
-            server.shutdownGracePeriod = .seconds(1)
-            let service = try await ExploreService.start(configuration: .init(
-                postgres: configuration, batching: .init(window: .milliseconds(2), maximumKeys: 500),
-                pollInterval: .milliseconds(50), server: server))
-            // REBUILD and VERIFY take seconds on a loaded machine: a generous per-request timeout for this client.
-            let client = try await ExploreClient.connect(
-                host: "127.0.0.1", port: service.port, adminToken: "end-to-end-token", timeout: .seconds(120))
 
             // Differential: the same queries against the reference and the service, same ids in the same order.
             let queries: [[(key: String, value: String)]] = [
@@ -101,20 +88,7 @@ import Darwin
     @Test func rebuildDuringWritesLosesNothing() async throws {
         try await TestPostgres.withDatabase { configuration in
             let dataset = DemoDataset(listings: 1_000, seed: 5)
-            try await blocking {
-                try ProjectorFixtures.migrate(configuration)
-                let connection = try PostgresConnection.connect(configuration)
-                defer { connection.close() }
-                try DemoSeeder.seed(dataset, into: connection)
-            }
-            var server = ExploreServerConfiguration(host: "127.0.0.1", port: 0)
-            server.adminToken = "t"
-            server.shutdownGracePeriod = .seconds(1)
-            let service = try await ExploreService.start(configuration: .init(
-                postgres: configuration, batching: .init(window: .milliseconds(1), maximumKeys: 50),
-                pollInterval: .milliseconds(20), server: server))
-            let admin = try await ExploreClient.connect(host: "127.0.0.1", port: service.port, adminToken: "t",
-                                                        timeout: .seconds(120))
+            let (service, admin) = try await Self.serve(dataset, on: configuration)
             let reader = try await ExploreClient.connect(host: "127.0.0.1", port: service.port)
 
             let existing = dataset.exploreRows().filter { $0.listingType == .existing }.map(\.id)
@@ -168,20 +142,7 @@ import Darwin
     @Test func verifyDuringWritesReportsOnlyLastingDifferences() async throws {
         try await TestPostgres.withDatabase { configuration in
             let dataset = DemoDataset(listings: 2_000, seed: 23)
-            try await blocking {
-                try ProjectorFixtures.migrate(configuration)
-                let connection = try PostgresConnection.connect(configuration)
-                defer { connection.close() }
-                try DemoSeeder.seed(dataset, into: connection)
-            }
-            var server = ExploreServerConfiguration(host: "127.0.0.1", port: 0)
-            server.adminToken = "t"
-            server.shutdownGracePeriod = .seconds(1)
-            let service = try await ExploreService.start(configuration: .init(
-                postgres: configuration, batching: .init(window: .milliseconds(1), maximumKeys: 50),
-                pollInterval: .milliseconds(20), server: server))
-            let admin = try await ExploreClient.connect(host: "127.0.0.1", port: service.port, adminToken: "t",
-                                                        timeout: .seconds(120))
+            let (service, admin) = try await Self.serve(dataset, on: configuration)
 
             let rows = dataset.exploreRows()
             let existing = rows.filter { $0.listingType == .existing }.map(\.id)
@@ -230,6 +191,32 @@ import Darwin
             await admin.close()
             await service.shutdown()
         }
+    }
+
+    static let adminToken = "end-to-end-token"
+
+    /// Migrates a database, seeds `dataset` into it, starts the service on it (admin operations on) and connects
+    /// a client holding the admin token.
+    static func serve(
+        _ dataset: DemoDataset, on configuration: PostgresConfiguration,
+        batching: ChangeBatcher.Configuration = .init(window: .milliseconds(1), maximumKeys: 50),
+        pollInterval: Duration = .milliseconds(20)
+    ) async throws -> (ExploreService, ExploreClient) {
+        try await blocking {
+            try ProjectorFixtures.migrate(configuration)
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try DemoSeeder.seed(dataset, into: connection)
+        }
+        var server = ExploreServerConfiguration(host: "127.0.0.1", port: 0)
+        server.adminToken = adminToken
+        server.shutdownGracePeriod = .seconds(1)
+        let service = try await ExploreService.start(configuration: .init(
+            postgres: configuration, batching: batching, pollInterval: pollInterval, server: server))
+        // REBUILD and VERIFY take seconds on a loaded machine: a generous per-request timeout for this client.
+        let client = try await ExploreClient.connect(
+            host: "127.0.0.1", port: service.port, adminToken: adminToken, timeout: .seconds(120))
+        return (service, client)
     }
 
     /// A database without the migrations is refused with a one-line error naming the fix.
