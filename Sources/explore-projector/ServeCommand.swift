@@ -58,10 +58,19 @@ struct ServeCommand: AsyncParsableCommand {
         if let metricsListen, parseListenAddress(metricsListen) == nil {
             throw ValidationError("--metrics-listen must be HOST:PORT, e.g. 127.0.0.1:9187")
         }
-        guard batchWindowMs >= 0 else { throw ValidationError("--batch-window-ms must be >= 0") }
+        // Upper bounds too: a window or poll interval of hours would leave changes unapplied that long, and an
+        // idle timeout of 0 would close every connection at once.
+        guard (0...60_000).contains(batchWindowMs) else {
+            throw ValidationError("--batch-window-ms must be in 0...60000")
+        }
         guard batchMaxIds >= 1 else { throw ValidationError("--batch-max-ids must be >= 1") }
-        guard pollIntervalMs >= 1 else { throw ValidationError("--poll-interval-ms must be >= 1") }
+        guard (1...60_000).contains(pollIntervalMs) else {
+            throw ValidationError("--poll-interval-ms must be in 1...60000")
+        }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be >= 1") }
+        guard (1...86_400).contains(idleTimeout) else {
+            throw ValidationError("--idle-timeout must be in 1...86400 seconds")
+        }
         for name in disableFilter where FilterField(name: name) == nil {
             throw ValidationError("unknown filter \(name); known: \(FilterField.allCases.map(\.name).joined(separator: ", "))")
         }
