@@ -206,8 +206,16 @@ public enum ProjectionVerifier {
         tableByID.reserveCapacity(tableRows.count)
         for row in tableRows { tableByID[row.id] = row }
         let checked = ids ?? Array(Set(tableByID.keys).union(cache.listingIDs())).sorted()
+        // In slices: each `rows(ids:)` holds the cache's read lock, and copying a million rows at once would
+        // stall the feed's next batch, and with it (the lock prefers writers) every search, for the whole copy.
+        // A listing that changes between slices is one more difference for the re-check.
         var cachedByID: [Int64: ExploreListing] = [:]
-        for row in cache.rows(ids: checked) { cachedByID[row.id] = row }
+        cachedByID.reserveCapacity(checked.count)
+        for start in stride(from: 0, to: checked.count, by: 4_096) {
+            for row in cache.rows(ids: Array(checked[start..<min(start + 4_096, checked.count)])) {
+                cachedByID[row.id] = row
+            }
+        }
         for id in checked {
             switch (tableByID[id], cachedByID[id]) {
             case (nil, nil): continue
