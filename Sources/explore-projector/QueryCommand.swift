@@ -138,8 +138,10 @@ enum ResultPrinter {
         var widths = header.map(\.count)
         for row in text { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
         func line(_ cells: [String]) -> String {
-            let padded = zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
-            return String(padded.joined(separator: "  ").reversed().drop { $0 == " " }.reversed())
+            var text = zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+            while text.last == " " { text.removeLast() }
+            return text
         }
         var output = [line(header), line(widths.map { String(repeating: "-", count: $0) })]
         output += text.map(line)

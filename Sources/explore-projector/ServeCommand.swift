@@ -152,8 +152,8 @@ struct ServeCommand: AsyncParsableCommand {
         let signals = ServeSignals(operations: operations)
         let server: ExploreServer
         do {
-            server = try await ExploreServer.start(configuration: configuration, backend: index,
-                                                   admin: DemoAdmin(index: index, dataset: dataset))
+            server = try await ExploreServer.start(
+                configuration: configuration, backend: index, admin: DemoAdmin(index: index, dataset: dataset))
         } catch {
             await operations?.shutdown()
             throw CommandFailure("cannot listen on \(configuration.host):\(configuration.port): \(error)")
