@@ -563,7 +563,7 @@ struct FacetCounter {
             let first = Int(blockCityStart[block])
             let last = Int(blockCityStart[block + 1])
             if perRowCheaper || (last - first) * n > rows * 4 {
-                tally(base, start: start, count: n) { $0.city }
+                tally(base, start: start, count: n, column: records) { $0.city }
             } else {
                 for entry in first..<last {
                     let code = Int(blockCities[entry])
@@ -575,12 +575,7 @@ struct FacetCounter {
             // is cheaper.
             let entries = block < areaPostings.blockEntries.count ? areaPostings.blockEntries[block] : []
             if perRowCheaper || entries.count * n > rows * 4 {
-                var local = counts
-                counts = []
-                areaOfSlot.withUnsafeBufferPointer { areas in
-                    Self.forEachSlot(base, start: start, count: n) { local[Int(areas[$0])] += 1 }
-                }
-                counts = local
+                tally(base, start: start, count: n, column: areaOfSlot) { $0 }
             } else {
                 areaPostings.pages.withUnsafeBufferPointer { pages in
                     for entry in entries {
@@ -653,12 +648,14 @@ struct FacetCounter {
         }
     }
 
-    private mutating func tally(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int,
-                                _ code: (SlotRecord) -> UInt32) {
-        let records = self.records
+    /// Counts the rows of `base` by the code `column` holds for each slot.
+    private mutating func tally<Value>(_ base: UnsafeBufferPointer<UInt64>, start: Int, count n: Int,
+                                       column: [Value], _ code: (Value) -> UInt32) {
         var local = counts
         counts = []
-        Self.forEachSlot(base, start: start, count: n) { local[Int(code(records[$0]))] += 1 }
+        column.withUnsafeBufferPointer { column in
+            Self.forEachSlot(base, start: start, count: n) { local[Int(code(column[$0]))] += 1 }
+        }
         counts = local
     }
 

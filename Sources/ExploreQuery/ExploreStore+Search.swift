@@ -155,7 +155,7 @@ extension ExploreStore {
         let codes = selection.codes
         let codeArray = codes.codes
         let ascending = selection.ascending
-        let isPrice = sort == .priceAscending || sort == .priceDescending
+        let isPrice = selection.isPrice
         let priced = priceLowRanges.present.words
         // Matches before the cursor are dropped the same way as those past the heap's worst key: a code before
         // the cursor key's code is before it.
@@ -221,6 +221,7 @@ private struct PageSelection {
     let cursor: CursorPosition?
     let codes: ValueCodes
     let ranges: RangeBitmaps
+    let isPrice: Bool
     let ascending: Bool
     var heap: BoundedHeap
     /// The group and sort-key code of the heap's worst entry, once full.
@@ -230,6 +231,8 @@ private struct PageSelection {
     /// key cannot enter, so one AND per match word drops its rows before any code is read. The bucket
     /// boundary's stored bitmap (empty: none yet), kept for ascending orders, removed for descending ones.
     var prune: [UInt64] = []
+    /// The worst entry's group and key the thresholds were derived from.
+    private var thresholdsOf: (group: UInt8, key: Int64)?
     private var pending: [Int] = []
     private var positions: [(group: UInt8, key: Int64, id: Int64)] = []
 
@@ -239,7 +242,7 @@ private struct PageSelection {
         self.store = store
         self.sort = sort
         self.cursor = cursor
-        let isPrice = sort == .priceAscending || sort == .priceDescending
+        isPrice = sort == .priceAscending || sort == .priceDescending
         codes = isPrice ? store.priceLowCodes : store.createdCodes
         ranges = isPrice ? store.priceLowRanges : store.createdRanges
         ascending = sort == .priceAscending || sort == .oldest
@@ -283,9 +286,6 @@ private struct PageSelection {
             prune = b > 0 ? ranges.less[b - 1].words : []
         }
     }
-
-    /// The worst entry's group and key the thresholds were derived from.
-    private var thresholdsOf: (group: UInt8, key: Int64)?
 }
 
 extension FacetValue {

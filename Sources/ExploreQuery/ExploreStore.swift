@@ -141,8 +141,8 @@ public final class ExploreStore {
                               spread: &maxPriceSpread)
         }
         buildOrders()
-        cube = GroupCube(slotCount: slotCount, key: { self.hasFlag($0, .live) ? self.cubeKey($0) : nil },
-                         price: { self.cubePrice($0) })
+        cube = GroupCube(slotCount: slotCount, key: { self.hasFlag($0, .live) ? Self.cubeKey(self.records[$0]) : nil },
+                         price: { Self.cubePrice(self.records[$0]) })
     }
 
     /// What a bulk load works out from its rows before it writes a slot: which row each id keeps, the slot order,
@@ -342,18 +342,12 @@ public final class ExploreStore {
         SlotFlags(rawValue: records[slot].flags).contains(flag)
     }
 
-    /// The cube group of `slot`'s current column values.
-    func cubeKey(_ slot: Int) -> GroupCube.Key { Self.cubeKey(records[slot]) }
-
     /// The cube group of a record's values.
     static func cubeKey(_ record: SlotRecord) -> GroupCube.Key {
         let hasBedrooms = SlotFlags(rawValue: record.flags).contains(.hasBedrooms)
         return GroupCube.Key(type: record.type, status: record.status, city: record.city,
                              bedrooms: hasBedrooms ? record.bedrooms : Int32.min, hasBedrooms: hasBedrooms)
     }
-
-    /// `slot`'s effective price range, if it has a price.
-    func cubePrice(_ slot: Int) -> (low: Int64, high: Int64)? { Self.cubePrice(records[slot]) }
 
     /// A record's effective price range, if it has a price.
     static func cubePrice(_ record: SlotRecord) -> (low: Int64, high: Int64)? {

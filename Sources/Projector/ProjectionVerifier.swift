@@ -58,8 +58,9 @@ public enum ProjectionVerifier {
 
     /// Re-checks the listings `report` finds different, every 250 ms until they agree or `deadline` has passed;
     /// those that come to agree move to `pending`.
-    private static func settled(_ report: Report, within deadline: ContinuousClock.Instant,
-                                recheck: ([Int64]) throws -> Report) rethrows -> Report {
+    private static func settled<Failure: Error>(
+        _ report: Report, within deadline: ContinuousClock.Instant, recheck: ([Int64]) throws(Failure) -> Report
+    ) throws(Failure) -> Report {
         var report = report
         while !report.isClean && ContinuousClock.now < deadline {
             // Blocking, like every call here: verification runs on its own thread, never on the cooperative pool.
@@ -163,12 +164,8 @@ public enum ProjectionVerifier {
             return compare(cache: cache, with: rows, ids: ids)
         }
         let report = try check(nil)
-        do {
-            return try settled(report, within: .now.advanced(by: settle)) { suspects in try check(suspects) }
-        } catch let error as ProjectorError {
-            throw error
-        } catch {
-            throw ProjectorError.database("verifying the cache failed", error)
+        return try settled(report, within: .now.advanced(by: settle)) { suspects throws(ProjectorError) in
+            try check(suspects)
         }
     }
 

@@ -93,12 +93,29 @@ struct RankedKeys {
             before.append(0)
             return
         }
+        let c = place(key)
+        for i in (c + 1)..<before.count { before[i] += 1 }
+        if chunks[c].count > Self.maximumChunk { split(c) }
+    }
+
+    /// Puts `key` into the chunk it sorts into (there is one) and returns that chunk; its prefix count, the later
+    /// chunks' and a split are the caller's.
+    @inline(__always)
+    private mutating func place(_ key: Int64) -> Int {
         let c = Swift.min(chunkIndex(key, strict: true), chunks.count - 1)
         let at = Self.updatePosition(in: chunks[c], key, strict: true)
         chunks[c].insert(key, at: at)
         if at == chunks[c].count - 1 { lasts[c] = key }
-        for i in (c + 1)..<before.count { before[i] += 1 }
-        if chunks[c].count > Self.maximumChunk { split(c) }
+        return c
+    }
+
+    /// The chunk and index of one occurrence of `key`, if present.
+    @inline(__always)
+    private func find(_ key: Int64) -> (chunk: Int, index: Int)? {
+        let c = chunkIndex(key, strict: false)
+        guard c < chunks.count else { return nil }
+        let at = Self.updatePosition(in: chunks[c], key, strict: false)
+        return at < chunks[c].count && chunks[c][at] == key ? (c, at) : nil
     }
 
     private mutating func split(_ c: Int) {
@@ -114,10 +131,7 @@ struct RankedKeys {
     /// Removes one occurrence of `key`. - Returns: false when `key` is not present.
     @discardableResult
     mutating func remove(_ key: Int64) -> Bool {
-        let c = chunkIndex(key, strict: false)
-        guard c < chunks.count else { return false }
-        let at = Self.updatePosition(in: chunks[c], key, strict: false)
-        guard at < chunks[c].count, chunks[c][at] == key else { return false }
+        guard let (c, at) = find(key) else { return false }
         count -= 1
         if chunks[c].count == 1 {
             chunks.remove(at: c)
@@ -136,10 +150,7 @@ struct RankedKeys {
     /// the chunks between the two keys' chunks change (none when `new` stays in `old`'s chunk, as a price edit
     /// of a few percent often does), where a remove and an insert would each update every later chunk's.
     mutating func replace(_ old: Int64, with new: Int64) {
-        let c = chunkIndex(old, strict: false)
-        guard c < chunks.count else { return }
-        let at = Self.updatePosition(in: chunks[c], old, strict: false)
-        guard at < chunks[c].count, chunks[c][at] == old else { return }
+        guard let (c, at) = find(old) else { return }
         if chunks[c].count == 1 {
             // The chunk would empty: the general path drops it.
             remove(old)
@@ -148,11 +159,7 @@ struct RankedKeys {
         }
         chunks[c].remove(at: at)
         if at == chunks[c].count { lasts[c] = chunks[c][at - 1] }
-        // Routed like `insert`, once `old` is gone.
-        let d = Swift.min(chunkIndex(new, strict: true), chunks.count - 1)
-        let to = Self.updatePosition(in: chunks[d], new, strict: true)
-        chunks[d].insert(new, at: to)
-        if to == chunks[d].count - 1 { lasts[d] = new }
+        let d = place(new)  // once `old` is gone
         if c < d {
             for i in (c + 1)...d { before[i] -= 1 }
         } else if d < c {
