@@ -15,8 +15,8 @@ import Darwin
 /// parallel; ``apply(_:)`` takes the write lock for the whole batch, so a reader sees a batch entirely or not
 /// at all. The alternative (copy-on-write snapshots) would double memory for a million rows or need
 /// persistent structures that slow every query; batches are applied in microseconds per row, so holding
-/// the write lock for one batch is short. On Linux the lock prefers writers so a steady read load cannot
-/// starve the projector.
+/// the write lock for one batch is short, and a large batch is applied on all cores (readers wait for it
+/// either way). On Linux the lock prefers writers so a steady read load cannot starve the projector.
 public final class ExploreIndex: Sendable {
     private let state: LockedStore
 

@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Applying change batches: a batch is resolved into one net transition per listing, then applied in phases, one
 /// structure at a time, instead of change by change.
 ///
@@ -35,15 +37,36 @@ extension ExploreStore {
         let (transitions, strings) = batch.changes.withUnsafeBufferPointer { resolve($0) }
         // Only transitions that change something reach the indexes (a re-sent identical row does not).
         let changed = transitions.filter(\.changes)
-        Self.writeColumns(changed, records: &records, areas: &areaOfSlot, lowCodes: &priceLowCodes, highCodes: &priceHighCodes,
-                          createdCodes: &createdCodes)
-        updatePostings(changed)
-        Self.updateRanges(changed, low: &priceLowRanges, high: &priceHighRanges, created: &createdRanges,
-                          spread: &maxPriceSpread)
-        Self.updateCube(changed, &cube)
-        updateOrders(changed)
-        Self.writeStrings(transitions, strings, titles: &titles, imageURLs: &imageURLs)
+        // Each phase owns structures no other phase touches, so the phases of a large batch run on all cores:
+        // the batch holds the index's write lock, and readers wait for it whatever the writer does meanwhile.
+        // Listed longest first (as measured), so two threads end close together. `nonisolated(unsafe)` is sound:
+        // no two phases touch the same stored property, and the caller holds the store exclusively.
+        nonisolated(unsafe) let phases: [() -> Void] = [
+            { Self.updateCube(changed, &self.cube) },
+            { self.updatePriceOrders(changed) },
+            {
+                Self.updateRanges(changed, low: &self.priceLowRanges, high: &self.priceHighRanges,
+                                  created: &self.createdRanges, spread: &self.maxPriceSpread)
+            },
+            { Self.writeStrings(transitions, strings, titles: &self.titles, imageURLs: &self.imageURLs) },
+            { self.updatePostings(changed) },
+            { Self.updateCreatedOrder(changed, &self.createdOrder) },
+            {
+                Self.writeColumns(changed, records: &self.records, areas: &self.areaOfSlot,
+                                  lowCodes: &self.priceLowCodes, highCodes: &self.priceHighCodes,
+                                  createdCodes: &self.createdCodes)
+            },
+        ]
+        if transitions.count >= Self.parallelApplyThreshold {
+            DispatchQueue.concurrentPerform(iterations: phases.count) { phases[$0]() }
+        } else {
+            for phase in phases { phase() }
+        }
     }
+
+    /// Transitions from which a batch's phases run in parallel: below it, handing phases to other threads costs
+    /// more than it saves (a wake-up is tens of microseconds; a transition is a few).
+    static let parallelApplyThreshold = 64
 
     /// Works out each listing's transition, allocates slots for new listings and frees deleted ones.
     private func resolve(_ changes: UnsafeBufferPointer<ListingChange>) -> ([RowTransition], [RowStrings]) {
@@ -55,26 +78,23 @@ extension ExploreStore {
             if let earlier = lastByID.updateValue(position, forKey: changes[position].id) { superseded[earlier] = true }
         }
         let positions = changes.indices.filter { !superseded[$0] }
-        // Independent lookups and record reads, in loops of their own: their cache misses overlap.
-        let existing = positions.map { slotByID[changes[$0].id] }
-        let oldRecords = existing.map { $0.map { records[Int($0)] } ?? SlotRecord() }
+        let drafts = draftTransitions(changes, positions)
 
         var transitions: [RowTransition] = []
         transitions.reserveCapacity(positions.count)
         var strings: [RowStrings] = []
         strings.reserveCapacity(positions.count)
         var freed: [(slot: UInt32, city: UInt32)] = []
-        for (k, position) in positions.enumerated() {
-            let old = oldRecords[k]
-            switch changes[position] {
-            case .upsert(let row):
-                let new = record(for: row, replacing: old)
-                let slot = existing[k].map(Int.init) ?? allocateSlot(for: row.id, city: new.city)
+        for (draft, position) in zip(drafts, positions) {
+            let old = draft.old
+            if draft.isUpsert {
+                // A draft lacks the new record only when the row brings a string the dictionaries lack.
+                guard let new = draft.new ?? fallbackRecord(for: changes[position], replacing: old) else { continue }
+                let slot = draft.slot.map(Int.init) ?? allocateSlot(for: new.id, city: new.city)
                 transitions.append(RowTransition(slot: slot, old: old, new: new))
-                strings.append(RowStrings(title: row.title, imageURL: row.primaryImageURL))
-            case .delete(let id):
-                guard let slot = existing[k] else { continue }
-                slotByID.removeValue(forKey: id)
+                strings.append(draft.strings)
+            } else if let slot = draft.slot {
+                slotByID.removeValue(forKey: old.id)
                 var new = old
                 new.flags = 0
                 transitions.append(RowTransition(slot: Int(slot), old: old, new: new))
@@ -90,19 +110,75 @@ extension ExploreStore {
         return (transitions, strings)
     }
 
-    /// The record `row` is stored as. `old` is the slot's current record: a dictionary code is reused when its
-    /// string is unchanged (the usual case, and short strings compare inline), which skips hashing the string.
+    /// What a change can learn from the store without changing it: its slot, the slot's record, and (for an
+    /// upsert whose strings all have codes) the new record and strings.
+    private struct Draft {
+        var isUpsert = false
+        var slot: UInt32?
+        var old = SlotRecord()
+        var new: SlotRecord?
+        var strings = RowStrings(title: nil, imageURL: nil)
+    }
+
+    /// The drafts of the changes at `positions`, on all cores for a large batch: these are the batch's id
+    /// lookups, record reads and row copies, each a likely cache miss, and as they only read the store they
+    /// may run side by side.
+    private func draftTransitions(_ changes: UnsafeBufferPointer<ListingChange>, _ positions: [Int]) -> [Draft] {
+        var drafts = [Draft](repeating: Draft(), count: positions.count)
+        let parts = positions.count >= Self.parallelApplyThreshold ? 2 : 1
+        drafts.withUnsafeMutableBufferPointer { buffer in
+            // Sound: each part writes its own range of `buffer`; both only read the store and `changes`.
+            nonisolated(unsafe) let (output, input, store) = (buffer, changes, self)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                for k in (positions.count * part / parts)..<(positions.count * (part + 1) / parts) {
+                    var draft = Draft()
+                    let change = input[positions[k]]
+                    draft.slot = store.slotByID[change.id]
+                    if let slot = draft.slot { draft.old = store.records[Int(slot)] }
+                    if case .upsert(let row) = change {
+                        draft.isUpsert = true
+                        draft.new = store.knownRecord(for: row, replacing: draft.old)
+                        draft.strings = RowStrings(title: row.title, imageURL: row.primaryImageURL)
+                    }
+                    output[k] = draft
+                }
+            }
+        }
+        return drafts
+    }
+
+    private func fallbackRecord(for change: ListingChange, replacing old: SlotRecord) -> SlotRecord? {
+        guard case .upsert(let row) = change else { return nil }
+        return record(for: row, replacing: old)
+    }
+
+    /// The record `row` is stored as, adding its strings to the dictionaries when they are new.
     func record(for row: ExploreListing, replacing old: SlotRecord) -> SlotRecord {
+        if let record = knownRecord(for: row, replacing: old) { return record }
+        _ = statusDictionary.encode(row.status)
+        _ = cityDictionary.encode(row.city)
+        _ = areaDictionary.encode(row.area)
+        guard let record = knownRecord(for: row, replacing: old) else { preconditionFailure("strings just encoded") }
+        return record
+    }
+
+    /// The record `row` is stored as, or nil when its status, city or area has no dictionary code yet. `old` is
+    /// the slot's current record: its code is reused when the string is unchanged (the usual case, and short
+    /// strings compare inline), which skips hashing the string.
+    func knownRecord(for row: ExploreListing, replacing old: SlotRecord) -> SlotRecord? {
         let wasLive = old.flags & SlotFlags.live.rawValue != 0
+        func code(_ dictionary: StringDictionary, _ oldCode: UInt32, _ value: String) -> UInt32? {
+            wasLive && dictionary.values[Int(oldCode)] == value ? oldCode : dictionary.code(of: value)
+        }
+        guard let status = code(statusDictionary, old.status, row.status),
+              let city = code(cityDictionary, old.city, row.city),
+              let area = code(areaDictionary, old.area, row.area) else { return nil }
         var record = SlotRecord()
         record.id = row.id
         record.type = row.listingType.rawValue
-        record.status = wasLive && statusDictionary.values[Int(old.status)] == row.status
-            ? old.status : statusDictionary.encode(row.status)
-        record.city = wasLive && cityDictionary.values[Int(old.city)] == row.city
-            ? old.city : cityDictionary.encode(row.city)
-        record.area = wasLive && areaDictionary.values[Int(old.area)] == row.area
-            ? old.area : areaDictionary.encode(row.area)
+        record.status = status
+        record.city = city
+        record.area = area
         record.locationID = row.locationID
         record.priceLow = row.priceFrom ?? row.priceTo ?? 0
         record.priceHigh = row.priceTo ?? row.priceFrom ?? 0
@@ -251,45 +327,46 @@ extension ExploreStore {
         }
     }
 
-    /// The sort orders: each order's removals, then its insertions, sorted and applied in one ascending pass.
-    func updateOrders(_ transitions: [RowTransition]) {
+    /// The price orders: their removals, then their insertions, sorted and applied in one ascending pass.
+    func updatePriceOrders(_ transitions: [RowTransition]) {
         typealias Entry = SortedSlotList.Entry
         var priced = SortedSlotList.Changes()
         var unpricedChanges = SortedSlotList.Changes()
-        var created = SortedSlotList.Changes()
         /// A row's place in the price orders: which list, and its key there.
         func pricePlace(_ record: SlotRecord, live: Bool) -> (priced: Bool, key: Int64)? {
             guard live else { return nil }
             return SlotFlags(rawValue: record.flags).hasPrice ? (true, record.priceLow) : (false, 0)
         }
         for t in transitions {
-            let s = UInt32(t.slot)
             let oldPlace = pricePlace(t.old, live: t.wasLive)
             let newPlace = pricePlace(t.new, live: t.isLive)
-            if oldPlace?.priced != newPlace?.priced || oldPlace?.key != newPlace?.key {
-                if let oldPlace {
-                    let entry = Entry(key: oldPlace.key, id: t.old.id, slot: s)
-                    if oldPlace.priced { priced.removals.append(entry) } else { unpricedChanges.removals.append(entry) }
-                }
-                if let newPlace {
-                    let entry = Entry(key: newPlace.key, id: t.new.id, slot: s)
-                    if newPlace.priced {
-                        priced.insertions.append(entry)
-                    } else {
-                        unpricedChanges.insertions.append(entry)
-                    }
-                }
+            guard oldPlace?.priced != newPlace?.priced || oldPlace?.key != newPlace?.key else { continue }
+            let s = UInt32(t.slot)
+            if let oldPlace {
+                let entry = Entry(key: oldPlace.key, id: t.old.id, slot: s)
+                if oldPlace.priced { priced.removals.append(entry) } else { unpricedChanges.removals.append(entry) }
             }
-            let oldCreated = t.wasLive ? t.old.createdAt : nil
-            let newCreated = t.isLive ? t.new.createdAt : nil
-            if oldCreated != newCreated {
-                if let oldCreated { created.removals.append(Entry(key: oldCreated, id: t.old.id, slot: s)) }
-                if let newCreated { created.insertions.append(Entry(key: newCreated, id: t.new.id, slot: s)) }
+            if let newPlace {
+                let entry = Entry(key: newPlace.key, id: t.new.id, slot: s)
+                if newPlace.priced { priced.insertions.append(entry) } else { unpricedChanges.insertions.append(entry) }
             }
         }
         priceOrder.apply(&priced)
         unpriced.apply(&unpricedChanges)
-        createdOrder.apply(&created)
+    }
+
+    /// The creation-time order, as the price orders.
+    static func updateCreatedOrder(_ transitions: [RowTransition], _ order: inout SortedSlotList) {
+        var created = SortedSlotList.Changes()
+        for t in transitions {
+            let oldCreated = t.wasLive ? t.old.createdAt : nil
+            let newCreated = t.isLive ? t.new.createdAt : nil
+            guard oldCreated != newCreated else { continue }
+            let s = UInt32(t.slot)
+            if let oldCreated { created.removals.append(.init(key: oldCreated, id: t.old.id, slot: s)) }
+            if let newCreated { created.insertions.append(.init(key: newCreated, id: t.new.id, slot: s)) }
+        }
+        order.apply(&created)
     }
 
     /// Titles and image URLs: a new row's are written, an existing row's only when they differ, a deleted

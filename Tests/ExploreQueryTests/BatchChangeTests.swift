@@ -47,16 +47,17 @@ import Testing
     }
 
     /// Few ids, each changed several times per batch: variations, deletes, re-inserts, brand-new rows; deleted
-    /// slots are reused by later batches.
-    @Test(arguments: [UInt64(21), 22, 23])
-    func repeatedIDsInOneBatch(seed: UInt64) throws {
+    /// slots are reused by later batches. Batches of 30 ids are applied phase after phase, batches of 150 with
+    /// the phases in parallel (from 64 listings on).
+    @Test(arguments: [(UInt64(21), 30), (22, 30), (23, 150), (24, 150)])
+    func repeatedIDsInOneBatch(seed: UInt64, idsPerBatch: Int) throws {
         var generator = RandomListings(seed: seed, idRange: 1...300)
         var (reference, index) = ReferenceSearch.loaded((1...200).map { generator.listing(id: Int64($0)) })
         for _ in 0..<25 {
-            let ids = (0..<30).map { _ in generator.id() }
+            let ids = (0..<idsPerBatch).map { _ in generator.id() }
             var current = reference.rows
             var changes: [ListingChange] = []
-            for _ in 0..<120 {
+            for _ in 0..<(4 * idsPerBatch) {
                 let id = ids.randomElement(using: &generator.random)!
                 if generator.chance(25) {
                     changes.append(.delete(id))
