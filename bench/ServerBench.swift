@@ -116,7 +116,8 @@ enum ServerBenchmark {
                                                duration: duration)
             let loadedCPU = (processCPUMicros() - loadedCPUStart) / Double(max(maximum.count, 1))
             let target = maximum.rate / 2
-            let half = try await openLoop(clients: clients, depth: pipelineDepth, rate: target, queries: queries,
+            let half = try await openLoop(clients: clients, loop: clientGroup.next(), depth: pipelineDepth,
+                                          rate: target, queries: queries,
                                           duration: duration)
             for client in clients { await client.close() }
             await server.shutdown()
@@ -248,9 +249,12 @@ enum ServerBenchmark {
     }
 
     /// Requests go out on a fixed schedule at `rate` overall, spread over all workers; latency counts from the
-    /// scheduled send time.
-    static func openLoop(clients: [ExploreClient], depth: Int, rate: Double, queries: [SearchQuery],
-                         duration: Duration) async throws -> Phase {
+    /// scheduled send time. Workers wait for their send times with timers of `loop`, the clients' event loop,
+    /// which their tasks run on: `Task.sleep` wakes through the concurrency runtime's timer thread and hops back
+    /// to the loop, and on this 2-core machine those wake-ups came late by milliseconds under load, which the
+    /// open loop rightly but misleadingly charged to the server.
+    static func openLoop(clients: [ExploreClient], loop: any EventLoop, depth: Int, rate: Double,
+                         queries: [SearchQuery], duration: Duration) async throws -> Phase {
         let clock = ContinuousClock()
         let start = clock.now
         let workers = clients.count * depth
@@ -266,9 +270,12 @@ enum ServerBenchmark {
                         while sequence * workers + worker < total {
                             let scheduled = start + interval * sequence
                                 + .nanoseconds(Int64(1e9 * Double(worker) / max(rate, 1)))
-                            // No timer tolerance: latency counts from the scheduled send, so a wake-up the timer
-                            // defers within its default leeway would be charged to the server.
-                            if scheduled > clock.now { try await Task.sleep(until: scheduled, tolerance: .zero, clock: clock) }
+                            let wait = clock.now.duration(to: scheduled)
+                            if wait > .zero {
+                                let nanoseconds = wait.components.seconds * 1_000_000_000
+                                    + wait.components.attoseconds / 1_000_000_000
+                                try await loop.scheduleTask(in: .nanoseconds(nanoseconds)) {}.futureResult.get()
+                            }
                             do {
                                 _ = try await client.search(queries[(sequence * workers + worker) % queries.count])
                             } catch {
