@@ -9,6 +9,31 @@ import Glibc
 import Darwin
 #endif
 
+/// The admin token of a server's admin operations, shared by `status` and `rebuild`: from a file (preferred: a
+/// token given on the command line shows in the process list and the shell's history) or given directly.
+struct AdminTokenOptions: ParsableArguments {
+    @Option(help: "File holding the server's admin token (its content, trimmed).")
+    var adminTokenFile: String?
+
+    @Option(help: "The admin token itself (other users can see it in the process list; prefer --admin-token-file).")
+    var adminToken: String?
+
+    var isGiven: Bool { adminTokenFile != nil || adminToken != nil }
+
+    func validate() throws {
+        if adminTokenFile != nil && adminToken != nil {
+            throw ValidationError("give either --admin-token-file or --admin-token, not both")
+        }
+        if adminToken?.isEmpty == true { throw ValidationError("--admin-token must not be empty") }
+    }
+
+    /// The token, read from the file when one is given; nil when neither option is.
+    func token() throws(CommandFailure) -> String? {
+        if let adminTokenFile { return try readAdminToken(path: adminTokenFile) }
+        return adminToken
+    }
+}
+
 /// `--database-url`, shared by every command that talks to PostgreSQL.
 struct DatabaseOptions: ParsableArguments {
     @Option(name: .customLong("database-url"),

@@ -33,8 +33,8 @@ struct RebuildCommand: AsyncParsableCommand {
     @Option(help: "Rebuild through this server's admin REBUILD (HOST:PORT) instead of the database.")
     var server: ServerAddress?
 
-    @Option(help: "File holding the server's admin token (with --server).")
-    var adminTokenFile: String?
+    @OptionGroup(title: "Admin (with --server)")
+    var admin: AdminTokenOptions
 
     @Option(help: "Listing ids per fill chunk, when this command rebuilds the table itself.")
     var chunkSize: Int64 = 50_000
@@ -48,19 +48,19 @@ struct RebuildCommand: AsyncParsableCommand {
         if server != nil && database.databaseURL != nil {
             throw ValidationError("give either --server or --database-url, not both")
         }
-        if server != nil && adminTokenFile == nil {
+        if server != nil && !admin.isGiven {
             throw ValidationError("--server needs --admin-token-file (REBUILD is an admin operation)")
         }
-        if server == nil && adminTokenFile != nil {
-            throw ValidationError("--admin-token-file goes with --server")
+        if server == nil && admin.isGiven {
+            throw ValidationError("--admin-token-file and --admin-token go with --server")
         }
         guard chunkSize >= 1 else { throw ValidationError("--chunk-size must be at least 1") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1") }
     }
 
     func run() async throws {
-        if let server, let adminTokenFile {
-            try await runThroughServer(server, tokenFile: adminTokenFile)
+        if let server {
+            try await runThroughServer(server)
         } else {
             let (chunkSize, timeout, database) = (chunkSize, timeout, database)
             try await runBlocking {
@@ -186,10 +186,10 @@ struct RebuildCommand: AsyncParsableCommand {
 
     // MARK: Through a server
 
-    private func runThroughServer(_ server: ServerAddress, tokenFile: String) async throws {
-        let token: String
+    private func runThroughServer(_ server: ServerAddress) async throws {
+        let token: String?
         do {
-            token = try readAdminToken(path: tokenFile)
+            token = try admin.token()
         } catch {
             printError("error: \(error.description)")
             throw ExitCode.failure

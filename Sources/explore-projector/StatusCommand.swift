@@ -10,11 +10,9 @@ struct ServerAddress: ExpressibleByArgument, Sendable {
     var port: Int
 
     init?(argument: String) {
-        guard let colon = argument.lastIndex(of: ":"), let port = Int(argument[argument.index(after: colon)...]),
-              (1...65_535).contains(port) else { return nil }
-        host = String(argument[..<colon])
+        guard let (host, port) = parseListenAddress(argument), port >= 1 else { return nil }
+        self.host = host
         self.port = port
-        if host.isEmpty { return nil }
     }
 }
 
@@ -35,8 +33,8 @@ struct StatusCommand: AsyncParsableCommand {
     @Option(help: "Request timeout in seconds.")
     var timeout: Int = 600
 
-    @Option(help: "Admin token, needed by --rebuild and --verify.")
-    var adminToken: String?
+    @OptionGroup(title: "Admin (needed by --rebuild and --verify)")
+    var admin: AdminTokenOptions
 
     @Flag(help: "Admin: rebuild the server's projection (table and cache, without downtime) first.")
     var rebuild = false
@@ -49,10 +47,13 @@ struct StatusCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
+        if (rebuild || verify) && !admin.isGiven {
+            throw ValidationError("--rebuild and --verify are admin operations: give --admin-token-file PATH")
+        }
     }
 
     func run() async throws {
-        let client = try await ExploreClient.connect(host: server.host, port: server.port, adminToken: adminToken,
+        let client = try await ExploreClient.connect(host: server.host, port: server.port, adminToken: admin.token(),
                                                      timeout: .seconds(Int64(timeout)))
         let stats: ServerStatistics
         var rebuilt: RebuildReport?

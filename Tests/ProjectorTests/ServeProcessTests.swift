@@ -212,8 +212,14 @@ struct ServeProcessTests {
             #expect(feed["bootstrapped"] as? Bool == true)
             #expect(feed["pending_changes"] as? Int == 0)
             #expect(feed["batches"] as? Int ?? 0 > 0)
+            // Admin requests take the token from a file (or `--admin-token`); none at all is a usage error.
+            let unauthorized = try await Self.run(["status", "--server", "127.0.0.1:\(port)", "--verify"])
+            #expect(unauthorized.status == 64 && unauthorized.stderr.contains("--admin-token-file"), "\(unauthorized)")
+            let wrong = try await Self.run(["status", "--server", "127.0.0.1:\(port)", "--verify",
+                                            "--admin-token", "not-the-token"])
+            #expect(wrong.status == 1 && wrong.stderr.contains("unauthorized"), "\(wrong)")
             let verified = try await Self.run(["status", "--server", "127.0.0.1:\(port)", "--json",
-                                               "--admin-token", "process-test-token", "--verify"])
+                                               "--admin-token-file", tokenFile, "--verify"])
             let verifiedReport = try JSONSerialization.jsonObject(with: Data(verified.stdout.utf8)) as? [String: Any]
             #expect((verifiedReport?["verified"] as? [String: Any])?["mismatches"] as? Int == 0, "\(verified)")
             // `query` prints a table with readable times, and JSON with the protocol's microsecond counts.
