@@ -56,12 +56,27 @@ public enum OutboxCapture {
         }
     }
 
-    /// Throws `.captureDisabled` when a capture trigger is off (or there is none): the outbox feed's check
-    /// before it follows.
+    /// Throws `.captureDisabled` when a capture trigger is off (or there is none), `.notMigrated` when the
+    /// outbox's migration is not applied at all: the outbox feed's check before it follows.
     static func requireEnabled(on connection: PostgresConnection) throws(ProjectorError) {
         let all = try triggers(on: connection)
         let off = Set(all.filter { !$0.isEnabled }.map(\.table)).sorted()
         guard all.isEmpty || !off.isEmpty else { return }
+        if all.isEmpty {
+            // No trigger because there is no capture function: the schema was never migrated, or migrated down.
+            let migrated: Bool
+            do {
+                migrated = try connection.query("SELECT to_regproc('explore.capture_change') IS NOT NULL").first?[0] == "t"
+            } catch {
+                throw ProjectorError.database("looking for the outbox capture function failed", error)
+            }
+            guard migrated else {
+                throw ProjectorError(
+                    code: .notMigrated,
+                    message: "the database lacks the explore schema's outbox (explore.capture_change): "
+                        + "run explore-projector migrate up (the projector then builds the projection)")
+            }
+        }
         let tables = all.isEmpty ? "every table (no capture trigger exists)" : off.joined(separator: ", ")
         throw ProjectorError(
             code: .captureDisabled,

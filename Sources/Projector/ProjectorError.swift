@@ -26,6 +26,8 @@ public struct ProjectorError: Error, Sendable, CustomStringConvertible, CustomDe
         public static let rebuildFailed = Code("rebuildFailed")
         /// The outbox feed cannot follow: capture triggers are switched off (see ``OutboxCapture``).
         public static let captureDisabled = Code("captureDisabled")
+        /// The database lacks the migrations the projector needs (`explore-projector migrate up`).
+        public static let notMigrated = Code("notMigrated")
         /// A fault injected by a test.
         public static let injectedFault = Code("injectedFault")
 

@@ -10,6 +10,22 @@ import Testing
 /// outbox feed back with nothing lost.
 @Suite("Outbox capture", .serialized, .timeLimit(.minutes(5)))
 struct OutboxCaptureTests {
+    /// A database the migrations never reached (or were reverted from) is named as such, not as capture off.
+    @Test func anUnmigratedDatabaseIsReportedAsNotMigrated() throws {
+        try TestPostgres.withDatabase { configuration in
+            let driver = RebuildTests.driver(configuration)
+            driver.start()
+            defer { driver.stop() }
+            var lastError = ""
+            for _ in 0..<500 where lastError.isEmpty {
+                lastError = driver.status.lastError ?? ""
+                ProjectorFixtures.sleepMilliseconds(10)
+            }
+            #expect(lastError.contains("notMigrated") && lastError.contains("migrate up"), "\(lastError)")
+            #expect(!driver.status.isBootstrapped)
+        }
+    }
+
     @Test func captureOffStopsTheOutboxAndTheOutboxFeedRefusesUntilOnAndRebuilt() throws {
         try TestPostgres.withDatabase { configuration in
             try ProjectorFixtures.migrate(configuration)
