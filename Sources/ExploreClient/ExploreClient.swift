@@ -66,7 +66,8 @@ public struct ExploreClientError: Error, Sendable, Hashable, CustomStringConvert
 }
 
 /// An async client for the explore protocol. One TCP connection; any number of requests may be in flight at once
-/// (pipelined) and answers are matched by request id. Safe to share between tasks.
+/// (pipelined) and answers are matched by request id. Safe to share between tasks. It does not reconnect: a
+/// long-lived caller uses ``ExploreClientPool``, which does.
 public final class ExploreClient: Sendable {
     /// What the server announced in `HELLO_OK`.
     public let serverInfo: HelloAccepted
@@ -154,6 +155,10 @@ public final class ExploreClient: Sendable {
     private static func unexpected() -> ExploreClientError {
         ExploreClientError(.protocolViolation, "answer of the wrong kind")
     }
+
+    /// Whether the connection is open: not closed by ``close()``, by the server or by the network. A closed
+    /// client stays closed; ``ExploreClientPool`` connects again for its caller.
+    public var isOpen: Bool { !closed.isClosed && channel.isActive }
 
     /// A task executor running jobs on this connection's event loop.
     ///
