@@ -12,7 +12,18 @@ public struct FeedStatus: Sendable, Hashable {
     /// Failures recovered from.
     public var failures = 0
     /// The feed is connected to its source and following it (false while reconnecting after a failure).
-    public var isConnected = false
+    public var isConnected = false {
+        didSet {
+            if isConnected {
+                disconnectedSince = nil
+            } else if oldValue || disconnectedSince == nil {
+                disconnectedSince = .now
+            }
+        }
+    }
+    /// When the feed was first marked disconnected since it last followed its source; nil while connected and
+    /// before it was ever marked (``isConnected`` keeps it).
+    public private(set) var disconnectedSince: ContinuousClock.Instant?
     /// The last failure, kept until the feed follows its source again.
     public var lastError: String?
     /// Changes committed at the source but not yet applied; `nil` when unknown.

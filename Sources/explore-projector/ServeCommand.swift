@@ -1,6 +1,7 @@
 import ArgumentParser
 import DemoData
 import Dispatch
+import ExploreMetrics
 import ExploreQuery
 import ExploreServer
 import ExploreService
@@ -41,6 +42,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Idle timeout in seconds.") var idleTimeout: Int64 = 300
     @Option(help: "Serve /metrics (Prometheus text), /healthz and /readyz on this HOST:PORT; off by default.")
     var metricsListen: String?
+    @Option(help: ArgumentHelp(
+        "Seconds /readyz stays 200 after the feed loses its source (0...86400).",
+        discussion: "Searches are answered from the cache meanwhile; a database restart disconnects every replica "
+            + "at once, and turning them all unready would take search down. 0: unready at once."))
+    var readyWhileDisconnected: Int = 60
 
     func validate() throws {
         if let demo {
@@ -57,6 +63,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let metricsListen, parseListenAddress(metricsListen) == nil {
             throw ValidationError("--metrics-listen must be HOST:PORT, e.g. 127.0.0.1:9187")
+        }
+        guard (0...86_400).contains(readyWhileDisconnected) else {
+            throw ValidationError("--ready-while-disconnected must be 0...86400 seconds")
         }
         // Upper bounds too: a window or poll interval of hours would leave changes unapplied that long, and an
         // idle timeout of 0 would close every connection at once.
@@ -100,7 +109,9 @@ struct ServeCommand: AsyncParsableCommand {
     /// The operations port, when `--metrics-listen` asks for one.
     private func startOperations() async throws(CommandFailure) -> ServeOperations? {
         guard let metricsListen, let address = parseListenAddress(metricsListen) else { return nil }
-        return try await ServeOperations.start(host: address.host, port: address.port)
+        return try await ServeOperations.start(
+            host: address.host, port: address.port,
+            readiness: FeedReadiness(disconnectedGrace: .seconds(readyWhileDisconnected)))
     }
 
     private func serverConfiguration() throws(CommandFailure) -> ExploreServerConfiguration {

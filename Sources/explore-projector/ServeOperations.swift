@@ -3,7 +3,7 @@ import ExploreService
 import Foundation
 
 /// The operations port of `serve --metrics-listen`: Prometheus text on `/metrics`, `/healthz`, and `/readyz`
-/// (ready once the cache is bootstrapped, as long as the feed is not failing; not ready while stopping).
+/// (as ``FeedReadiness`` says; not ready while stopping).
 ///
 /// It starts before the service, so probes get answers (`/readyz` 503) while the cache is still loading, and
 /// bootstraps the process's `MetricsSystem`, so the protocol server's request metrics land in its registry.
@@ -15,18 +15,22 @@ final class ServeOperations: @unchecked Sendable {
     private var stopping = false
     private let exporter: MetricsExporter
     private let feedMetrics: FeedMetrics
+    private let readiness: FeedReadiness
     private var server: OperationsServer?
 
-    private init(exporter: MetricsExporter) {
+    private init(exporter: MetricsExporter, readiness: FeedReadiness) {
         self.exporter = exporter
+        self.readiness = readiness
         feedMetrics = FeedMetrics(factory: exporter.factory)
     }
 
     /// Bootstraps the metrics system and binds `host:port`.
-    static func start(host: String, port: Int) async throws(CommandFailure) -> ServeOperations {
+    static func start(host: String, port: Int, readiness: FeedReadiness) async throws(CommandFailure)
+        -> ServeOperations
+    {
         let exporter = MetricsExporter()
         exporter.bootstrapMetricsSystem()
-        let operations = ServeOperations(exporter: exporter)
+        let operations = ServeOperations(exporter: exporter, readiness: readiness)
         let endpoint = OperationsEndpoint(
             readiness: { [operations] in operations.notReadyReason() },
             scrape: { [operations] in operations.scrape() })
@@ -66,14 +70,12 @@ final class ServeOperations: @unchecked Sendable {
         let (service, alwaysReady, stopping) = lock.withLock { (self.service, self.alwaysReady, self.stopping) }
         if stopping { return "shutting down" }
         if alwaysReady { return nil }
-        // The service exists only once its cache is bootstrapped. After that, a cache rebuild (a fresh driver
-        // loading a new cache while searches use the old one) keeps the service ready; a failing feed does not.
+        // The service exists only once its cache is bootstrapped; a cache rebuild (a fresh driver loading a new
+        // cache while searches use the old one) keeps it ready.
         guard let service else { return "loading the cache" }
-        let status = service.projectorStatus
-        if !status.isConnected, let error = status.lastError {
-            return "the feed is not connected: " + error.split(whereSeparator: \.isNewline).joined(separator: " ")
-        }
-        return nil
+        var status = service.projectorStatus
+        status.isBootstrapped = true
+        return readiness.notReadyReason(status)
     }
 
     private func scrape() -> [UInt8] {
