@@ -188,12 +188,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
         inFlight += 1
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        let version = version
         Task {
             let response: WireResponse
             do {
                 switch operation {
                 case .rebuild: response = .rebuilt(try await admin.rebuild())
-                case .verify: response = .verified(try await admin.verify())
+                case .verify:
+                    var report = try await admin.verify()
+                    if version < WireProtocol.verifyPendingVersion { report.pendingCount = nil }
+                    response = .verified(report)
                 }
             } catch {
                 response = .error(WireError(mapping: error))

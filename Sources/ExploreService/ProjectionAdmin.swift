@@ -82,6 +82,7 @@ struct ProjectionAdmin: AdminHandler {
         ])
         return VerifyReport(
             checked: UInt64(table.compared), mismatchCount: UInt64(mismatches.count),
-            sampleMismatchIDs: Array(mismatches.prefix(VerifyReport.maximumSampleCount)))
+            sampleMismatchIDs: Array(mismatches.prefix(VerifyReport.maximumSampleCount)),
+            pendingCount: UInt64(Set(table.pending + cache.pending).count))
     }
 }

@@ -101,7 +101,10 @@ public enum WireCodec {
             var ids: [ListingID] = []
             ids.reserveCapacity(count)
             for _ in 0..<count { ids.append(try body.readSignedVarint()) }
-            response = .verified(VerifyReport(checked: checked, mismatchCount: mismatches, sampleMismatchIDs: ids))
+            // Version 3 appends the pending count; the frame's length tells whether it is there.
+            let pending = body.readableBytes > 0 ? try body.readVarint() : nil
+            response = .verified(VerifyReport(checked: checked, mismatchCount: mismatches, sampleMismatchIDs: ids,
+                                              pendingCount: pending))
         case .error:
             let code = WireError.Code(rawValue: try body.readFixed(UInt16.self, "error code"))
             response = .error(WireError(code, try body.readWireString()))
@@ -187,6 +190,7 @@ public enum WireCodec {
             buffer.writeVarint(report.mismatchCount)
             buffer.writeVarint(UInt64(report.sampleMismatchIDs.count))
             for id in report.sampleMismatchIDs { buffer.writeSignedVarint(id) }
+            if let pending = report.pendingCount { buffer.writeVarint(pending) }
         case .error(let error):
             buffer.writeInteger(error.code.rawValue, endianness: .big)
             buffer.writeWireString(error.message)

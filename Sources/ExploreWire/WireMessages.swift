@@ -4,11 +4,13 @@ public import ExploreQuery
 public enum WireProtocol {
     /// The four magic bytes at the start of every `HELLO` and `HELLO_OK` payload: ASCII `EXPL`.
     public static let magic: [UInt8] = [0x45, 0x58, 0x50, 0x4C]
-    /// Protocol versions this implementation speaks. Version 2 differs from 1 only by the feed report appended
-    /// to `STATS_RESULT` (``FeedReport``); a version 1 connection gets the version 1 layout.
-    public static let supportedVersions: ClosedRange<UInt8> = 1...2
+    /// Protocol versions this implementation speaks. Version 2 appends the feed report to `STATS_RESULT`
+    /// (``FeedReport``), version 3 the pending count to `VERIFY_RESULT`; a connection gets its version's layouts.
+    public static let supportedVersions: ClosedRange<UInt8> = 1...3
     /// The first version whose `STATS_RESULT` carries the feed report.
     public static let feedReportVersion: UInt8 = 2
+    /// The first version whose `VERIFY_RESULT` carries ``VerifyReport/pendingCount``.
+    public static let verifyPendingVersion: UInt8 = 3
     /// Default maximum frame length (bytes after the length prefix): 1 MiB.
     public static let defaultMaximumFrameSize = 1 << 20
     /// The length prefix: big-endian u32.
@@ -245,13 +247,17 @@ public struct VerifyReport: Sendable, Hashable {
     public var mismatchCount: UInt64
     /// Up to ``maximumSampleCount`` mismatching ids.
     public var sampleMismatchIDs: [ListingID]
+    /// Listings that differed while changes were in flight and agreed when checked again (not mismatches); nil
+    /// on connections older than ``WireProtocol/verifyPendingVersion``, which do not carry it.
+    public var pendingCount: UInt64?
 
     public static let maximumSampleCount = 100
 
-    public init(checked: UInt64, mismatchCount: UInt64, sampleMismatchIDs: [ListingID]) {
+    public init(checked: UInt64, mismatchCount: UInt64, sampleMismatchIDs: [ListingID], pendingCount: UInt64? = nil) {
         self.checked = checked
         self.mismatchCount = mismatchCount
         self.sampleMismatchIDs = sampleMismatchIDs
+        self.pendingCount = pendingCount
     }
 }
 

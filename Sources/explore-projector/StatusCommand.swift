@@ -76,7 +76,8 @@ struct StatusCommand: AsyncParsableCommand {
         }
         if let report = verified {
             print("verified \(report.checked) listings: \(report.mismatchCount) mismatches"
-                + (report.sampleMismatchIDs.isEmpty ? "" : ", e.g. ids \(report.sampleMismatchIDs.prefix(10))"))
+                + (report.sampleMismatchIDs.isEmpty ? "" : ", e.g. ids \(report.sampleMismatchIDs.prefix(10))")
+                + (report.pendingCount.map { $0 > 0 ? " (\($0) changed while checked, then agreed)" : "" } ?? ""))
         }
         print(StatusPrinter.text(stats))
     }
@@ -175,8 +176,10 @@ enum StatusPrinter {
             object["rebuilt"] = ["listings": rebuilt.listingCount, "duration_us": rebuilt.durationMicroseconds]
         }
         if let verified {
-            object["verified"] = ["checked": verified.checked, "mismatches": verified.mismatchCount,
-                                  "sample_mismatch_ids": verified.sampleMismatchIDs] as [String: Any]
+            var report: [String: Any] = ["checked": verified.checked, "mismatches": verified.mismatchCount,
+                                         "sample_mismatch_ids": verified.sampleMismatchIDs]
+            if let pending = verified.pendingCount { report["pending"] = pending }
+            object["verified"] = report
         }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]),
               let text = String(data: data, encoding: .utf8) else { return "{}" }

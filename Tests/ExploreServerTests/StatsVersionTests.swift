@@ -48,14 +48,34 @@ struct StatsVersionTests {
         }
     }
 
-    @Test("the Swift client negotiates version 2 and reads the feed report")
+    @Test("the Swift client negotiates version 3 and reads the feed report")
     func client() async throws {
         try await withServer(backend: FeedBackend()) { server in
             let client = try await ExploreClient.connect(host: "127.0.0.1", port: server.port)
             let stats = try await client.stats()
-            #expect(client.serverInfo.version == 2)
+            #expect(client.serverInfo.version == 3)
             #expect(stats.feed == FeedBackend.feed)
             await client.close()
+        }
+    }
+
+    @Test("VERIFY_RESULT carries the pending count from version 3 on, and only there")
+    func verifyPending() async throws {
+        var configuration = ExploreServerConfiguration(host: "127.0.0.1", port: 0)
+        configuration.adminToken = "token"
+        try await withServer(configuration, admin: RecordingAdmin()) { server in
+            for maximum in WireProtocol.supportedVersions {
+                let connection = try await RawConnection.connect(port: server.port)
+                let bytes = RawConnection.helloBytes(minimumVersion: 1, maximumVersion: maximum, adminToken: "token")
+                    + RawConnection.frame(.verify, id: 9)
+                let (responses, _) = try await connection.exchange(bytes, expecting: 2)
+                guard responses.count == 2, case .verified(let report) = responses[1].1 else {
+                    Issue.record("unexpected answers \(responses)")
+                    continue
+                }
+                #expect(report.pendingCount == (maximum >= 3 ? RecordingAdmin.verifyReport.pendingCount : nil))
+                #expect(report.mismatchCount == RecordingAdmin.verifyReport.mismatchCount)
+            }
         }
     }
 }

@@ -68,9 +68,11 @@ final class RecordingAdmin: AdminHandler {
         return RebuildReport(listingCount: 99, durationMicroseconds: 1)
     }
 
+    static let verifyReport = VerifyReport(checked: 99, mismatchCount: 1, sampleMismatchIDs: [7], pendingCount: 4)
+
     func verify() async throws -> VerifyReport {
         calls.withLock { $0 += 1 }
-        return VerifyReport(checked: 99, mismatchCount: 0, sampleMismatchIDs: [])
+        return Self.verifyReport
     }
 }
 
@@ -153,8 +155,9 @@ struct RawConnection {
         return RawConnection(channel: channel)
     }
 
-    static func helloBytes(minimumVersion: UInt8 = 1, maximumVersion: UInt8 = 1) -> [UInt8] {
-        frame(.hello(Hello(minimumVersion: minimumVersion, maximumVersion: maximumVersion)), id: 0)
+    static func helloBytes(minimumVersion: UInt8 = 1, maximumVersion: UInt8 = 1, adminToken: String = "") -> [UInt8] {
+        frame(.hello(Hello(minimumVersion: minimumVersion, maximumVersion: maximumVersion,
+                           adminToken: Array(adminToken.utf8))), id: 0)
     }
 
     static func frame(_ request: WireRequest, id: UInt32) -> [UInt8] {

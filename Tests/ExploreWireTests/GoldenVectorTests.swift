@@ -63,6 +63,8 @@ struct GoldenVectorTests {
             "rebuild-result": (5, .response(.rebuilt(RebuildReport(listingCount: 1_000, durationMicroseconds: 12_345)))),
             "verify": (6, .request(.verify)),
             "verify-result": (6, .response(.verified(VerifyReport(checked: 1_000, mismatchCount: 1, sampleMismatchIDs: [42])))),
+            "verify-result-v3": (6, .response(.verified(VerifyReport(checked: 1_000, mismatchCount: 1,
+                                                                     sampleMismatchIDs: [42], pendingCount: 3)))),
             "error": (2, .response(.error(WireError(.limitOutOfRange, "limit must be 1...1000")))),
         ]
     }()

@@ -158,7 +158,8 @@ struct RandomMessages {
                                        durationMicroseconds: .random(in: 0...UInt64.max, using: &rng)))
         case 6: .verified(VerifyReport(checked: .random(in: 0...UInt64.max, using: &rng),
                                        mismatchCount: .random(in: 0...UInt64.max, using: &rng),
-                                       sampleMismatchIDs: (0..<Int.random(in: 0...10, using: &rng)).map { _ in int64() }))
+                                       sampleMismatchIDs: (0..<Int.random(in: 0...10, using: &rng)).map { _ in int64() },
+                                       pendingCount: Bool.random(using: &rng) ? .random(in: 0...UInt64.max, using: &rng) : nil))
         default: .error(WireError(WireError.Code(rawValue: .random(in: 0...UInt16.max, using: &rng)), string()))
         }
     }

@@ -205,7 +205,7 @@ struct ServeProcessTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let feed = try #require(report["feed"] as? [String: Any], "\(report)")
-            #expect(report["protocol_version"] as? Int == 2)
+            #expect(report["protocol_version"] as? Int == 3)
             #expect(report["listings"] as? Int ?? 0 > 0)
             #expect(report["last_applied_change"] as? Int ?? 0 > 0)
             #expect(feed["connected"] as? Bool == true)
