@@ -117,8 +117,7 @@ enum ServerBenchmark {
             let loadedCPU = (processCPUMicros() - loadedCPUStart) / Double(max(maximum.count, 1))
             let target = maximum.rate / 2
             let half = try await openLoop(clients: clients, loop: clientGroup.next(), depth: pipelineDepth,
-                                          rate: target, queries: queries,
-                                          duration: duration)
+                                          rate: target, queries: queries, duration: duration)
             for client in clients { await client.close() }
             await server.shutdown()
             try await clientGroup.shutdownGracefully()
@@ -251,8 +250,8 @@ enum ServerBenchmark {
     /// Requests go out on a fixed schedule at `rate` overall, spread over all workers; latency counts from the
     /// scheduled send time. Workers wait for their send times with timers of `loop`, the clients' event loop,
     /// which their tasks run on: `Task.sleep` wakes through the concurrency runtime's timer thread and hops back
-    /// to the loop, and on this 2-core machine those wake-ups came late by milliseconds under load, which the
-    /// open loop rightly but misleadingly charged to the server.
+    /// to the loop, and on this 2-core machine those wake-ups came milliseconds late under load: delays of the
+    /// load generator that the open loop then charged to the server.
     static func openLoop(clients: [ExploreClient], loop: any EventLoop, depth: Int, rate: Double,
                          queries: [SearchQuery], duration: Duration) async throws -> Phase {
         let clock = ContinuousClock()

@@ -111,7 +111,8 @@ public final class ExploreClientPool: Sendable {
     /// Whether `error` says the connection ended under the request (a restarting server, the server's idle
     /// timeout racing the request, the network) rather than anything about the request itself.
     static func endedConnection(_ error: ExploreClientError) -> Bool {
-        error.code == .connectionClosed || error.serverError.map { [.idleTimeout, .shuttingDown].contains($0.code) } == true
+        if error.code == .connectionClosed { return true }
+        return error.serverError.map { [.idleTimeout, .shuttingDown].contains($0.code) } ?? false
     }
 
     private func connection(_ slot: ConnectionSlot) async throws(ExploreClientError) -> ExploreClient {

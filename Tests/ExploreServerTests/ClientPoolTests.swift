@@ -32,35 +32,42 @@ struct ClientPoolTests {
         let index = ExploreIndex(store: ExploreStore(bulk: demoRows))
         let first = try await ExploreServer.start(
             configuration: ExploreServerConfiguration(host: "127.0.0.1", port: 0), backend: index)
-        let port = first.port
-        let pool = ExploreClientPool(configuration: .init(host: "127.0.0.1", port: port, timeout: .seconds(5),
+        let pool = ExploreClientPool(configuration: .init(host: "127.0.0.1", port: first.port, timeout: .seconds(5),
                                                           connections: 2))
-        try await Self.expectAnswers(pool, index, copies: 3)
+        var second: ExploreServer?
+        do {
+            try await Self.expectAnswers(pool, index, copies: 3)
 
-        // Down: requests fail with a connection error (no hang), whatever state each connection was in.
-        await first.shutdown()
-        for _ in 0..<4 {
-            await #expect {
-                _ = try await pool.stats()
-            } throws: { error in
-                [.connectionClosed, .connectFailed].contains((error as? ExploreClientError)?.code)
+            // Down: requests fail with a connection error (no hang), whatever state each connection was in.
+            await first.shutdown()
+            for _ in 0..<4 {
+                await #expect {
+                    _ = try await pool.stats()
+                } throws: { error in
+                    [.connectionClosed, .connectFailed].contains((error as? ExploreClientError)?.code)
+                }
             }
-        }
 
-        // Up again on the same port: within the back-off (at most 5 s) the same pool answers again.
-        let second = try await ExploreServer.start(
-            configuration: ExploreServerConfiguration(host: "127.0.0.1", port: port), backend: index)
-        var answered = false
-        for _ in 0..<140 where !answered {
-            answered = (try? await pool.ping()) != nil
-            if !answered { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        #expect(answered, "the pool did not reconnect")
-        try await Self.expectAnswers(pool, index, copies: 3)
+            // Up again on the same port: within the back-off (at most 5 s) the same pool answers again.
+            second = try await ExploreServer.start(
+                configuration: ExploreServerConfiguration(host: "127.0.0.1", port: first.port), backend: index)
+            var answered = false
+            for _ in 0..<140 where !answered {
+                answered = (try? await pool.ping()) != nil
+                if !answered { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(answered, "the pool did not reconnect")
+            try await Self.expectAnswers(pool, index, copies: 3)
 
-        await pool.close()
-        await #expect(throws: ExploreClientError.self) { _ = try await pool.ping() }
-        await second.shutdown()
+            await pool.close()
+            await #expect(throws: ExploreClientError.self) { _ = try await pool.ping() }
+        } catch {
+            await pool.close()
+            await first.shutdown()
+            await second?.shutdown()
+            throw error
+        }
+        await second?.shutdown()
     }
 
     @Test("connections the server closes when idle are opened again by the next request")
