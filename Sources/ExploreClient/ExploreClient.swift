@@ -118,10 +118,17 @@ public final class ExploreClient: Sendable {
             } catch {
                 throw ExploreClientError(.connectFailed, "cannot connect to \(host):\(port): \(error)")
             }
-            let outbox = try await channel.eventLoop.submit {
-                RequestOutbox(handler: NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ClientHandler.self),
-                                                    eventLoop: channel.eventLoop))
-            }.get()
+            let outbox: RequestOutbox
+            do {
+                outbox = try await channel.eventLoop.submit {
+                    RequestOutbox(handler: NIOLoopBound(
+                        try channel.pipeline.syncOperations.handler(type: ClientHandler.self), eventLoop: channel.eventLoop))
+                }.get()
+            } catch {
+                // The handlers are gone only when the connection closed right after it opened.
+                channel.close(promise: nil)
+                throw ExploreClientError(.connectFailed, "\(host):\(port) closed the connection as it opened")
+            }
             let hello = Hello(adminToken: Array((adminToken ?? "").utf8))
             let answer: WireResponse
             do {
