@@ -14,8 +14,9 @@ import Synchronization
 ///   the server's `idle_timeout` or `shutting_down`) is sent once more on a new connection: a read can be
 ///   repeated. The admin `REBUILD` and `VERIFY` are never sent twice, and a `timeout` is never retried (it would
 ///   double a slow server's load);
-/// - after a failed connect, the connection waits before trying again (100 ms, doubling up to 5 s); meanwhile its
-///   requests fail at once with that connect's error instead of each waiting for a connect timeout.
+/// - after a failed connect, the connection waits before trying again (100 ms, doubling up to 5 s); meanwhile
+///   requests go to the other connections, or, when every one is waiting, fail at once with the connect's error
+///   instead of each waiting for a connect timeout.
 public final class ExploreClientPool: Sendable {
     /// Where to connect and how many connections to keep.
     public struct Configuration: Sendable {
@@ -99,7 +100,11 @@ public final class ExploreClientPool: Sendable {
     private func run<T>(
         repeatable: Bool, _ body: (ExploreClient) async throws(ExploreClientError) -> T
     ) async throws(ExploreClientError) -> T {
-        let slot = slots[next.wrappingAdd(1, ordering: .relaxed).oldValue % slots.count]
+        // In turn, but past connections waiting out a failed connect while another one can serve.
+        let first = UInt(bitPattern: next.wrappingAdd(1, ordering: .relaxed).oldValue)
+        let now = ContinuousClock.now
+        let candidates = (0..<UInt(slots.count)).lazy.map { self.slots[Int((first &+ $0) % UInt(self.slots.count))] }
+        let slot = candidates.first { !$0.isBackingOff(now: now) } ?? candidates[candidates.startIndex]
         let client = try await connection(slot)
         do {
             return try await body(client)
@@ -153,6 +158,14 @@ final class ConnectionSlot: Sendable {
     /// Wait after `failures` failed connects in a row: 100 ms, doubling, at most 5 s.
     static func backoff(failures: Int) -> Duration {
         min(.milliseconds(100 << min(max(failures - 1, 0), 6)), .seconds(5))
+    }
+
+    /// Whether a connect failed and the next may not start yet: a request here would fail at once.
+    func isBackingOff(now: ContinuousClock.Instant) -> Bool {
+        state.withLock { state in
+            guard case .idle(_, let retryAt, let lastError) = state else { return false }
+            return lastError != nil && now < retryAt
+        }
     }
 
     /// The open connection, after connecting when there is none (or joining an attempt in progress).

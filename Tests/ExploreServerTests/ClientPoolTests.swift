@@ -70,6 +70,29 @@ struct ClientPoolTests {
         await second?.shutdown()
     }
 
+    @Test("requests pass by a connection that cannot connect while another one serves")
+    func passesByAFailingConnection() async throws {
+        let index = ExploreIndex(store: ExploreStore(bulk: demoRows))
+        // The server takes one connection: the pool's second one is refused at every attempt.
+        try await withServer(ExploreServerConfiguration(host: "127.0.0.1", port: 0, maximumConnections: 1),
+                             backend: index) { server in
+            let pool = ExploreClientPool(configuration: .init(host: "127.0.0.1", port: server.port, connections: 2))
+            var (answered, refused) = (0, 0)
+            for _ in 0..<40 {
+                do throws(ExploreClientError) {
+                    _ = try await pool.stats()
+                    answered += 1
+                } catch {
+                    #expect(error.code == .handshakeRefused, "\(error)")
+                    refused += 1
+                }
+            }
+            // Only requests that find the second connection ready for another attempt fail (one per back-off).
+            #expect(answered >= 35 && refused >= 1, "answered \(answered), refused \(refused)")
+            await pool.close()
+        }
+    }
+
     @Test("connections the server closes when idle are opened again by the next request")
     func reopensIdleClosedConnections() async throws {
         let index = ExploreIndex(store: ExploreStore(bulk: demoRows))
