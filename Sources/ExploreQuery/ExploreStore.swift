@@ -1,3 +1,5 @@
+import Dispatch
+
 /// The columnar store and its indexes; not thread-safe on its own, owned by an ``ExploreIndex`` once served.
 ///
 /// Layout: every listing lives in a row slot; its fixed-size fields are one ``SlotRecord`` (row-major, so
@@ -128,21 +130,42 @@ public final class ExploreStore {
         (priceLowCodes, priceHighCodes, createdCodes) = (lowCodes, highCodes, createdAtCodes)
         (titles, imageURLs) = (titleArena, imageArena)
         // Rows are indexed as transitions from "no row" by the change batches' posting and range phases; the
-        // orders and the cube are built from scratch instead of row by row.
-        priceLowRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceLow : nil }
-        priceHighRanges.preload(slotCount: slotCount) { self.hasPrice($0) ? self.records[$0].priceHigh : nil }
-        createdRanges.preload(slotCount: slotCount) { self.records[$0].createdAt }
-        for start in stride(from: 0, to: slotCount, by: 4_096) {
-            let transitions = (start..<Swift.min(start + 4_096, slotCount)).map {
-                RowTransition(slot: $0, old: SlotRecord(), new: records[$0])
+        // orders and the cube are built from scratch instead of row by row. As in a change batch, each part
+        // owns its structures and only reads the records, so the parts run on all cores (longest first).
+        // `nonisolated(unsafe)` is sound for that reason, and because nothing else can see the store yet.
+        nonisolated(unsafe) let store = self
+        let records = self.records
+        func forEachChunk(_ body: ([RowTransition]) -> Void) {
+            for start in stride(from: 0, to: records.count, by: 4_096) {
+                body((start..<Swift.min(start + 4_096, records.count)).map {
+                    RowTransition(slot: $0, old: SlotRecord(), new: records[$0])
+                })
             }
-            updatePostings(transitions)
-            Self.updateRanges(transitions, low: &priceLowRanges, high: &priceHighRanges, created: &createdRanges,
-                              spread: &maxPriceSpread)
         }
-        buildOrders()
-        cube = GroupCube(slotCount: slotCount, key: { self.hasFlag($0, .live) ? Self.cubeKey(self.records[$0]) : nil },
-                         price: { Self.cubePrice(self.records[$0]) })
+        nonisolated(unsafe) let parts: [() -> Void] = [
+            { store.buildOrders() },
+            {
+                store.cube = GroupCube(
+                    slotCount: records.count,
+                    key: { SlotFlags(rawValue: records[$0].flags).contains(.live) ? Self.cubeKey(records[$0]) : nil },
+                    price: { Self.cubePrice(records[$0]) })
+            },
+            { forEachChunk { store.updatePostings($0) } },
+            {
+                store.priceLowRanges.preload(slotCount: records.count) {
+                    SlotFlags(rawValue: records[$0].flags).hasPrice ? records[$0].priceLow : nil
+                }
+                store.priceHighRanges.preload(slotCount: records.count) {
+                    SlotFlags(rawValue: records[$0].flags).hasPrice ? records[$0].priceHigh : nil
+                }
+                store.createdRanges.preload(slotCount: records.count) { records[$0].createdAt }
+                forEachChunk {
+                    Self.updateRanges($0, low: &store.priceLowRanges, high: &store.priceHighRanges,
+                                      created: &store.createdRanges, spread: &store.maxPriceSpread)
+                }
+            },
+        ]
+        DispatchQueue.concurrentPerform(iterations: parts.count) { parts[$0]() }
     }
 
     /// What a bulk load works out from its rows before it writes a slot: which row each id keeps, the slot order,
@@ -333,14 +356,6 @@ public final class ExploreStore {
     /// Slots a city gets at a time once its freed slots are used up: a quarter of a block, so a city's later rows
     /// share a block with at most three other cities' (at most 1,023 slots held back per city, about 100 KB each).
     static let appendRun = 1_024
-
-    private func hasPrice(_ slot: Int) -> Bool {
-        SlotFlags(rawValue: records[slot].flags).hasPrice
-    }
-
-    private func hasFlag(_ slot: Int, _ flag: SlotFlags) -> Bool {
-        SlotFlags(rawValue: records[slot].flags).contains(flag)
-    }
 
     /// The cube group of a record's values.
     static func cubeKey(_ record: SlotRecord) -> GroupCube.Key {
