@@ -83,7 +83,8 @@ struct ClientPoolTests {
                     _ = try await pool.stats()
                     answered += 1
                 } catch {
-                    #expect(error.code == .handshakeRefused, "\(error)")
+                    // Refused at the handshake, or closed before it when the server's refusal wins the race.
+                    #expect([.handshakeRefused, .connectFailed].contains(error.code), "\(error)")
                     refused += 1
                 }
             }
