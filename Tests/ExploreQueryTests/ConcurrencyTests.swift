@@ -23,7 +23,8 @@ import Testing
                 var random = SeededRandom(seed: 1)
                 for step in 0..<batches {
                     var changes: [ListingChange] = []
-                    for _ in 0..<20 {
+                    // Every other batch is large enough (up to 120 listings) to be applied on all cores.
+                    for _ in 0..<(step % 2 == 0 ? 20 : 60) {
                         let k = Int64.random(in: 0..<pairs, using: &random)
                         if Int.random(in: 0..<5, using: &random) == 0 {
                             changes += [.delete(2 * k), .delete(2 * k + 1)]
