@@ -52,9 +52,15 @@ public final class ExploreClientPool: Sendable {
     public init(configuration: Configuration, group: (any EventLoopGroup)? = nil) {
         precondition(configuration.connections >= 1, "a pool needs at least one connection")
         self.configuration = configuration
-        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loops = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.group = loops
         ownsGroup = group == nil
-        slots = (0..<configuration.connections).map { _ in ConnectionSlot() }
+        let connect: ConnectionSlot.Connect = { () async throws(ExploreClientError) -> ExploreClient in
+            try await ExploreClient.connect(host: configuration.host, port: configuration.port,
+                                            adminToken: configuration.adminToken, timeout: configuration.timeout,
+                                            group: loops)
+        }
+        slots = (0..<configuration.connections).map { _ in ConnectionSlot(connect: connect) }
     }
 
     /// Runs a search (see ``ExploreClient/search(_:)``).
@@ -124,12 +130,7 @@ public final class ExploreClientPool: Sendable {
         guard !isClosed.load(ordering: .acquiring) else {
             throw ExploreClientError(.connectionClosed, "the pool is closed")
         }
-        let (configuration, group) = (configuration, group)
-        return try await slot.client(now: .now) { () async throws(ExploreClientError) -> ExploreClient in
-            try await ExploreClient.connect(host: configuration.host, port: configuration.port,
-                                            adminToken: configuration.adminToken, timeout: configuration.timeout,
-                                            group: group)
-        }
+        return try await slot.client(now: .now)
     }
 }
 
@@ -154,6 +155,11 @@ final class ConnectionSlot: Sendable {
     }
 
     private let state = Mutex<State>(.idle(failures: 0, retryAt: .now, lastError: nil))
+    private let connect: Connect
+
+    init(connect: @escaping Connect) {
+        self.connect = connect
+    }
 
     /// Wait after `failures` failed connects in a row: 100 ms, doubling, at most 5 s.
     static func backoff(failures: Int) -> Duration {
@@ -169,20 +175,18 @@ final class ConnectionSlot: Sendable {
     }
 
     /// The open connection, after connecting when there is none (or joining an attempt in progress).
-    func client(now: ContinuousClock.Instant, connect: @escaping Connect) async throws(ExploreClientError)
-        -> ExploreClient
-    {
+    func client(now: ContinuousClock.Instant) async throws(ExploreClientError) -> ExploreClient {
         let step = state.withLock { state -> Step in
             switch state {
             case .connected(let client) where client.isOpen:
                 return .use(client)
             case .connected:
-                return .wait(start(connect, failures: 0, in: &state))
+                return .wait(start(failures: 0, in: &state))
             case .connecting(let attempt, _):
                 return .wait(attempt)
             case .idle(let failures, let retryAt, let lastError):
                 if now < retryAt, let lastError { return .fail(lastError) }
-                return .wait(start(connect, failures: failures, in: &state))
+                return .wait(start(failures: failures, in: &state))
             case .closed:
                 return .fail(ExploreClientError(.connectionClosed, "the pool is closed"))
             }
@@ -194,7 +198,7 @@ final class ConnectionSlot: Sendable {
         }
     }
 
-    private func start(_ connect: @escaping Connect, failures: Int, in state: inout State) -> Attempt {
+    private func start(failures: Int, in state: inout State) -> Attempt {
         let attempt = Attempt {
             let result: Result<ExploreClient, ExploreClientError>
             do throws(ExploreClientError) {
