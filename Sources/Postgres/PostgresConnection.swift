@@ -18,6 +18,10 @@ public final class PostgresConnection {
     private var handle: OpaquePointer?
     /// Nesting depth of `transaction` calls; inner levels use savepoints.
     private var transactionDepth = 0
+    /// Server-side names of the statements prepared on this connection, by SQL text.
+    private var preparedNames: [String: String] = [:]
+    /// Numbers the prepared statements; never reused, so a name the server may still hold is never prepared twice.
+    private var preparedCount = 0
 
     private init(configuration: PostgresConfiguration, handle: OpaquePointer) {
         self.configuration = configuration
@@ -111,7 +115,64 @@ public final class PostgresConnection {
         -> PostgresResult
     {
         let handle = try liveHandle(for: sql)
-        // The protocol counts parameters in 16 bits.
+        let texts = try Self.parameterTexts(parameters, sql: sql)
+        let result = CStringArray(texts).withPointers { values in
+            PQexecParams(handle, sql, Int32(texts.count), nil, values, nil, nil, 0)
+        }
+        return try consume(result, sql: sql)
+    }
+
+    /// Runs `statement` as a named prepared statement of this connection, preparing it on first use: later runs
+    /// skip parsing and, once PostgreSQL settles on a generic plan, planning. For statements run many times
+    /// per second with different parameters, such as a feed's per-batch statements, whose planning can cost as
+    /// much as their execution.
+    ///
+    /// A statement the server no longer knows (after `DEALLOCATE ALL` or `DISCARD ALL`) is prepared again and,
+    /// outside a transaction block, run again at once; inside one the error is thrown, as the block is aborted.
+    /// Not for use through a pooler that moves sessions between server connections per transaction.
+    /// - Throws: as ``query(_:_:)``.
+    @discardableResult
+    public func query(_ statement: PreparedStatement, _ parameters: [(any PostgresEncodable)?] = [])
+        throws(PostgresError) -> PostgresResult
+    {
+        let sql = statement.sql
+        let handle = try liveHandle(for: sql)
+        let texts = try Self.parameterTexts(parameters, sql: sql)
+        do {
+            return try executePrepared(sql, texts, on: handle)
+        } catch where error.isStalePreparedStatement && PQtransactionStatus(handle) == PQTRANS_IDLE {
+            return try executePrepared(sql, texts, on: handle)
+        }
+    }
+
+    private func executePrepared(_ sql: String, _ texts: [String?], on handle: OpaquePointer) throws(PostgresError)
+        -> PostgresResult
+    {
+        let name = try preparedName(for: sql, on: handle)
+        let result = CStringArray(texts).withPointers { values in
+            PQexecPrepared(handle, name, Int32(texts.count), values, nil, nil, 0)
+        }
+        do {
+            return try consume(result, sql: sql)
+        } catch {
+            if error.isStalePreparedStatement { preparedNames[sql] = nil }
+            throw error
+        }
+    }
+
+    private func preparedName(for sql: String, on handle: OpaquePointer) throws(PostgresError) -> String {
+        if let name = preparedNames[sql] { return name }
+        preparedCount += 1
+        let name = "explore_statement_\(preparedCount)"
+        try consume(PQprepare(handle, name, sql, 0, nil), sql: sql)
+        preparedNames[sql] = name
+        return name
+    }
+
+    /// The parameters in text format, checked: the protocol counts them in 16 bits, and C strings end at a NUL.
+    private static func parameterTexts(_ parameters: [(any PostgresEncodable)?], sql: String) throws(PostgresError)
+        -> [String?]
+    {
         guard parameters.count <= Int(UInt16.max) else {
             throw PostgresError(
                 code: .server, message: "\(parameters.count) parameters; the maximum is \(UInt16.max)", query: sql)
@@ -120,10 +181,7 @@ public final class PostgresConnection {
         for text in texts where text?.utf8.contains(0) == true {
             throw PostgresError(code: .server, message: "query parameter contains a NUL character", query: sql)
         }
-        let result = CStringArray(texts).withPointers { values in
-            PQexecParams(handle, sql, Int32(texts.count), nil, values, nil, nil, 0)
-        }
-        return try consume(result, sql: sql)
+        return texts
     }
 
     /// Runs a script of one or more statements without parameters (`PQexec`), e.g. a migration file.
@@ -332,5 +390,25 @@ struct CStringArray {
                 body($0)
             }
         }
+    }
+}
+
+extension PostgresError {
+    /// The server no longer knows the prepared statement (26000, after `DEALLOCATE ALL` or `DISCARD ALL`), or
+    /// refuses to run it because its result columns changed under it (0A000, a table it reads was replaced).
+    fileprivate var isStalePreparedStatement: Bool { sqlState == "26000" || sqlState == "0A000" }
+}
+
+/// SQL text to be run as a prepared statement (see ``PostgresConnection/query(_:_:)-(PreparedStatement,_)``).
+///
+/// Each connection prepares a statement the first time it runs it and keeps it for its lifetime, so the text
+/// should be a constant: every distinct text stays prepared on the server until the connection closes.
+public struct PreparedStatement: Sendable, Hashable {
+    /// The statement, with parameters `$1, $2, …`.
+    public let sql: String
+
+    /// Names `sql` as a statement to prepare.
+    public init(_ sql: String) {
+        self.sql = sql
     }
 }

@@ -188,6 +188,9 @@ public enum ProjectionStore {
         }
     }
 
+    /// Listings at the locations bound to `$1`, prepared like ``recomputeStatement``.
+    private static let listingsAtLocationsStatement = PreparedStatement(ProjectionDefinition.listingsAtLocationsQuery)
+
     /// Recomputes the given listings and every listing at the given locations from the defining query into the
     /// projection table, inside the caller's transaction (every feed moves its own position in that transaction).
     /// Returns the changes actually made, for the cache after commit, and the listings recomputed (ascending; a
@@ -198,7 +201,7 @@ public enum ProjectionStore {
         var ids = Set(listingIDs)
         if !locationIDs.isEmpty {
             let atLocations = try connection.query(
-                ProjectionDefinition.listingsAtLocationsQuery, [int8Array(locationIDs)])
+                listingsAtLocationsStatement, [int8Array(locationIDs)])
             for row in atLocations { if let id = row[0].flatMap({ Int64($0) }) { ids.insert(id) } }
         }
         guard !ids.isEmpty else { return (ListingChangeBatch([]), []) }
@@ -208,14 +211,40 @@ public enum ProjectionStore {
 
     /// Recomputes `ids` (a `bigint[]` literal) into the projection table; returns the changes actually made.
     private static func recompute(_ ids: String, on connection: PostgresConnection) throws -> ListingChangeBatch {
+        let result = try connection.query(recomputeStatement, [ids])
+        var changes: [ListingChange] = []
+        changes.reserveCapacity(result.count)
+        for row in result {
+            if row[0] == "d" {
+                guard let id = row[1].flatMap({ Int64($0) }) else {
+                    throw ProjectorError(code: .invalidRow, message: "malformed deleted id")
+                }
+                changes.append(.delete(id))
+            } else {
+                changes.append(.upsert(try ProjectionRowDecoder.decode((1..<row.count).map { row[$0] })))
+            }
+        }
+        return ListingChangeBatch(changes)
+    }
+
+    /// Recomputes the listings bound to `$1` (a `bigint[]`) into the projection table in one statement (its CTEs
+    /// share a snapshot, and the upsert and the delete touch disjoint ids), returning each changed row ('u') and
+    /// each deleted id ('d').
+    ///
+    /// Prepared once per connection: planning this join of five tables cost as much as running it for a batch of
+    /// ten listings (1.5 ms each), and it reads only large tables through their indexes, so the generic plan
+    /// PostgreSQL settles on suits batches of every size. The outbox and checkpoint statements stay unprepared:
+    /// the outbox's size swings, and a generic plan cached while it was small (a sequential scan testing each
+    /// row against the whole id array) halved the applied rate under sustained writes, where each fresh plan
+    /// sees the table's current size.
+    private static let recomputeStatement: PreparedStatement = {
         let columns = ProjectionDefinition.columns
         let list = columns.joined(separator: ", ")
         let assignments = columns.dropFirst().map { "\($0) = EXCLUDED.\($0)" }.joined(separator: ", ")
         let current = columns.dropFirst().map { "p.\($0)" }.joined(separator: ", ")
         let incoming = columns.dropFirst().map { "EXCLUDED.\($0)" }.joined(separator: ", ")
         let nulls = columns.dropFirst().map { _ in "NULL" }.joined(separator: ", ")
-        // One statement: the CTEs share a snapshot, and the upsert and the delete touch disjoint ids.
-        let result = try connection.query("""
+        return PreparedStatement("""
             WITH fresh AS (\(ProjectionDefinition.restrictedQuery(parameter: 1))),
             upserted AS (
                 INSERT INTO explore.listings_projection AS p (\(list))
@@ -233,21 +262,8 @@ public enum ProjectionStore {
             SELECT 'u', \(ProjectionDefinition.cacheColumns("upserted")) FROM upserted
             UNION ALL
             SELECT 'd', removed.id, \(nulls) FROM removed
-            """, [ids])
-        var changes: [ListingChange] = []
-        changes.reserveCapacity(result.count)
-        for row in result {
-            if row[0] == "d" {
-                guard let id = row[1].flatMap({ Int64($0) }) else {
-                    throw ProjectorError(code: .invalidRow, message: "malformed deleted id")
-                }
-                changes.append(.delete(id))
-            } else {
-                changes.append(.upsert(try ProjectionRowDecoder.decode((1..<row.count).map { row[$0] })))
-            }
-        }
-        return ListingChangeBatch(changes)
-    }
+            """)
+    }()
 
     // MARK: Cache bootstrap
 

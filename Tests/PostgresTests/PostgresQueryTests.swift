@@ -208,6 +208,47 @@ struct PostgresQueryTests {
         #expect(error?.code == .connectionClosed)
         #expect(!victim.isConnected)
     }
+
+    @Test func preparedStatementsArePreparedOnceAndSurviveDeallocation() throws {
+        try TestPostgres.withDatabase { configuration in
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try connection.executeScript("CREATE TABLE t (id int8 PRIMARY KEY, name text)")
+            let insert = PreparedStatement("INSERT INTO t (id, name) VALUES ($1, $2) RETURNING id")
+            let select = PreparedStatement("SELECT name FROM t WHERE id = ANY($1::int8[]) ORDER BY id")
+            func prepared() throws -> Int {
+                try connection.query("SELECT count(*) FROM pg_prepared_statements")[0].decode(0, as: Int.self)
+            }
+            for id in 1...12 {
+                #expect(try connection.query(insert, [id, "n\(id)"])[0].decode(0, as: Int.self) == id)
+            }
+            #expect(try connection.query(select, ["{2,5}"]).map { $0[0] } == ["n2", "n5"])
+            #expect(try prepared() == 2)
+
+            // Gone from the server: outside a transaction block it is prepared again and run at once.
+            try connection.executeScript("DEALLOCATE ALL")
+            #expect(try connection.query(select, ["{7}"]).map { $0[0] } == ["n7"])
+            // Inside one, the failure aborts the block, so it surfaces; the next run prepares it again.
+            try connection.executeScript("DEALLOCATE ALL")
+            let aborted = #expect(throws: PostgresError.self) {
+                try connection.transaction { try connection.query(select, ["{7}"]) }
+            }
+            #expect(aborted?.sqlState == "26000")
+            #expect(try connection.query(select, ["{8}"]).map { $0[0] } == ["n8"])
+
+            // Its result columns changed under it (the table was replaced): PostgreSQL refuses the old one.
+            try connection.executeScript("""
+                DROP TABLE t; CREATE TABLE t (id int8 PRIMARY KEY, name int8); INSERT INTO t VALUES (9, 90)
+                """)
+            #expect(try connection.query(select, ["{9}"]).map { $0[0] } == ["90"])
+
+            // Bad parameters are the server's error, and leave the statement usable.
+            let bad = #expect(throws: PostgresError.self) { try connection.query(select, ["not an array"]) }
+            #expect(bad?.sqlState == "22P02")
+            #expect(throws: PostgresError.self) { try connection.query(select, []) }
+            #expect(try connection.query(select, ["{9}"]).map { $0[0] } == ["90"])
+        }
+    }
 }
 
 @Suite("PostgreSQL transaction edge cases", .serialized, .timeLimit(.minutes(2)))
