@@ -6,7 +6,7 @@ extension SearchQuery {
     /// may be empty); `bedrooms` (`N` or `MIN..MAX`); `bathrooms` (minimum); `created_after` / `created_before`
     /// (microseconds since the epoch or `YYYY-MM-DD`, UTC midnight); `sort` (``SortOrder`` names); `limit`;
     /// `offset`; `cursor` (``SearchCursor/base64URL``); `facets` (``FacetField`` names); `columns`
-    /// (``ColumnSet/named`` names); `total` (`true` / `false`). Each key may appear once.
+    /// (``ColumnSet/named`` names, and `id`, which every row carries anyway); `total` (`true` / `false`). Each key may appear once.
     /// - Throws: ``QueryError`` with ``QueryError/Code/unknownField`` for an unknown key, or the code of the
     ///   first invalid value.
     public init(parameters: [(key: String, value: String)]) throws(QueryError) {
@@ -17,7 +17,9 @@ extension SearchQuery {
             switch key {
             case "type":
                 filter.listingTypes = Set(try Self.list(key, value) { (item: String) throws(QueryError) -> ListingType in
-                    guard let type = ListingType(name: item) else { throw Self.invalid(key) }
+                    guard let type = ListingType(name: item) else {
+                        throw Self.invalid(key, item, expected: ListingType.allCases.map(\.name))
+                    }
                     return type
                 })
             case "status": filter.statuses = Set(try Self.list(key, value) { (item: String) throws(QueryError) in item })
@@ -29,7 +31,7 @@ extension SearchQuery {
                 })
             case "price":
                 let (low, high) = try Self.range(key, value) { (item: String) throws(QueryError) in try Self.integer(key, item) }
-                guard low != nil || high != nil else { throw Self.invalid(key) }
+                guard low != nil || high != nil else { throw Self.invalid(key, value, expected: ["MIN..MAX"]) }
                 filter.priceMin = low
                 filter.priceMax = high
             case "bedrooms":
@@ -37,7 +39,7 @@ extension SearchQuery {
                     let (low, high) = try Self.range(key, value) { (item: String) throws(QueryError) -> Int32 in
                         try Self.int32(key, item)
                     }
-                    guard low != nil || high != nil else { throw Self.invalid(key) }
+                    guard low != nil || high != nil else { throw Self.invalid(key, value, expected: ["MIN..MAX"]) }
                     filter.bedroomsMin = low
                     filter.bedroomsMax = high
                 } else {
@@ -49,13 +51,15 @@ extension SearchQuery {
             case "created_after": filter.createdAfter = try Self.time(key, value)
             case "created_before": filter.createdBefore = try Self.time(key, value)
             case "sort":
-                guard let order = SortOrder(name: value) else { throw Self.invalid(key) }
+                guard let order = SortOrder(name: value) else {
+                    throw Self.invalid(key, value, expected: SortOrder.allCases.map(\.name))
+                }
                 sort = order
             case "limit":
-                guard let number = Int(value) else { throw Self.invalid(key) }
+                guard let number = Int(value) else { throw Self.invalid(key, value, expected: ["an integer"]) }
                 limit = number
             case "offset":
-                guard let number = Int(value) else { throw Self.invalid(key) }
+                guard let number = Int(value) else { throw Self.invalid(key, value, expected: ["an integer"]) }
                 guard case .first = start else { throw QueryError(.invalidValue, "offset and cursor are exclusive") }
                 start = .offset(number)
             case "cursor":
@@ -66,13 +70,19 @@ extension SearchQuery {
                 start = .after(cursor)
             case "facets":
                 facets = Set(try Self.list(key, value) { (item: String) throws(QueryError) -> FacetField in
-                    guard let facet = FacetField(name: item) else { throw Self.invalid(key) }
+                    guard let facet = FacetField(name: item) else {
+                        throw Self.invalid(key, item, expected: FacetField.allCases.map(\.name))
+                    }
                     return facet
                 })
             case "columns":
                 var set: ColumnSet = []
                 for item in try Self.list(key, value, { (item: String) throws(QueryError) in item }) {
-                    guard let column = ColumnSet.named.first(where: { $0.name == item }) else { throw Self.invalid(key) }
+                    // Every row carries its id; naming it is allowed and changes nothing.
+                    guard item != "id" else { continue }
+                    guard let column = ColumnSet.named.first(where: { $0.name == item }) else {
+                        throw Self.invalid(key, item, expected: ["id"] + ColumnSet.named.map(\.name))
+                    }
                     set.insert(column.column)
                 }
                 columns = set
@@ -80,7 +90,7 @@ extension SearchQuery {
                 switch value {
                 case "true": includeTotal = true
                 case "false": includeTotal = false
-                default: throw Self.invalid(key)
+                default: throw Self.invalid(key, value, expected: ["true", "false"])
                 }
             default:
                 throw QueryError(.unknownField, "unknown field \(Self.short(key))")
@@ -95,8 +105,10 @@ extension SearchQuery {
         return "'\(prefix)'"
     }
 
-    private static func invalid(_ key: String) -> QueryError {
-        QueryError(.invalidValue, "invalid value for \(key)")
+    /// `invalid city 'x': expected one of a, b`: names the key, the rejected text and what was expected.
+    private static func invalid(_ key: String, _ text: String, expected: [String]) -> QueryError {
+        let choices = expected.count == 1 ? expected[0] : "one of " + expected.joined(separator: ", ")
+        return QueryError(.invalidValue, "invalid \(key) \(short(text)): expected \(choices)")
     }
 
     private static func list<T>(_ key: String, _ value: String,
@@ -112,19 +124,19 @@ extension SearchQuery {
     private static func range<T>(_ key: String, _ value: String,
                                  _ parse: (String) throws(QueryError) -> T) throws(QueryError) -> (T?, T?) {
         let parts = value.split(separator: "..", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw invalid(key) }
+        guard parts.count == 2 else { throw invalid(key, value, expected: ["MIN..MAX"]) }
         let low = parts[0].isEmpty ? nil : try parse(String(parts[0]))
         let high = parts[1].isEmpty ? nil : try parse(String(parts[1]))
         return (low, high)
     }
 
     private static func integer(_ key: String, _ text: String) throws(QueryError) -> Int64 {
-        guard let value = Int64(text) else { throw invalid(key) }
+        guard let value = Int64(text) else { throw invalid(key, text, expected: ["an integer"]) }
         return value
     }
 
     private static func int32(_ key: String, _ text: String) throws(QueryError) -> Int32 {
-        guard let value = Int32(text) else { throw invalid(key) }
+        guard let value = Int32(text) else { throw invalid(key, text, expected: ["a 32-bit integer"]) }
         return value
     }
 
@@ -135,7 +147,7 @@ extension SearchQuery {
         guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
               let year = Int64(parts[0]), let month = Int64(parts[1]), let day = Int64(parts[2]),
               (1...12).contains(month), (1...daysInMonth(year: year, month: month)).contains(day)
-        else { throw invalid(key) }
+        else { throw invalid(key, text, expected: ["YYYY-MM-DD or microseconds since 1970"]) }
         return daysFromCivil(year: year, month: month, day: day) * 86_400_000_000
     }
 

@@ -25,7 +25,10 @@ struct QueryCommand: AsyncParsableCommand {
     @Option(help: "Rows to skip.") var offset: String?
     @Option(help: "Cursor from a previous page's output.") var cursor: String?
     @Option(help: "Facets, comma-separated: city, area, listing_type, bedrooms, price.") var facets: String?
-    @Option(help: "Columns, comma-separated (see ColumnSet names).") var columns: String?
+    @Option(help: ArgumentHelp(
+        "Columns to return, comma-separated (default: all).",
+        discussion: "id (always returned), " + ColumnSet.named.map(\.name).joined(separator: ", ") + "."))
+    var columns: String?
     @Option(help: "Whether to compute the total: true or false.") var total: String?
     @Option(name: .customLong("param"), help: "Any other KEY=VALUE of the query language; repeatable.")
     var parameters: [String] = []

@@ -129,7 +129,7 @@ import Testing
             ("type", "development,existing"), ("status", "active"), ("city", "Lisbon,Porto"), ("area", "Foz"),
             ("location", "3,4"), ("price", "100000..500000"), ("bedrooms", "2..4"), ("bathrooms", "2"),
             ("created_after", "2024-02-29"), ("created_before", "1800000000000000"), ("sort", "price_desc"),
-            ("limit", "50"), ("offset", "20"), ("facets", "city,price"), ("columns", "title,city"), ("total", "false"),
+            ("limit", "50"), ("offset", "20"), ("facets", "city,price"), ("columns", "id,title,city"), ("total", "false"),
         ])
         var filter = SearchFilter()
         filter.listingTypes = [.development, .existing]
@@ -157,6 +157,27 @@ import Testing
         let cursor = try #require(page.nextCursor)
         let next = try SearchQuery(parameters: [("sort", "oldest"), ("limit", "2"), ("cursor", cursor.base64URL)])
         #expect(next.start == .after(cursor))
+    }
+
+    /// A rejected value is quoted in the message with what was expected, so a user can fix it without the docs.
+    @Test func rejectedValuesAreNamedWithTheChoices() {
+        func message(_ key: String, _ value: String) -> String? {
+            do {
+                _ = try SearchQuery(parameters: [(key, value)])
+                return nil
+            } catch {
+                return error.message
+            }
+        }
+        #expect(message("sort", "cheapest") == "invalid sort 'cheapest': expected one of price_asc, price_desc, newest, oldest")
+        #expect(message("type", "development,castle")
+                    == "invalid type 'castle': expected one of development, existing")
+        let columns = message("columns", "title,colour")
+        #expect(columns?.hasPrefix("invalid columns 'colour': expected one of id, listing_type, status, title") == true)
+        #expect(message("limit", "x") == "invalid limit 'x': expected an integer")
+        #expect(message("price", "1..2..3") == "invalid price '2..3': expected an integer")
+        #expect(message("created_after", "yesterday")
+                    == "invalid created_after 'yesterday': expected YYYY-MM-DD or microseconds since 1970")
     }
 
     @Test(arguments: [
