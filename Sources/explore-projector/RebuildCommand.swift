@@ -247,6 +247,8 @@ struct RebuildCommand: AsyncParsableCommand {
         } else {
             line += " rows"
         }
+        // Once a phase has all its rows (the store is then built from them), a rate would only fall with time.
+        guard total.map({ done < $0 }) ?? true else { return line + String(format: ", %.1f s elapsed", elapsed) }
         line += String(format: ", %.0f rows/s", rate)
         if let total, rate > 0, phase == "building" {
             line += String(format: ", ETA %.0f s", Double(max(0, total - done)) / rate)

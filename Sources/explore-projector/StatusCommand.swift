@@ -92,7 +92,8 @@ enum StatusPrinter {
             ("server version", stats.serverVersion),
             ("protocol version", String(stats.protocolVersion)),
             ("listings", String(stats.listingCount)),
-            ("memory bytes", String(stats.memoryBytes)),
+            ("memory", String(format: "%.1f MiB (%llu bytes)", Double(stats.memoryBytes) / 1_048_576,
+                              UInt64(stats.memoryBytes))),
             ("feed lag", stats.feedLagMicroseconds.map { String(format: "%.1f ms", Double($0) / 1_000) }
                 ?? (stats.lastAppliedChange == nil ? "n/a (no feed)" : "n/a (not measured yet)")),
             ("last applied change", stats.lastAppliedChange.map(String.init) ?? "n/a (no feed)"),
