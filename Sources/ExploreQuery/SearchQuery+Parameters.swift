@@ -6,7 +6,8 @@ extension SearchQuery {
     /// may be empty); `bedrooms` (`N` or `MIN..MAX`); `bathrooms` (minimum); `created_after` / `created_before`
     /// (microseconds since the epoch or `YYYY-MM-DD`, UTC midnight); `sort` (``SortOrder`` names); `limit`;
     /// `offset`; `cursor` (``SearchCursor/base64URL``); `facets` (``FacetField`` names); `columns`
-    /// (``ColumnSet/named`` names, and `id`, which every row carries anyway); `total` (`true` / `false`). Each key may appear once.
+    /// (``ColumnSet/named`` names, and `id`, which every row carries anyway); `total` (`true` / `false`). Each key
+    /// may appear once.
     /// - Throws: ``QueryError`` with ``QueryError/Code/unknownField`` for an unknown key, or the code of the
     ///   first invalid value.
     public init(parameters: [(key: String, value: String)]) throws(QueryError) {

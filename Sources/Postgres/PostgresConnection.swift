@@ -123,9 +123,10 @@ public final class PostgresConnection {
     }
 
     /// Runs `statement` as a named prepared statement of this connection, preparing it on first use: later runs
-    /// skip parsing and, once PostgreSQL settles on a generic plan, planning. For statements run many times
-    /// per second with different parameters, such as a feed's per-batch statements, whose planning can cost as
-    /// much as their execution.
+    /// skip parsing and, once PostgreSQL settles on a generic plan (after five runs, when that plan is not
+    /// estimated costlier), planning. For frequent statements whose planning costs as much as their execution,
+    /// and whose best plan does not depend on the parameters' values or on tables whose size swings: a generic
+    /// plan is kept until a table it reads is altered or analysed.
     ///
     /// A statement the server no longer knows (after `DEALLOCATE ALL` or `DISCARD ALL`) is prepared again and,
     /// outside a transaction block, run again at once; inside one the error is thrown, as the block is aborted.
@@ -399,7 +400,7 @@ extension PostgresError {
     fileprivate var isStalePreparedStatement: Bool { sqlState == "26000" || sqlState == "0A000" }
 }
 
-/// SQL text to be run as a prepared statement (see ``PostgresConnection/query(_:_:)-(PreparedStatement,_)``).
+/// SQL text to be run as a prepared statement by `PostgresConnection.query(_:_:)`.
 ///
 /// Each connection prepares a statement the first time it runs it and keeps it for its lifetime, so the text
 /// should be a constant: every distinct text stays prepared on the server until the connection closes.

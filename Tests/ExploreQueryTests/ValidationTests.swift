@@ -129,7 +129,8 @@ import Testing
             ("type", "development,existing"), ("status", "active"), ("city", "Lisbon,Porto"), ("area", "Foz"),
             ("location", "3,4"), ("price", "100000..500000"), ("bedrooms", "2..4"), ("bathrooms", "2"),
             ("created_after", "2024-02-29"), ("created_before", "1800000000000000"), ("sort", "price_desc"),
-            ("limit", "50"), ("offset", "20"), ("facets", "city,price"), ("columns", "id,title,city"), ("total", "false"),
+            ("limit", "50"), ("offset", "20"), ("facets", "city,price"), ("columns", "id,title,city"),
+            ("total", "false"),
         ])
         var filter = SearchFilter()
         filter.listingTypes = [.development, .existing]
@@ -169,7 +170,8 @@ import Testing
                 return error.message
             }
         }
-        #expect(message("sort", "cheapest") == "invalid sort 'cheapest': expected one of price_asc, price_desc, newest, oldest")
+        #expect(message("sort", "cheapest")
+                    == "invalid sort 'cheapest': expected one of price_asc, price_desc, newest, oldest")
         #expect(message("type", "development,castle")
                     == "invalid type 'castle': expected one of development, existing")
         let columns = message("columns", "title,colour")
