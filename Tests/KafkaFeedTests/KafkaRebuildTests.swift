@@ -120,7 +120,10 @@ struct KafkaRebuildTests {
                     try connection.query("BEGIN")
                     try connection.query("LOCK TABLE explore.listings_projection IN ACCESS SHARE MODE")
                     stop.add("locked")
-                    _ = KafkaFeedFixtures.eventually(attempts: 500) { tally["progressWithRows"] > 0 }
+                    // Up to 30 s: on a machine loaded enough to stretch this test from 4 s to 90 s, the fill's
+                    // first progress came after the 10 s this waited before. The lock only delays the swap, whose
+                    // 100 attempts (200 ms lock waits) start once the fill is done and its rows are visible.
+                    _ = KafkaFeedFixtures.eventually(attempts: 1_500) { tally["progressWithRows"] > 0 }
                     try connection.query("COMMIT")
                 }
             }
