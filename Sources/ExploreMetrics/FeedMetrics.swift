@@ -7,7 +7,9 @@ public import Projector
 /// increments and gauge values:
 ///
 /// - counters `explore_feed_applied_changes_total`, `explore_feed_batches_total`, `explore_feed_failures_total`,
-///   `explore_feed_rejected_events_total`;
+///   `explore_feed_rejected_events_total`, and `explore_feed_database_seconds_total` and
+///   `explore_feed_cache_seconds_total` (the batches' time on each side: divided by the batch count's growth,
+///   the mean time a batch spends in the database and in the cache);
 /// - gauges `explore_feed_lag_milliseconds`, `explore_feed_pending_changes`, `explore_feed_connected`,
 ///   `explore_cache_bootstrapped`, `explore_cache_listings`, `explore_cache_memory_bytes`,
 ///   `explore_rebuild_in_progress`, `explore_rebuild_rows_done`, `explore_rebuild_rows_total`.
@@ -20,6 +22,8 @@ public final class FeedMetrics: @unchecked Sendable {
     private let batches: Counter
     private let failures: Counter
     private let rejectedEvents: Counter
+    private let databaseSeconds: FloatingPointCounter
+    private let cacheSeconds: FloatingPointCounter
     private let lag: Gauge
     private let pending: Gauge
     private let connected: Gauge
@@ -36,6 +40,8 @@ public final class FeedMetrics: @unchecked Sendable {
         batches = Counter(label: "explore_feed_batches_total", factory: factory)
         failures = Counter(label: "explore_feed_failures_total", factory: factory)
         rejectedEvents = Counter(label: "explore_feed_rejected_events_total", factory: factory)
+        databaseSeconds = FloatingPointCounter(label: "explore_feed_database_seconds_total", factory: factory)
+        cacheSeconds = FloatingPointCounter(label: "explore_feed_cache_seconds_total", factory: factory)
         lag = Gauge(label: "explore_feed_lag_milliseconds", factory: factory)
         pending = Gauge(label: "explore_feed_pending_changes", factory: factory)
         connected = Gauge(label: "explore_feed_connected", factory: factory)
@@ -65,6 +71,8 @@ public final class FeedMetrics: @unchecked Sendable {
                                                restartCounts: true))
             rejectedEvents.increment(by: Self.growth(from: before?.rejectedEvents, to: status.rejectedEvents,
                                                      restartCounts: true))
+            databaseSeconds.increment(by: Self.growth(from: before?.databaseSeconds, to: status.databaseSeconds))
+            cacheSeconds.increment(by: Self.growth(from: before?.cacheSeconds, to: status.cacheSeconds))
         }
         if let milliseconds = status.lagMilliseconds { lag.record(milliseconds) }
         if let changes = status.pendingChanges { pending.record(changes) }
@@ -84,5 +92,11 @@ public final class FeedMetrics: @unchecked Sendable {
         guard let before else { return max(0, now) }
         if now >= before { return now - before }
         return restartCounts ? max(0, now) : 0
+    }
+
+    /// The same for a total of seconds, which only a fresh driver resets.
+    static func growth(from before: Double?, to now: Double) -> Double {
+        guard let before, now >= before else { return max(0, now) }
+        return now - before
     }
 }

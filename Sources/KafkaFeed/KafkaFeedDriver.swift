@@ -431,7 +431,9 @@ public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
                     ])
                 }
                 committed.record(contents.nextOffsets.filter { $0.key.topic == kafka.topic })
+                let cacheStarted = ContinuousClock.now
                 driver.index.apply(applied.changes)
+                let cacheTook = cacheStarted.duration(to: .now)
                 driver.rebuildCoordinator.batchApplied(
                     listingIDs: applied.listingIDs, changes: applied.changes, appliedChanges: applied.appliedChanges)
                 let lag = contents.newestTimestampMilliseconds.map { newest in
@@ -439,7 +441,7 @@ public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
                 }
                 driver.update {
                     $0.appliedChanges = applied.appliedChanges
-                    $0.batches += 1
+                    $0.recordBatch(database: took, cache: cacheTook)
                     if let lag { $0.lagMilliseconds = lag }
                 }
                 do {

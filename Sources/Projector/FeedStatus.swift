@@ -9,6 +9,11 @@ public struct FeedStatus: Sendable, Hashable {
     public var appliedChanges: Int64 = 0
     /// Batches committed by this driver.
     public var batches = 0
+    /// Seconds this driver's batches spent in the database (recompute, feed position, commit), in all. With
+    /// ``cacheSeconds`` it tells which side a slow feed waits on.
+    public var databaseSeconds: Double = 0
+    /// Seconds this driver's batches spent being applied to the cache after commit, in all.
+    public var cacheSeconds: Double = 0
     /// Failures recovered from.
     public var failures = 0
     /// The feed is connected to its source and following it (false while reconnecting after a failure).
@@ -40,6 +45,21 @@ public struct FeedStatus: Sendable, Hashable {
     public var rebuild: RebuildProgress?
 
     public init() {}
+
+    /// Adds one committed batch and the time it took on each side.
+    public mutating func recordBatch(database: Duration, cache: Duration) {
+        batches += 1
+        databaseSeconds += database.seconds
+        cacheSeconds += cache.seconds
+    }
+}
+
+extension Duration {
+    /// The duration in seconds.
+    var seconds: Double {
+        let parts = components
+        return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
+    }
 }
 
 /// Progress of a full rebuild, for operators.

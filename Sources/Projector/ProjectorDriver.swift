@@ -182,17 +182,20 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
             let batch = batcher.takeBatch()
             guard !batch.isEmpty else { return }
             do {
+                let started = ContinuousClock.now
                 let applied = try ProjectionStore.apply(
                     batch, from: feed.committed, to: feed.read, on: connection,
                     beforeCommit: { try self.configuration.beforeCommit?() })
                 feed.batchCommitted()
+                let committed = ContinuousClock.now
                 index.apply(applied.changes)
+                let cached = ContinuousClock.now
                 configuration.afterApply?(applied.changes)
                 appliedChanges += Int64(applied.consumedEntries)
                 let total = appliedChanges
                 lock.withLock {
                     currentStatus.appliedChanges = total
-                    currentStatus.batches += 1
+                    currentStatus.recordBatch(database: committed - started, cache: cached - committed)
                 }
                 rebuildCoordinator.batchApplied(
                     listingIDs: applied.listingIDs, changes: applied.changes, appliedChanges: total)

@@ -137,7 +137,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
             let elapsed = startedAt.duration(to: clock.now)
             return RebuildProgress(
                 phase: phase, rowsDone: rowsDone, rowsTotal: rowsTotal,
-                elapsedSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                elapsedSeconds: elapsed.seconds)
         }
     }
 

@@ -66,12 +66,15 @@ struct OperationsServerTests {
         status.isBootstrapped = true
         status.isConnected = true
         status.appliedChanges = 100
-        status.batches = 4
+        status.batches = 2
+        status.recordBatch(database: .milliseconds(1_500), cache: .milliseconds(250))
+        status.recordBatch(database: .milliseconds(500), cache: .milliseconds(250))
         status.pendingChanges = 7
         status.lagMilliseconds = 12.5
         metrics.update(status: status, listings: 2_000, memoryBytes: 65_536)
         status.appliedChanges = 130
-        status.batches = 6
+        status.recordBatch(database: .milliseconds(1_000), cache: .milliseconds(125))
+        status.recordBatch(database: .seconds(0), cache: .milliseconds(125))
         status.rejectedEvents = 2
         status.rebuild = RebuildProgress(phase: .building, rowsDone: 10, rowsTotal: 40, elapsedSeconds: 1)
         metrics.update(status: status, listings: 2_001, memoryBytes: 65_536)
@@ -84,6 +87,8 @@ struct OperationsServerTests {
             #expect(text.sample("explore_feed_batches_total") == 6)
             #expect(text.sample("explore_feed_rejected_events_total") == 2)
             #expect(text.sample("explore_feed_failures_total") == 0)
+            #expect(text.sample("explore_feed_database_seconds_total") == 3)
+            #expect(text.sample("explore_feed_cache_seconds_total") == 0.75)
             #expect(text.sample("explore_feed_pending_changes") == 7)
             #expect(text.sample("explore_feed_lag_milliseconds") == 12.5)
             #expect(text.sample("explore_feed_connected") == 1)
@@ -101,6 +106,9 @@ struct OperationsServerTests {
         #expect(FeedMetrics.growth(from: 5, to: 9, restartCounts: true) == 4)
         #expect(FeedMetrics.growth(from: 9, to: 2, restartCounts: true) == 2)
         #expect(FeedMetrics.growth(from: 9, to: 2, restartCounts: false) == 0)
+        #expect(FeedMetrics.growth(from: nil, to: 1.5) == 1.5)
+        #expect(FeedMetrics.growth(from: 1.5, to: 2.25) == 0.75)
+        #expect(FeedMetrics.growth(from: 2.25, to: 0.5) == 0.5)
     }
 
     @Test("the protocol server's requests are counted by opcode and result, with latency histograms")

@@ -71,6 +71,8 @@ struct KafkaFeedDriverTests {
             #expect(service.projectorStatus.rejectedEvents == 0)
             #expect(service.projectorStatus.lostEvents == 0)
             #expect(service.projectorStatus.isConnected)
+            // Every batch has a transaction and a cache step, each taking some time.
+            #expect(service.projectorStatus.databaseSeconds > 0 && service.projectorStatus.cacheSeconds > 0)
 
             let client = try await ExploreClient.connect(
                 host: "127.0.0.1", port: service.port, adminToken: "kafka-token", timeout: .seconds(120))

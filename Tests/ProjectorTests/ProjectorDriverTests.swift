@@ -89,6 +89,9 @@ struct ProjectorDriverTests {
             #expect(caughtUp)
             let status = driver.status
             #expect(status.isBootstrapped && status.batches > 0)
+            // Every batch has a transaction and a cache step, each taking some time.
+            #expect(status.databaseSeconds > 0 && status.cacheSeconds > 0)
+            #expect(status.databaseSeconds < 600 && status.cacheSeconds < 600)
             #expect(attempts.current >= 7)
 
             // The run must contain the trap: a transaction with lower outbox ids committing after a higher one.
