@@ -26,6 +26,67 @@ struct OutboxCaptureTests {
         }
     }
 
+    /// The capture trigger on every base table and statement kind: one entry per distinct changed key, the old
+    /// and the new key when an update moves a row, entries for the rows a cascade deletes, none for a statement
+    /// that changes nothing; a key column the trigger function does not know is refused, not guessed.
+    @Test func everyTableAndStatementKindIsCapturedByItsKeys() throws {
+        try TestPostgres.withDatabase { configuration in
+            try ProjectorFixtures.migrate(configuration)
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try ProjectorFixtures.seed(connection)
+            func captured(_ sql: String) throws -> [String] {
+                try connection.query("DELETE FROM explore.change_outbox")
+                try connection.query(sql)
+                return try connection.query("""
+                    SELECT source || ':' || key FROM explore.change_outbox ORDER BY source, key
+                    """).map { $0[0] ?? "" }
+            }
+            #expect(try captured("INSERT INTO property.locations (id, city, area) VALUES (900, 'Probe', 'One')")
+                        == ["locations:900"])
+            #expect(try captured("UPDATE property.locations SET area = 'Two' WHERE id = 900") == ["locations:900"])
+            #expect(try captured("""
+                INSERT INTO property.listings (id, type, status, title, location_id, owner_user_id)
+                VALUES (901, 'existing', 'published', 'Probe', 900, 1), (902, 'development', 'published', 'Probe', 900, 1)
+                """) == ["listings:901", "listings:902"])
+            #expect(try captured("""
+                INSERT INTO property.existing_properties (listing_id, price, bedrooms, bathrooms) VALUES (901, 100, 1, 1)
+                """) == ["existing_properties:901"])
+            #expect(try captured("""
+                INSERT INTO property.developments (listing_id, price_from, price_to) VALUES (902, 100, 200)
+                """) == ["developments:902"])
+            #expect(try captured("""
+                INSERT INTO property.media (listing_id, url, position)
+                VALUES (901, 'https://x.example/1', 0), (901, 'https://x.example/2', 1)
+                """) == ["media:901"])
+            #expect(try captured("UPDATE property.media SET listing_id = 902 WHERE listing_id = 901 AND position = 1")
+                        == ["media:901", "media:902"])
+            #expect(try captured("UPDATE property.existing_properties SET price = 110 WHERE listing_id = 901")
+                        == ["existing_properties:901"])
+            #expect(try captured("UPDATE property.developments SET price_to = 300 WHERE listing_id = 902")
+                        == ["developments:902"])
+            #expect(try captured("UPDATE property.listings SET title = 'Probe 2' WHERE id IN (901, 902)")
+                        == ["listings:901", "listings:902"])
+            #expect(try captured("UPDATE property.listings SET title = 'Nobody' WHERE id = -1") == [])
+            #expect(try captured("DELETE FROM property.listings WHERE id = 901")
+                        == ["existing_properties:901", "listings:901", "media:901"])
+            #expect(try captured("DELETE FROM property.listings WHERE id = 902")
+                        == ["developments:902", "listings:902", "media:902"])
+            #expect(try captured("DELETE FROM property.locations WHERE id = 900") == ["locations:900"])
+
+            try connection.executeScript("""
+                CREATE TABLE property.capture_probe (ref bigint);
+                CREATE TRIGGER capture_probe_insert AFTER INSERT ON property.capture_probe
+                    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION explore.capture_change('ref');
+                """)
+            let refused = #expect(throws: PostgresError.self) {
+                try connection.query("INSERT INTO property.capture_probe VALUES (1)")
+            }
+            #expect(refused?.message.contains("unknown key column ref on property.capture_probe") == true,
+                    "\(String(describing: refused))")
+        }
+    }
+
     @Test func captureOffStopsTheOutboxAndTheOutboxFeedRefusesUntilOnAndRebuilt() throws {
         try TestPostgres.withDatabase { configuration in
             try ProjectorFixtures.migrate(configuration)
