@@ -143,7 +143,7 @@ final class ConnectionSlot: Sendable {
     enum State {
         /// `failures` connects in a row failed, the last with `lastError`; the next may start at `retryAt`.
         case idle(failures: Int, retryAt: ContinuousClock.Instant, lastError: ExploreClientError?)
-        case connecting(Attempt, failures: Int)
+        case connecting(Attempt)
         case connected(ExploreClient)
         case closed
     }
@@ -182,7 +182,7 @@ final class ConnectionSlot: Sendable {
                 return .use(client)
             case .connected:
                 return .wait(start(failures: 0, in: &state))
-            case .connecting(let attempt, _):
+            case .connecting(let attempt):
                 return .wait(attempt)
             case .idle(let failures, let retryAt, let lastError):
                 if now < retryAt, let lastError { return .fail(lastError) }
@@ -209,7 +209,7 @@ final class ConnectionSlot: Sendable {
             self.finish(result, failures: failures)
             return result
         }
-        state = .connecting(attempt, failures: failures)
+        state = .connecting(attempt)
         return attempt
     }
 
@@ -235,7 +235,7 @@ final class ConnectionSlot: Sendable {
         switch previous {
         case .connected(let client):
             await client.close()
-        case .connecting(let attempt, _):
+        case .connecting(let attempt):
             if case .success(let client) = await attempt.value { await client.close() }
         case .idle, .closed:
             break
