@@ -273,7 +273,8 @@ struct BenchReport: Codable {
               + "\(updates.batchSize) (\(updates.priceChanges) price changes, \(updates.deletes) hidden/deleted, "
               + "\(updates.reshown) shown again, \(updates.inserts) new)")
         print("  applied              \(Self.grouped(updates.changesPerSecond)) changes/s; batch p50 "
-              + "\(us(updates.batchApplyLatency.p50Microseconds)) us, p99 \(us(updates.batchApplyLatency.p99Microseconds)) us")
+              + "\(us(updates.batchApplyLatency.p50Microseconds)) us, p99 \(us(updates.batchApplyLatency.p99Microseconds)) us, "
+              + "max \(us(updates.batchApplyLatency.maxMicroseconds)) us")
         print("  re-checked after updates: \(postUpdateQueriesChecked) mix items, cache vs reference")
         print("")
         if let server {

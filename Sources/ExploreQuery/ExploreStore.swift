@@ -99,16 +99,21 @@ public final class ExploreStore {
         createdRanges = RangeBitmaps(bounds: Self.quantiles(&plan.created, count: 32))
         let placements = plan.placements
         var (titleArena, imageArena) = (StringArena(), StringArena())
-        titleArena.reserve(slots: placements.count, bytes: plan.titleBytes)
-        imageArena.reserve(slots: placements.count, bytes: plan.imageBytes)
+        // Slot-indexed columns get room for later rows now (see `capacityAfterLoad`).
+        let capacity = Self.capacityAfterLoad(placements.count)
+        titleArena.reserve(slots: capacity, bytes: Self.capacityAfterLoad(plan.titleBytes))
+        imageArena.reserve(slots: capacity, bytes: Self.capacityAfterLoad(plan.imageBytes))
         plan = BulkPlan()  // the value columns are not needed any more
         titleArena.ensureSlots(placements.count)
         imageArena.ensureSlots(placements.count)
+        lowCodes.reserve(capacity)
+        highCodes.reserve(capacity)
+        createdAtCodes.reserve(capacity)
         lowCodes.grow(to: placements.count)
         highCodes.grow(to: placements.count)
         createdAtCodes.grow(to: placements.count)
         var loaded = [SlotRecord]()
-        loaded.reserveCapacity(placements.count)
+        loaded.reserveCapacity(capacity)
         var ids: [Int64: UInt32] = [:]
         ids.reserveCapacity(placements.count)
         input.withUnsafeBufferPointer { rows in
@@ -125,7 +130,8 @@ public final class ExploreStore {
             }
         }
         records = loaded
-        areaOfSlot = loaded.map(\.area)
+        areaOfSlot.reserveCapacity(capacity)
+        areaOfSlot.append(contentsOf: loaded.lazy.map(\.area))
         slotByID = ids
         (priceLowCodes, priceHighCodes, createdCodes) = (lowCodes, highCodes, createdAtCodes)
         (titles, imageURLs) = (titleArena, imageArena)
@@ -146,19 +152,19 @@ public final class ExploreStore {
             { store.buildOrders() },
             {
                 store.cube = GroupCube(
-                    slotCount: records.count,
+                    slotCount: records.count, capacity: capacity,
                     key: { SlotFlags(rawValue: records[$0].flags).contains(.live) ? Self.cubeKey(records[$0]) : nil },
                     price: { Self.cubePrice(records[$0]) })
             },
             { forEachChunk { store.updatePostings($0) } },
             {
-                store.priceLowRanges.preload(slotCount: records.count) {
+                store.priceLowRanges.preload(slotCount: records.count, capacity: capacity) {
                     SlotFlags(rawValue: records[$0].flags).hasPrice ? records[$0].priceLow : nil
                 }
-                store.priceHighRanges.preload(slotCount: records.count) {
+                store.priceHighRanges.preload(slotCount: records.count, capacity: capacity) {
                     SlotFlags(rawValue: records[$0].flags).hasPrice ? records[$0].priceHigh : nil
                 }
-                store.createdRanges.preload(slotCount: records.count) { records[$0].createdAt }
+                store.createdRanges.preload(slotCount: records.count, capacity: capacity) { records[$0].createdAt }
                 forEachChunk {
                     Self.updateRanges($0, low: &store.priceLowRanges, high: &store.priceHighRanges,
                                       created: &store.createdRanges, spread: &store.maxPriceSpread)
@@ -352,6 +358,14 @@ public final class ExploreStore {
         slotByID[id] = UInt32(slot)
         return slot
     }
+
+    /// The capacity a bulk load gives a slot-indexed column of `count` entries (or an arena of `count` bytes): an
+    /// eighth more, so the change batches that follow a load or rebuild add rows without reallocating them.
+    ///
+    /// Why: a load leaves no spare capacity, and the first batch that needed a new slot copied every column and
+    /// both string arenas (about 90 ms at a million rows, while holding the index's write lock, so every search
+    /// waited). Capacity that is never written costs address space, not resident memory.
+    static func capacityAfterLoad(_ count: Int) -> Int { count + count / 8 + appendRun }
 
     /// Slots a city gets at a time once its freed slots are used up: a quarter of a block, so a city's later rows
     /// share a block with at most three other cities' (at most 1,023 slots held back per city, about 100 KB each).

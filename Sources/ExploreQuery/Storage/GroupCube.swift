@@ -154,9 +154,11 @@ struct GroupCube {
         return price.high >= bounds[i] && (i + 1 == bounds.count || price.low < bounds[i + 1])
     }
 
-    /// Builds the cube in one pass (bulk load): rows grouped first, rank structures built from sorted keys.
-    init(slotCount: Int, key: (Int) -> Key?, price: (Int) -> (low: Int64, high: Int64)?) {
-        cellOf = [UInt32](repeating: Self.noCell, count: slotCount)
+    /// Builds the cube in one pass (bulk load): rows grouped first, rank structures built from sorted keys;
+    /// `capacity` slots are reserved.
+    init(slotCount: Int, capacity: Int, key: (Int) -> Key?, price: (Int) -> (low: Int64, high: Int64)?) {
+        cellOf.reserveCapacity(capacity)
+        cellOf.append(contentsOf: repeatElement(Self.noCell, count: slotCount))
         var pointKeys: [[Int64]] = []
         var lowKeys: [[Int64]] = []
         var highKeys: [[Int64]] = []

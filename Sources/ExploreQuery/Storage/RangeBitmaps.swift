@@ -33,11 +33,12 @@ struct RangeBitmaps {
     /// The bulk load's shortcut: encodes the buckets of slots `0..<slotCount` (`value` gives each slot's value, or
     /// `nil` for none) a word of 64 slots at a time, where inserting them one by one would flip up to
     /// `bounds.count` bits per slot. Leaves `present` to the inserts that follow, which then find their bits in
-    /// place. Only for a structure that holds no slot yet.
-    mutating func preload(slotCount: Int, _ value: (Int) -> Int64?) {
+    /// place. Only for a structure that holds no slot yet; `capacity` slots are reserved.
+    mutating func preload(slotCount: Int, capacity: Int, _ value: (Int) -> Int64?) {
         precondition(encoded.isEmpty, "preload needs an empty structure")
         let none = bounds.count
-        encoded = [UInt8](repeating: UInt8(none), count: slotCount)
+        encoded.reserveCapacity(capacity)
+        encoded.append(contentsOf: repeatElement(UInt8(none), count: slotCount))
         let wordCount = (slotCount + 63) >> 6
         var columns = [[UInt64]](repeating: [UInt64](repeating: 0, count: wordCount), count: none)
         var masks = [UInt64](repeating: 0, count: none + 1)

@@ -29,7 +29,7 @@ struct StringArena {
     var memoryBytes: Int { bytes.capacity + spans.capacity * MemoryLayout<Span>.stride }
 
     /// Makes room for `slots` more slots and `bytes` more bytes of text at once (a bulk load knows both up
-    /// front): no regrowth copies, and no capacity left over.
+    /// front, and adds room for the rows that follow it): no regrowth copies.
     mutating func reserve(slots: Int, bytes count: Int) {
         spans.reserveCapacity(spans.count + slots)
         bytes.reserveCapacity(bytes.count + count)

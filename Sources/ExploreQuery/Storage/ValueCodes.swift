@@ -50,6 +50,9 @@ struct ValueCodes {
         codes[slot] = code(value)
     }
 
+    /// Makes room for `count` codes without growing.
+    mutating func reserve(_ count: Int) { codes.reserveCapacity(count) }
+
     mutating func grow(to count: Int) {
         guard count > codes.count else { return }
         if codes.capacity < count { codes.reserveCapacity(Swift.max(count, codes.capacity + codes.capacity / 8 + 1024)) }
