@@ -109,6 +109,30 @@ import Testing
         }
     }
 
+    /// The batched range count (the cube's, over many groups at once) against each set's model, for sets from
+    /// empty to many chunks, indices in any order and repeated.
+    @Test(arguments: [UInt64(1), 2, 3])
+    func rankedKeysCountManySetsAtOnce(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        var models: [[Int64]] = []
+        var sets: [RankedKeys] = []
+        for size in [0, 1, 70, 500, 3_000, 64] {
+            var model = (0..<size).map { _ in Int64.random(in: -50...50, using: &random) * 100 }
+            var set = RankedKeys()
+            for key in model { set.insert(key) }
+            model.sort()
+            models.append(model)
+            sets.append(Bool.random(using: &random) ? set : RankedKeys(sorted: model))
+        }
+        for _ in 0..<300 {
+            let low = Int64.random(in: -5_200...5_200, using: &random)
+            let high = Bool.random(using: &random) ? low : low + Int64.random(in: 0...6_000, using: &random)
+            let indices = (0..<Int.random(in: 0...10, using: &random)).map { _ in Int.random(in: 0..<sets.count, using: &random) }
+            let expected = indices.map { i in models[i].filter { $0 >= low && $0 <= high }.count }
+            #expect(RankedKeys.counts(from: low, through: high, of: sets, at: indices) == expected, "\(low)...\(high)")
+        }
+    }
+
     @Test func rankedKeysBuiltFromSortedKeysAnswerRanks() {
         let sorted = (0..<1_000).map { Int64($0 / 3) }
         var keys = RankedKeys(sorted: sorted)

@@ -240,16 +240,19 @@ struct CubeFilter {
 
     var hasPrice: Bool { priceMin != nil || priceMax != nil }
 
-    /// Priced rows of a price group whose range overlaps the price filter: those with `low <= max` minus those
-    /// with `high < min` (a row cannot be in both, as `low <= high` and `min <= max`); a point row is both ends.
-    @inline(__always)
-    func priceCount(_ cube: GroupCube, priceGroup c: Int) -> Int {
-        var n = cube.points[c].count(from: priceMin ?? Int64.min, through: priceMax ?? Int64.max)
-        if cube.lows[c].count > 0 {
-            n += priceMax.map { cube.lows[c].count(notAbove: $0) } ?? cube.lows[c].count
-            if let priceMin { n -= cube.highs[c].count(below: priceMin) }
+    /// Priced rows of each of `priceGroups` whose range overlaps the price filter: those with `low <= max` minus
+    /// those with `high < min` (a row cannot be in both, as `low <= high` and `min <= max`); a point row is both
+    /// ends. Point rows (most of them) are counted for all groups at once (see ``RankedKeys/counts(from:through:of:at:)``).
+    func priceCounts(_ cube: GroupCube, priceGroups: [Int]) -> [Int] {
+        let (low, high) = (priceMin ?? Int64.min, priceMax ?? Int64.max)
+        var counts = low <= high
+            ? RankedKeys.counts(from: low, through: high, of: cube.points, at: priceGroups)
+            : [Int](repeating: 0, count: priceGroups.count)
+        for (i, c) in priceGroups.enumerated() where cube.lows[c].count > 0 {
+            counts[i] += priceMax.map { cube.lows[c].count(notAbove: $0) } ?? cube.lows[c].count
+            if let priceMin { counts[i] -= cube.highs[c].count(below: priceMin) }
         }
-        return n
+        return counts
     }
 }
 
@@ -296,6 +299,7 @@ struct CubeCounts {
             }
         }
         if hasPrice && (wantTotal || wantCity || wantType || wantBedrooms) {
+            var counted: [Int] = []
             for g in cube.priceKeys.indices where cube.pricedCount(g) > 0 {
                 let key = cube.priceKeys[g]
                 let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
@@ -303,8 +307,14 @@ struct CubeCounts {
                 let b = filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true
                 let wantsCount = (wantTotal && t && c && b) || (wantCity && t && b) || (wantType && c && b)
                     || (wantBedrooms && t && c && key.hasBedrooms)
-                guard wantsCount else { continue }
-                let n = filter.priceCount(cube, priceGroup: g)
+                if wantsCount { counted.append(g) }
+            }
+            let counts = filter.priceCounts(cube, priceGroups: counted)
+            for (g, n) in zip(counted, counts) {
+                let key = cube.priceKeys[g]
+                let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
+                let c = filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true
+                let b = filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true
                 if wantTotal && t && c && b { total += n }
                 if wantCity && t && b { cityCounts[Int(key.city)] += n }
                 if wantType && c && b { typeCounts[Int(key.type)] += n }
