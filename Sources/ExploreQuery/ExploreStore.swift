@@ -331,6 +331,24 @@ public final class ExploreStore {
 
     // MARK: Writing rows (see ExploreStore+Changes.swift for change batches)
 
+    /// Rewritten string arenas, for those that want a rewrite (nil for the others). Reads the store only.
+    func rewrittenArenas() -> (titles: StringArena?, imageURLs: StringArena?) {
+        (titles.wantsRewrite ? titles.rewritten() : nil, imageURLs.wantsRewrite ? imageURLs.rewritten() : nil)
+    }
+
+    /// Moves in arenas from ``rewrittenArenas()`` of this store, unchanged since, leaving nil behind: a copy left
+    /// with the caller would make the next append copy the whole arena again (copy-on-write).
+    func install(_ arenas: inout (titles: StringArena?, imageURLs: StringArena?)) {
+        if let rewritten = arenas.titles {
+            arenas.titles = nil
+            titles = rewritten
+        }
+        if let rewritten = arenas.imageURLs {
+            arenas.imageURLs = nil
+            imageURLs = rewritten
+        }
+    }
+
     /// A slot for `id`: one freed by a row of the same city (`city`, a dictionary code) if any, else a new one.
     /// New slots come in runs of ``appendRun`` for one city, the rest of the run kept for the city's next rows,
     /// so rows added after the bulk load stay clustered by city too: a search then reads the blocks of its own

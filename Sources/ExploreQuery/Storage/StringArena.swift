@@ -9,8 +9,9 @@ import Darwin
 /// Per-slot strings packed into one UTF-8 byte buffer with an offset and length per slot.
 ///
 /// Titles and image URLs are unique per listing, so dictionary encoding would not help; one arena avoids an
-/// object (and its header) per string. A replaced or deleted string leaves garbage that is reclaimed by
-/// compacting once it outweighs the live bytes.
+/// object (and its header) per string. A replaced or deleted string leaves garbage, reclaimed by a rewrite
+/// (``rewritten()``) once it outweighs the live bytes or the spare capacity runs low; the owner decides when (see
+/// ``ExploreIndex/apply(_:)``), as a rewrite copies every live string.
 struct StringArena {
     private(set) var bytes: [UInt8] = []
     /// Offset and length of each slot's string, side by side: reading or comparing a slot's string then costs
@@ -56,8 +57,18 @@ struct StringArena {
             garbage += Int(length)
             spans[slot].length = Self.nilLength
         }
-        if garbage > 1 << 20 && garbage > bytes.count / 2 { compact() }
     }
+
+    /// Whether the arena should be rewritten before more strings are appended: its garbage outweighs its live
+    /// bytes, or its spare capacity is nearly used up, so an append would soon copy the whole arena to grow it.
+    /// Small arenas (under a megabyte) are never worth it.
+    var wantsRewrite: Bool {
+        guard bytes.count > 1 << 20 else { return false }
+        return garbage > bytes.count / 2 || bytes.capacity - bytes.count < bytes.capacity / 32
+    }
+
+    /// Bytes of replaced and deleted strings not reclaimed yet.
+    var garbageBytes: Int { garbage }
 
     func get(_ slot: Int) -> String? { string(spans[slot]) }
 
@@ -107,19 +118,21 @@ struct StringArena {
         }
     }
 
-    /// Rewrites the arena with live strings only, in slot order.
-    mutating func compact() {
-        var packed: [UInt8] = []
-        packed.reserveCapacity(bytes.count - garbage + 64)
+    /// A copy holding the live strings only, in slot order, with a quarter of their size spare for the strings
+    /// appended after it. Reads the arena only, so it may run while others read it too.
+    func rewritten() -> StringArena {
+        var copy = StringArena()
+        copy.spans = spans
+        let live = bytes.count - garbage
+        copy.bytes.reserveCapacity(live + live / 4 + 64)
         bytes.withUnsafeBufferPointer { old in
-            for slot in 0..<spans.count where spans[slot].length != Self.nilLength {
-                let start = Int(spans[slot].offset)
-                spans[slot].offset = UInt32(packed.count)
-                packed.append(contentsOf: UnsafeBufferPointer(rebasing: old[start..<start + Int(spans[slot].length)]))
+            for slot in copy.spans.indices where copy.spans[slot].length != Self.nilLength {
+                let start = Int(copy.spans[slot].offset)
+                copy.spans[slot].offset = UInt32(copy.bytes.count)
+                copy.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: old[start..<start + Int(copy.spans[slot].length)]))
             }
         }
-        bytes = packed
-        garbage = 0
+        return copy
     }
 }
 
