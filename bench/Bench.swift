@@ -296,12 +296,22 @@ final class BenchRun {
         let applySeconds = seconds(since: started)
         let changeCount = settings.updateBatches * settings.batchSize
         for batch in batches { reference.apply(batch) }
+
+        let counts = (prices: updates.priceChanges, deletes: updates.deletes, reshown: updates.reshown,
+                      inserts: updates.inserts)
+        // The projector's sustained target: what its batches' write lock costs the searches meanwhile.
+        let pacedRate = 20_000.0
+        progress("searches during updates: \(settings.updateBatches) more batches at \(Int(pacedRate)) changes/s")
+        let pacedBatches = updates.batches(count: settings.updateBatches, size: settings.batchSize)
+        let during = Self.searchesDuring(pacedBatches, changesPerSecond: pacedRate, on: index, running: items)
+        for batch in pacedBatches { reference.apply(batch) }
         let updateFigures = UpdateFigures(
             batches: settings.updateBatches, batchSize: settings.batchSize, changes: changeCount,
-            priceChanges: updates.priceChanges, deletes: updates.deletes, reshown: updates.reshown,
-            inserts: updates.inserts, seconds: applySeconds,
+            priceChanges: counts.prices, deletes: counts.deletes, reshown: counts.reshown, inserts: counts.inserts,
+            seconds: applySeconds,
             changesPerSecond: Double(changeCount) / max(applySeconds, 1e-9),
-            batchApplyLatency: applyLatency.summary)
+            batchApplyLatency: applyLatency.summary, pacedChangesPerSecond: pacedRate,
+            searchesDuringPacedUpdates: during)
 
         progress("re-checking the cache against the reference after the updates")
         if index.count != reference.count {
@@ -334,6 +344,38 @@ final class BenchRun {
             comparison: totalComparison, referenceBuildSeconds: referenceBuildSeconds,
             sqliteLoadSeconds: sqliteLoadSeconds, updates: updateFigures,
             postUpdateQueriesChecked: postUpdateChecked, mismatches: mismatches)
+    }
+
+    /// Applies `batches` at `changesPerSecond` on one thread while another runs `items` round and round; returns
+    /// the latency of every search that thread ran until the last batch was applied.
+    static func searchesDuring(_ batches: [ListingChangeBatch], changesPerSecond: Double, on index: ExploreIndex,
+                               running items: [MixItem]) -> LatencySummary {
+        let done = Mutex(false)
+        let recorder = Mutex(LatencyRecorder())
+        DispatchQueue.concurrentPerform(iterations: 2) { role in
+            if role == 0 {
+                let start = monotonicNanoseconds()
+                var applied = 0
+                for batch in batches {
+                    let due = start + UInt64(Double(applied) / changesPerSecond * 1e9)
+                    let now = monotonicNanoseconds()
+                    if due > now { usleep(UInt32(min((due - now) / 1_000, 1_000_000))) }
+                    index.apply(batch)
+                    applied += batch.changes.count
+                }
+                done.withLock { $0 = true }
+            } else {
+                var local = LatencyRecorder()
+                var position = 0
+                while !done.withLock({ $0 }) {
+                    let outcome = MixRunner.runCache(items[position % items.count], on: index, keepAnswers: false)
+                    for nanoseconds in outcome.nanoseconds { local.record(nanoseconds: nanoseconds) }
+                    position += 1
+                }
+                recorder.withLock { $0.add(local) }
+            }
+        }
+        return recorder.withLock { $0.summary }
     }
 
     /// Round-robin over the classes, so the measured stream mixes request kinds as live traffic does.

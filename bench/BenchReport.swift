@@ -90,6 +90,10 @@ struct UpdateFigures: Codable {
     var seconds: Double
     var changesPerSecond: Double
     var batchApplyLatency: LatencySummary
+    /// A second stream of as many batches, applied at `pacedChangesPerSecond` while one thread runs the mix:
+    /// the searches' latency meanwhile, waits for the batches' write lock included.
+    var pacedChangesPerSecond: Double
+    var searchesDuringPacedUpdates: LatencySummary
 }
 
 /// One bar from the issue, judged on this run's figures.
@@ -275,6 +279,10 @@ struct BenchReport: Codable {
         print("  applied              \(Self.grouped(updates.changesPerSecond)) changes/s; batch p50 "
               + "\(us(updates.batchApplyLatency.p50Microseconds)) us, p99 \(us(updates.batchApplyLatency.p99Microseconds)) us, "
               + "max \(us(updates.batchApplyLatency.maxMicroseconds)) us")
+        let during = updates.searchesDuringPacedUpdates
+        print("  searches meanwhile   p50 \(us(during.p50Microseconds)) us, p99 \(us(during.p99Microseconds)) us, "
+              + "max \(us(during.maxMicroseconds)) us (one thread running the mix while batches are applied at "
+              + "\(Self.grouped(updates.pacedChangesPerSecond)) changes/s)")
         print("  re-checked after updates: \(postUpdateQueriesChecked) mix items, cache vs reference")
         print("")
         if let server {
