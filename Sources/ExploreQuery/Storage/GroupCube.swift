@@ -279,47 +279,41 @@ struct CubeCounts {
         // price-bucket facet (which drops the price filter) still reads the groups.
         let bucketCount = GroupCube.bucketCount
         let groupOutputs = wantPrice || (!hasPrice && (wantTotal || wantCity || wantType || wantBedrooms))
+        /// Whether a group passes the type, city and bedroom filters.
+        func passes(_ key: GroupCube.Key) -> (type: Bool, city: Bool, bedrooms: Bool) {
+            (filter.typeMask & (1 &<< UInt64(key.type)) != 0,
+             filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true,
+             filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true)
+        }
+        /// Counts `n` rows of a group in the total and in each facet whose other filters the group passes.
+        func add(_ n: Int, of key: GroupCube.Key) {
+            let (t, c, b) = passes(key)
+            if wantTotal && t && c && b { total += n }
+            if wantCity && t && b { cityCounts[Int(key.city)] += n }
+            if wantType && c && b { typeCounts[Int(key.type)] += n }
+            if wantBedrooms && t && c && key.hasBedrooms { bedroomCounts[key.bedrooms, default: 0] += n }
+        }
         for g in cube.keys.indices where groupOutputs && cube.counts[g] > 0 {
             let key = cube.keys[g]
             if let statuses = filter.statuses, !(Int(key.status) < statuses.count && statuses[Int(key.status)]) {
                 continue
             }
-            let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
-            let c = filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true
-            let b = filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true
-            if !hasPrice {
-                let n = Int(cube.counts[g])
-                if wantTotal && t && c && b { total += n }
-                if wantCity && t && b { cityCounts[Int(key.city)] += n }
-                if wantType && c && b { typeCounts[Int(key.type)] += n }
-                if wantBedrooms && t && c && key.hasBedrooms { bedroomCounts[key.bedrooms, default: 0] += n }
-            }
+            if !hasPrice { add(Int(cube.counts[g]), of: key) }
+            let (t, c, b) = passes(key)
             if wantPrice && t && c && b {
                 for i in 0..<bucketCount { bucketCounts[i] += Int(cube.buckets[g * bucketCount + i]) }
             }
         }
         if hasPrice && (wantTotal || wantCity || wantType || wantBedrooms) {
-            var counted: [Int] = []
-            for g in cube.priceKeys.indices where cube.pricedCount(g) > 0 {
+            // The groups some output counts, then their price counts all at once (see `priceCounts`).
+            let counted = cube.priceKeys.indices.filter { g in
+                guard cube.pricedCount(g) > 0 else { return false }
                 let key = cube.priceKeys[g]
-                let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
-                let c = filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true
-                let b = filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true
-                let wantsCount = (wantTotal && t && c && b) || (wantCity && t && b) || (wantType && c && b)
+                let (t, c, b) = passes(key)
+                return (wantTotal && t && c && b) || (wantCity && t && b) || (wantType && c && b)
                     || (wantBedrooms && t && c && key.hasBedrooms)
-                if wantsCount { counted.append(g) }
             }
-            let counts = filter.priceCounts(cube, priceGroups: counted)
-            for (g, n) in zip(counted, counts) {
-                let key = cube.priceKeys[g]
-                let t = filter.typeMask & (1 &<< UInt64(key.type)) != 0
-                let c = filter.cities.map { Int(key.city) < $0.count && $0[Int(key.city)] } ?? true
-                let b = filter.bedrooms.map { key.hasBedrooms && $0.contains(key.bedrooms) } ?? true
-                if wantTotal && t && c && b { total += n }
-                if wantCity && t && b { cityCounts[Int(key.city)] += n }
-                if wantType && c && b { typeCounts[Int(key.type)] += n }
-                if wantBedrooms && t && c && key.hasBedrooms { bedroomCounts[key.bedrooms, default: 0] += n }
-            }
+            for (g, n) in zip(counted, filter.priceCounts(cube, priceGroups: counted)) { add(n, of: cube.priceKeys[g]) }
         }
         self.total = wantTotal ? total : nil
         if wantCity {

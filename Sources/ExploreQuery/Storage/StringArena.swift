@@ -67,9 +67,6 @@ struct StringArena {
         return garbage > bytes.count / 2 || bytes.capacity - bytes.count < bytes.capacity / 32
     }
 
-    /// Bytes of replaced and deleted strings not reclaimed yet.
-    var garbageBytes: Int { garbage }
-
     func get(_ slot: Int) -> String? { string(spans[slot]) }
 
     /// Where `slot`'s string lies in the arena (see ``string(_:)``).
