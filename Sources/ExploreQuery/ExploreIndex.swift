@@ -53,15 +53,15 @@ public final class ExploreIndex: Sendable {
 
     /// Applies a batch atomically. Only one writer may call this at a time.
     ///
-    /// A string arena due for a rewrite (see `StringArena.wantsRewrite`) is rewritten first, under the read
-    /// lock, and swapped in under the write lock with the batch. Why: a rewrite copies every live title or
-    /// image URL (about 50 ms at a million rows), which under the write lock stalled every search; as this is
-    /// the only writer, the store cannot change between the two locks unless a rebuild swaps in another store,
-    /// and then the rewrite is dropped.
+    /// Storage that must be rewritten or grown first (see `ExploreStore.renewal()`) is copied under the read
+    /// lock and moved in under the write lock with the batch. Why: a string arena's rewrite copies every live
+    /// title or image URL, and growing the slot-indexed columns copies them all (20-50 ms each at a million
+    /// rows); under the write lock that stalled every search. As this is the only writer, the store cannot
+    /// change between the two locks unless a rebuild swaps in another store, and then the copies are dropped.
     public func apply(_ batch: ListingChangeBatch) {
-        var (generation, arenas) = state.readWithGeneration { $0.rewrittenArenas() }
+        var (generation, renewal) = state.readWithGeneration { $0.renewal() }
         state.write { store, current in
-            if current == generation { store.install(&arenas) }
+            if current == generation { store.install(&renewal) }
             store.apply(batch)
         }
     }

@@ -331,22 +331,67 @@ public final class ExploreStore {
 
     // MARK: Writing rows (see ExploreStore+Changes.swift for change batches)
 
-    /// Rewritten string arenas, for those that want a rewrite (nil for the others). Reads the store only.
-    func rewrittenArenas() -> (titles: StringArena?, imageURLs: StringArena?) {
-        (titles.wantsRewrite ? titles.rewritten() : nil, imageURLs.wantsRewrite ? imageURLs.rewritten() : nil)
+    /// Storage renewed off to the side: string arenas rewritten, slot-indexed columns copied into larger buffers.
+    /// Each field is nil when that part needs nothing.
+    struct Renewal {
+        var titles: StringArena?
+        var imageURLs: StringArena?
+        var records: [SlotRecord]?
+        var areaOfSlot: [UInt32]?
+        var codes: (low: ValueCodes, high: ValueCodes, created: ValueCodes)?
+        var cube: GroupCube?
+        var ranges: (low: RangeBitmaps, high: RangeBitmaps, created: RangeBitmaps)?
     }
 
-    /// Moves in arenas from ``rewrittenArenas()`` of this store, unchanged since, leaving nil behind: a copy left
-    /// with the caller would make the next append copy the whole arena again (copy-on-write).
-    func install(_ arenas: inout (titles: StringArena?, imageURLs: StringArena?)) {
-        if let rewritten = arenas.titles {
-            arenas.titles = nil
-            titles = rewritten
+    /// What this store's storage needs before the next batch: arenas due for a rewrite (see
+    /// `StringArena.wantsRewrite`), and room for another eighth of slots once fewer than two slot runs are left
+    /// (a batch starting new runs would otherwise grow every slot-indexed column). Reads the store only.
+    func renewal() -> Renewal {
+        var renewal = Renewal()
+        // At least four runs of room, so a small store is not renewed again at the next batch.
+        let room = records.capacity - records.count < 2 * Self.appendRun
+            ? Swift.max(Self.capacityAfterLoad(records.count), records.count + 4 * Self.appendRun) : nil
+        func renewed(_ arena: StringArena) -> StringArena? {
+            var result = arena.wantsRewrite ? arena.rewritten() : nil
+            if let room {
+                result = result ?? arena
+                result?.reserve(slots: room)
+            }
+            return result
         }
-        if let rewritten = arenas.imageURLs {
-            arenas.imageURLs = nil
-            imageURLs = rewritten
+        renewal.titles = renewed(titles)
+        renewal.imageURLs = renewed(imageURLs)
+        guard let room else { return renewal }
+        // A copy shares its buffers until reserved: only the reserved ones are copied, into larger buffers.
+        func reserved<T>(_ value: T, _ reserve: (inout T) -> Void) -> T {
+            var copy = value
+            reserve(&copy)
+            return copy
         }
+        renewal.records = reserved(records) { $0.reserveCapacity(room) }
+        renewal.areaOfSlot = reserved(areaOfSlot) { $0.reserveCapacity(room) }
+        renewal.codes = (reserved(priceLowCodes) { $0.reserve(room) }, reserved(priceHighCodes) { $0.reserve(room) },
+                         reserved(createdCodes) { $0.reserve(room) })
+        renewal.cube = reserved(cube) { $0.reserve(slots: room) }
+        renewal.ranges = (reserved(priceLowRanges) { $0.reserve(slots: room) },
+                          reserved(priceHighRanges) { $0.reserve(slots: room) },
+                          reserved(createdRanges) { $0.reserve(slots: room) })
+        return renewal
+    }
+
+    /// Moves in a ``renewal()`` of this store, unchanged since, and empties `renewal`. Why empty it: the renewed
+    /// parts share their unchanged buffers with the parts they replace, and any copy left with the caller would
+    /// make the batch's first write to each such buffer copy it again (copy-on-write: 20-50 ms at a million rows).
+    func install(_ renewal: inout Renewal) {
+        let parts = renewal
+        renewal = Renewal()
+        if let renewed = parts.titles { titles = renewed }
+        if let renewed = parts.imageURLs { imageURLs = renewed }
+        if let renewed = parts.records { records = renewed }
+        if let renewed = parts.areaOfSlot { areaOfSlot = renewed }
+        if let renewed = parts.codes { (priceLowCodes, priceHighCodes, createdCodes) = renewed }
+        if let renewed = parts.cube { cube = renewed }
+        if let renewed = parts.ranges { (priceLowRanges, priceHighRanges, createdRanges) = renewed }
     }
 
     /// A slot for `id`: one freed by a row of the same city (`city`, a dictionary code) if any, else a new one.

@@ -83,6 +83,9 @@ struct GroupCube {
         return keys.count - 1
     }
 
+    /// Makes room for `count` slots in the slot map.
+    mutating func reserve(slots count: Int) { cellOf.reserveCapacity(count) }
+
     /// Counts `slot` in `key`'s group.
     mutating func add(slot: Int, key: Key, price: (low: Int64, high: Int64)?) {
         let c = cell(for: key)

@@ -68,6 +68,9 @@ struct RangeBitmaps {
         }
     }
 
+    /// Makes room for `count` slots in the per-slot bucket numbers.
+    mutating func reserve(slots count: Int) { encoded.reserveCapacity(count) }
+
     mutating func insert(_ slot: Int, _ value: Int64) {
         present.insert(slot)
         move(slot, to: bucket(value))

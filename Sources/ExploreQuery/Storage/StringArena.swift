@@ -36,6 +36,9 @@ struct StringArena {
         bytes.reserveCapacity(bytes.count + count)
     }
 
+    /// Makes room for `count` slots in all, leaving the text buffer alone.
+    mutating func reserve(slots count: Int) { spans.reserveCapacity(count) }
+
     mutating func ensureSlots(_ count: Int) {
         if spans.count < count {
             spans.append(contentsOf: repeatElement(Span(offset: 0, length: Self.nilLength), count: count - spans.count))
