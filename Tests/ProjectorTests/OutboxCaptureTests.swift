@@ -30,11 +30,7 @@ struct OutboxCaptureTests {
     /// and the new key when an update moves a row, entries for the rows a cascade deletes, none for a statement
     /// that changes nothing; a key column the trigger function does not know is refused, not guessed.
     @Test func everyTableAndStatementKindIsCapturedByItsKeys() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             func captured(_ sql: String) throws -> [String] {
                 try connection.query("DELETE FROM explore.change_outbox")
                 try connection.query(sql)
@@ -88,11 +84,7 @@ struct OutboxCaptureTests {
     }
 
     @Test func captureOffStopsTheOutboxAndTheOutboxFeedRefusesUntilOnAndRebuilt() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             let first = RebuildTests.driver(configuration)
             first.start()
             RebuildTests.waitUntilBootstrapped(first)

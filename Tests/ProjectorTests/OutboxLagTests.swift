@@ -11,11 +11,7 @@ import TestSupport
 struct OutboxLagTests {
     @Test("pending entries are counted and the oldest one's age is the lag; an applied outbox means no lag")
     func measuresPendingAndAge() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             #expect(try ProjectionStore.buildIfNeeded(on: connection))
 
             var tracker = OutboxLagTracker(interval: .seconds(1))
@@ -72,11 +68,7 @@ struct OutboxLagTests {
 
     @Test("the outbox driver reports pending changes and lag in its status")
     func driverReportsLag() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             var driverConfiguration = ProjectorDriver.Configuration(postgres: configuration,
                                                                     pollInterval: .milliseconds(20))
             driverConfiguration.lagSampleInterval = .milliseconds(10)

@@ -18,11 +18,7 @@ struct ProjectionDatabaseTests {
     private func withBuiltProjection(
         _ body: (PostgresConnection, inout OutboxFeedStateMachine, ExploreIndex) throws -> Void
     ) throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             #expect(try ProjectionStore.buildIfNeeded(on: connection))
             #expect(try !ProjectionStore.buildIfNeeded(on: connection))
             let (store, checkpoint) = try ProjectionStore.loadCache(on: connection)

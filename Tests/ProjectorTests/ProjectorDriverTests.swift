@@ -37,11 +37,7 @@ struct ProjectorDriverTests {
     /// restart from the checkpoint) halfway. Afterwards: no divergence, the cache equals the table, and the
     /// checkpoint counted every committed outbox entry exactly once.
     @Test func concurrentWritersOutOfOrderWithFailuresAndARestart() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             let seedEntries = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
 
             let attempts = Counter()
@@ -109,11 +105,7 @@ struct ProjectorDriverTests {
     /// The notification only wakes the driver: an outbox entry committed without one is still applied, by the
     /// poll. And a second projector on the same feed is refused while the first holds it.
     @Test func pollingCatchesChangesWithoutNotificationAndASecondProjectorIsRefused() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             let driver = ProjectorDriver(
                 configuration: .init(postgres: configuration, pollInterval: .milliseconds(30)), index: ExploreIndex())
             driver.start()

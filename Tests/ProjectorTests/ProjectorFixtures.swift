@@ -27,6 +27,20 @@ enum ProjectorFixtures {
         _ = try MigrationRunner(connection: connection, files: files, log: { _ in }).up()
     }
 
+    /// Runs `body` on a throwaway database, migrated and seeded (see ``seed(_:locations:listings:)``), with a
+    /// connection to it.
+    static func withSeededDatabase<T>(
+        locations: Int = 6, listings: Int = 120, _ body: (PostgresConfiguration, PostgresConnection) throws -> T
+    ) throws -> T {
+        try TestPostgres.withDatabase { configuration in
+            try migrate(configuration)
+            let connection = try PostgresConnection.connect(configuration)
+            defer { connection.close() }
+            try seed(connection, locations: locations, listings: listings)
+            return try body(configuration, connection)
+        }
+    }
+
     /// Inserts `locations` locations, one user and `listings` listings of both types, half with a primary image,
     /// a few drafts (not in the read model).
     static func seed(_ connection: PostgresConnection, locations: Int = 6, listings: Int = 120) throws {

@@ -182,11 +182,7 @@ struct RebuildTests {
     /// empty, the table is a new one equal to the defining query, the cache equals the table, and the changes
     /// the writers committed during the rebuild are all there.
     @Test func rebuildDuringContinuousWritesAndQueriesLosesNothing() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection, locations: 12, listings: 3_000)
+        try ProjectorFixtures.withSeededDatabase(locations: 12, listings: 3_000) { configuration, connection in
             let index = ExploreIndex()
             let driver = Self.driver(configuration, index: index, rebuild: .init(
                 postgres: configuration, machine: .init(chunkSize: 150, swapThreshold: 20)))
@@ -249,11 +245,7 @@ struct RebuildTests {
     /// The new table carries the old one's indexes (same names and definitions), primary key, checks, storage
     /// options (the fillfactor HOT updates need), owner and grants: SQL readers keep their plans and privileges.
     @Test func swapKeepsIndexesConstraintsAndGrants() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             func catalog() throws -> [String] {
                 let indexes = try connection.query("""
                     SELECT indexname || ': ' || indexdef FROM pg_indexes
@@ -299,11 +291,7 @@ struct RebuildTests {
     /// A reader holding the live table's lock makes the swap time out and retry; once it lets go the swap goes
     /// through. No one waits for the swap longer than one lock timeout.
     @Test func aBlockedSwapRetriesUntilTheReaderLetsGo() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             let driver = Self.driver(configuration, rebuild: .init(
                 postgres: configuration, lockTimeout: .milliseconds(20)))
             driver.start()
@@ -339,11 +327,7 @@ struct RebuildTests {
     /// A table built with another projection version is rebuilt in the background on start, while the old one
     /// is served; the new version is recorded with the swap. A second rebuild asked for meanwhile is refused.
     @Test func versionUpgradeOnStart() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection, listings: 600)
+        try ProjectorFixtures.withSeededDatabase(listings: 600) { configuration, connection in
             do {
                 let first = Self.driver(configuration)
                 first.start()
@@ -388,11 +372,7 @@ struct RebuildTests {
     /// A rebuild asked for through the state table (by `explore-projector rebuild --database-url` while a
     /// projector runs) is taken up by the running projector.
     @Test func aRequestInTheStateTableIsTakenUpByTheRunningProjector() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             let driver = Self.driver(configuration, rebuild: .init(
                 postgres: configuration, requestPollInterval: .milliseconds(20)))
             driver.start()
@@ -421,11 +401,7 @@ struct RebuildTests {
     /// TRUNCATE fires no capture trigger, so no outbox entry tells the projector what went; the rebuild the
     /// truncate requests (migration 0016) is what brings the table and the cache in line with the base tables.
     @Test func aTruncatedBaseTableIsRebuiltFrom() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection)
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
             let index = ExploreIndex()
             let driver = Self.driver(configuration, index: index, rebuild: .init(
                 postgres: configuration, requestPollInterval: .milliseconds(20)))
@@ -451,11 +427,7 @@ struct RebuildTests {
     /// applied meanwhile may be unknown to the rebuild, so the rebuild gives up cleanly: the live table stays,
     /// the side table is dropped, the failure is recorded, and the next rebuild succeeds.
     @Test func aFeedRestartDuringTheBuildAbortsCleanly() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection, listings: 3_000)
+        try ProjectorFixtures.withSeededDatabase(listings: 3_000) { configuration, connection in
             let failNextBatch = Flag()
             let failed = Flag()
             var driverConfiguration = ProjectorDriver.Configuration(

@@ -282,11 +282,7 @@ struct ReliabilityTests {
     /// query returns (NULL city and area; NULL prices), the cache holds it too (empty city and area), nothing
     /// fails, and a fresh bootstrap reads it back.
     @Test func rowsViolatingExpectationsFollowTheDefiningQuery() throws {
-        try TestPostgres.withDatabase { configuration in
-            try ProjectorFixtures.migrate(configuration)
-            let connection = try PostgresConnection.connect(configuration)
-            defer { connection.close() }
-            try ProjectorFixtures.seed(connection, locations: 6, listings: 120)
+        try ProjectorFixtures.withSeededDatabase(locations: 6, listings: 120) { configuration, connection in
             try ReliabilityWorkload.prepare(connection)
             try ProjectionStore.buildIfNeeded(on: connection)
             let built = try ProjectionStore.checkpoint(on: connection).appliedChanges
