@@ -305,13 +305,18 @@ final class BenchRun {
         let pacedBatches = updates.batches(count: settings.updateBatches, size: settings.batchSize)
         let during = Self.searchesDuring(pacedBatches, changesPerSecond: pacedRate, on: index, running: items)
         for batch in pacedBatches { reference.apply(batch) }
+        var afterUpdates = LatencyRecorder()
+        for entry in ordered {
+            let outcome = MixRunner.runCache(entry.item, on: index, keepAnswers: false)
+            for nanoseconds in outcome.nanoseconds { afterUpdates.record(nanoseconds: nanoseconds) }
+        }
         let updateFigures = UpdateFigures(
             batches: settings.updateBatches, batchSize: settings.batchSize, changes: changeCount,
             priceChanges: counts.prices, deletes: counts.deletes, reshown: counts.reshown, inserts: counts.inserts,
             seconds: applySeconds,
             changesPerSecond: Double(changeCount) / max(applySeconds, 1e-9),
             batchApplyLatency: applyLatency.summary, pacedChangesPerSecond: pacedRate,
-            searchesDuringPacedUpdates: during)
+            searchesDuringPacedUpdates: during, searchesAfterUpdates: afterUpdates.summary)
 
         progress("re-checking the cache against the reference after the updates")
         if index.count != reference.count {

@@ -94,6 +94,9 @@ struct UpdateFigures: Codable {
     /// the searches' latency meanwhile, waits for the batches' write lock included.
     var pacedChangesPerSecond: Double
     var searchesDuringPacedUpdates: LatencySummary
+    /// The single-thread mix again once every change is applied: a live cache spends its life in this state,
+    /// and rows added, removed and moved since the load must not slow its searches down.
+    var searchesAfterUpdates: LatencySummary
 }
 
 /// One bar from the issue, judged on this run's figures.
@@ -283,6 +286,10 @@ struct BenchReport: Codable {
         print("  searches meanwhile   p50 \(us(during.p50Microseconds)) us, p99 \(us(during.p99Microseconds)) us, "
               + "max \(us(during.maxMicroseconds)) us (one thread running the mix while batches are applied at "
               + "\(Self.grouped(updates.pacedChangesPerSecond)) changes/s)")
+        let after = updates.searchesAfterUpdates
+        print("  searches afterwards  p50 \(us(after.p50Microseconds)) us, p99 \(us(after.p99Microseconds)) us, "
+              + "max \(us(after.maxMicroseconds)) us (the single-thread mix again, after all "
+              + "\(Self.grouped(Double(2 * updates.changes))) changes)")
         print("  re-checked after updates: \(postUpdateQueriesChecked) mix items, cache vs reference")
         print("")
         if let server {

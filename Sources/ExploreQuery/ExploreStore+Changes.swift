@@ -84,13 +84,13 @@ extension ExploreStore {
         transitions.reserveCapacity(positions.count)
         var strings: [RowStrings] = []
         strings.reserveCapacity(positions.count)
-        var freed: [(slot: UInt32, city: UInt32)] = []
+        var freed: [(slot: UInt32, city: UInt32, area: UInt32)] = []
         for (draft, position) in zip(drafts, positions) {
             let old = draft.old
             if draft.isUpsert {
                 // A draft lacks the new record only when the row brings a string the dictionaries lack.
                 guard let new = draft.new ?? fallbackRecord(for: changes[position], replacing: old) else { continue }
-                let slot = draft.slot.map(Int.init) ?? allocateSlot(for: new.id, city: new.city)
+                let slot = draft.slot.map(Int.init) ?? allocateSlot(for: new.id, city: new.city, area: new.area)
                 transitions.append(RowTransition(slot: slot, old: old, new: new))
                 strings.append(draft.strings)
             } else if let slot = draft.slot {
@@ -99,14 +99,11 @@ extension ExploreStore {
                 new.flags = 0
                 transitions.append(RowTransition(slot: Int(slot), old: old, new: new))
                 strings.append(RowStrings(title: nil, imageURL: nil))
-                freed.append((slot, old.city))
+                freed.append((slot, old.city, old.area))
             }
         }
         // Freed only now, so no slot is both freed and reused within the batch.
-        for (slot, city) in freed {
-            while freeSlotsByCity.count <= Int(city) { freeSlotsByCity.append([]) }
-            freeSlotsByCity[Int(city)].append(slot)
-        }
+        for (slot, city, area) in freed { freeSlots.free(slot, city: city, area: area) }
         return (transitions, strings)
     }
 

@@ -25,12 +25,8 @@ public final class ExploreStore {
     var areaDictionary = StringDictionary()
 
     var slotByID: [Int64: UInt32] = [:]
-    /// Freed slots by the city code of the row that held them. Slots are clustered by city (a bulk load sorts
-    /// them so), and postings keep a per-block summary that lets a city's search skip every other city's
-    /// blocks; a new row therefore reuses a slot its own city freed. Reusing any free slot scattered new rows
-    /// over all blocks: after 200,000 changes at a million rows, every city had rows in nearly every block and
-    /// searches took five times as long.
-    var freeSlotsByCity: [[UInt32]] = []
+    /// Slots without a row, handed out so that rows added later keep the load's clustering (see ``FreeSlots``).
+    var freeSlots = FreeSlots()
 
     // MARK: Indexes
 
@@ -312,7 +308,7 @@ public final class ExploreStore {
         total += statusDictionary.memoryBytes + cityDictionary.memoryBytes + areaDictionary.memoryBytes
         // A native Swift dictionary stores keys and values in separate arrays plus one metadata bit per bucket.
         total += slotByID.capacity * (8 + 4) + slotByID.capacity / 8
-        for free in freeSlotsByCity { total += free.capacity * 4 }
+        total += freeSlots.memoryBytes
         total += live.memoryBytes
         for posting in typePostings { total += posting.memoryBytes }
         for posting in statusPostings { total += posting.memoryBytes }
@@ -394,13 +390,13 @@ public final class ExploreStore {
         if let renewed = parts.ranges { (priceLowRanges, priceHighRanges, createdRanges) = renewed }
     }
 
-    /// A slot for `id`: one freed by a row of the same city (`city`, a dictionary code) if any, else a new one.
-    /// New slots come in runs of ``appendRun`` for one city, the rest of the run kept for the city's next rows,
-    /// so rows added after the bulk load stay clustered by city too: a search then reads the blocks of its own
-    /// city's runs, not of every city's new rows.
-    func allocateSlot(for id: ListingID, city: UInt32) -> Int {
+    /// A slot for `id`, a row of `city` and `area` (dictionary codes): a free one if ``FreeSlots`` has one that
+    /// keeps slots clustered, else the first of a new run of ``appendRun`` slots for the city, the rest of the
+    /// run kept for the city's next rows. Rows added after the bulk load thus stay clustered by city too: a
+    /// search then reads the blocks of its own city's runs, not of every city's new rows.
+    func allocateSlot(for id: ListingID, city: UInt32, area: UInt32) -> Int {
         let slot: Int
-        if Int(city) < freeSlotsByCity.count, let free = freeSlotsByCity[Int(city)].popLast() {
+        if let free = freeSlots.take(city: city, area: area) {
             slot = Int(free)
         } else {
             slot = records.count
@@ -413,9 +409,7 @@ public final class ExploreStore {
             priceLowCodes.grow(to: end)
             priceHighCodes.grow(to: end)
             createdCodes.grow(to: end)
-            while freeSlotsByCity.count <= Int(city) { freeSlotsByCity.append([]) }
-            // Reversed, so the city's next rows take them in ascending order.
-            freeSlotsByCity[Int(city)].append(contentsOf: (slot + 1..<end).reversed().map(UInt32.init))
+            freeSlots.addRun(slot + 1..<end, city: city)
         }
         records[slot].id = id
         slotByID[id] = UInt32(slot)

@@ -314,16 +314,16 @@ import Testing
         #expect(store.rows(slots: added.map { Int(store.slotByID[$0.id]!) }) == added)
     }
 
-    /// New rows take slots their own city freed, so slots stay clustered by city (a city's search skips the
-    /// blocks of other cities); a city with no freed slot gets a run of new slots of its own.
+    /// New rows take slots their own city and area freed, so slots stay clustered by city (a city's search skips
+    /// the blocks of other cities) and area; a city with no such slot gets a run of new slots of its own.
     @Test func newRowsReuseSlotsTheirCityFreed() {
         var generator = RandomListings(seed: 5, idRange: 1...1_000)
         let rows = (1...400).map { generator.listing(id: Int64($0)) }
         let store = ExploreStore(bulk: rows)
         let slotCount = store.slotCount
         let victims = Array(rows.prefix(60))
-        var freedByCity: [String: Set<Int>] = [:]
-        for row in victims { freedByCity[row.city, default: []].insert(Int(store.slotByID[row.id]!)) }
+        var freedByPlace: [String: Set<Int>] = [:]
+        for row in victims { freedByPlace[row.city + "/" + row.area, default: []].insert(Int(store.slotByID[row.id]!)) }
         store.apply(ListingChangeBatch(victims.map { .delete($0.id) }))
         var fresh = victims.enumerated().map { offset, row in
             var row = row
@@ -334,7 +334,8 @@ import Testing
         store.apply(ListingChangeBatch(fresh.map { .upsert($0) }))
         #expect(store.slotCount == slotCount)
         for row in fresh {
-            #expect(freedByCity[row.city]?.contains(Int(store.slotByID[row.id]!)) == true, "listing \(row.id)")
+            #expect(freedByPlace[row.city + "/" + row.area]?.contains(Int(store.slotByID[row.id]!)) == true,
+                    "listing \(row.id) reuses a slot of its own city and area")
         }
         var elsewhere = rows[100]
         elsewhere.id = 20_000
@@ -351,5 +352,73 @@ import Testing
         #expect(store.slotByID[next.id] == UInt32(slotCount + 1), "the city's run continues")
         #expect(store.slotByID[other.id] == UInt32(slotCount + ExploreStore.appendRun), "another city starts its own run")
         #expect(store.slotCount == slotCount + 2 * ExploreStore.appendRun)
+        // A slot freed by one area is kept for that area; a new area of the city starts a run instead.
+        let leaving = rows[200]
+        let freedSlot = store.slotByID[leaving.id]!
+        store.apply(ListingChangeBatch([.delete(leaving.id)]))
+        var newcomer = leaving
+        newcomer.id = 20_003
+        newcomer.area = "Elsewhere"
+        store.apply(ListingChangeBatch([.upsert(newcomer)]))
+        #expect(store.slotByID[newcomer.id] == UInt32(slotCount + 2 * ExploreStore.appendRun))
+        var returning = leaving
+        returning.id = 20_004
+        store.apply(ListingChangeBatch([.upsert(returning)]))
+        #expect(store.slotByID[returning.id] == freedSlot)
+    }
+
+    /// ``FreeSlots`` against a plain model under random frees, takes and new runs: every slot given out is free,
+    /// of the asked city, of the asked area whenever the city holds one, and a new run is asked for only when
+    /// nothing else may be given.
+    @Test(arguments: [UInt64(1), 2, 3])
+    func freeSlotsFollowTheirOrderOfPreference(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        var slots = FreeSlots(heldLimit: 16)
+        // The model: free slots by city and area, and each city's run tail.
+        var freed: [UInt32: [UInt32: Set<UInt32>]] = [:]
+        var tails: [UInt32: Set<UInt32>] = [:]
+        var used: [UInt32: (city: UInt32, area: UInt32)] = [:]
+        var next: UInt32 = 0
+        var otherAreaTakes = 0
+        for step in 0..<20_000 {
+            let city = UInt32.random(in: 0..<3, using: &random)
+            // After a while, city 0 stops adding rows in area 0: its freed slots pile up until the limit.
+            let area = UInt32.random(in: city == 0 && step > 2_000 ? 1..<4 : 0..<4, using: &random)
+            if !used.isEmpty && Int.random(in: 0..<10, using: &random) < 4 {
+                let victim = used.keys.randomElement(using: &random)!
+                let place = used.removeValue(forKey: victim)!
+                slots.free(victim, city: place.city, area: place.area)
+                freed[place.city, default: [:]][place.area, default: []].insert(victim)
+                continue
+            }
+            let held = freed[city, default: [:]].values.reduce(0) { $0 + $1.count }
+            let slot: UInt32
+            if let taken = slots.take(city: city, area: area) {
+                slot = taken
+                if freed[city]?[area]?.isEmpty == false {
+                    #expect(freed[city]![area]!.remove(taken) != nil, "a slot its own area freed")
+                } else if tails[city]?.isEmpty == false {
+                    #expect(tails[city]!.min() == taken, "the next slot of the city's run")
+                    tails[city]!.remove(taken)
+                } else {
+                    #expect(held >= slots.heldLimit, "another area's slot only past the limit")
+                    otherAreaTakes += 1
+                    let owner = freed[city]?.first { $0.value.contains(taken) }?.key
+                    #expect(owner != nil, "a slot the city freed")
+                    if let owner { freed[city]![owner]!.remove(taken) }
+                }
+            } else {
+                #expect(freed[city]?[area]?.isEmpty ?? true)
+                #expect(tails[city]?.isEmpty ?? true)
+                #expect(held < slots.heldLimit, "a new run while the city holds \(held) freed slots")
+                slot = next
+                slots.addRun(Int(next) + 1..<Int(next) + 8, city: city)
+                tails[city] = Set(next + 1..<next + 8)
+                next += 8
+            }
+            #expect(used[slot] == nil, "slot \(slot) is given out once")
+            used[slot] = (city, area)
+        }
+        #expect(otherAreaTakes > 0, "the limit was reached")
     }
 }
