@@ -36,6 +36,11 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
     /// figure is the median of the per-query differences (round trip minus in-process), so query cost and machine
     /// load cancel out query by query.
     var pairedOverheadMicros: Double
+    /// The operating system's part of that overhead on this machine: two plain threads passing one byte back and
+    /// forth over a Unix socket pair, each busy for the in-process p50 before it sends (as in the paired
+    /// measurement), median of round trip minus the answering side's busy time. Each side has gone idle by
+    /// the time the other sends, so this is two thread wake-ups and nothing else: no TCP, no NIO, no codec.
+    var wakeUpFloorMicros: Double
     /// CPU cost of the protocol itself per query, both sides: encode the request, frame and decode it, encode the
     /// answer, frame and decode it (p50 over the mix, in-process, no sockets).
     var codecP50Micros: Double
@@ -56,6 +61,8 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
           in-process: p50 \(inProcessP50Micros) µs, mean \(String(format: "%.1f", inProcessMeanMicros)) µs
           unloaded round trip p50 \(unloadedRoundTripP50Micros) µs -> protocol overhead \(protocolOverheadMicros) µs/query
           paired (same query in-process, then over the wire) overhead p50 \(String(format: "%.1f", pairedOverheadMicros)) µs/query
+          of which the OS alone (two threads waking each other over a socket pair, same busy gaps): \
+        \(String(format: "%.1f", wakeUpFloorMicros)) µs
           ping round trip p50 \(pingRoundTripP50Micros) µs
           codec (request + answer, both sides) p50 \(String(format: "%.1f", codecP50Micros)) µs/query
           CPU per query: over loopback \(String(format: "%.1f", loadedCPUMicrosPerQuery)) µs (client + server), \
@@ -132,6 +139,7 @@ enum ServerBenchmark {
                 unloadedRoundTripP50Micros: unloadedP50, pingRoundTripP50Micros: ping.histogram.valueAtPercentile(50),
                 protocolOverheadMicros: Int64(unloadedP50) - Int64(inProcess.histogram.valueAtPercentile(50)),
                 pairedOverheadMicros: paired,
+                wakeUpFloorMicros: wakeUpFloor(busyMicros: Double(inProcess.histogram.valueAtPercentile(50))),
                 codecP50Micros: codec, loadedCPUMicrosPerQuery: loadedCPU, inProcessCPUMicrosPerQuery: inProcessCPU,
                 errors: unloaded.errors + maximum.errors + half.errors)
         } catch {
@@ -212,6 +220,40 @@ enum ServerBenchmark {
         }
         differences.sort()
         return differences[differences.count / 2]
+    }
+
+    /// See ``ServerBenchmarkReport/wakeUpFloorMicros``, in microseconds.
+    static func wakeUpFloor(busyMicros: Double, rounds: Int = 2_000) -> Double {
+        var pair: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else { return .nan }
+        defer { close(pair[0]) }
+        let busyNanos = UInt64(busyMicros * 1_000)
+        @Sendable func busy() {
+            let end = monotonicNanoseconds() + busyNanos
+            while monotonicNanoseconds() < end {}
+        }
+        let answering = pair[1]
+        let answerer = Thread {
+            var byte: UInt8 = 0
+            while read(answering, &byte, 1) == 1 {
+                busy()
+                _ = write(answering, &byte, 1)
+            }
+            close(answering)
+        }
+        answerer.start()
+        var samples: [Double] = []
+        samples.reserveCapacity(rounds)
+        var byte: UInt8 = 1
+        for _ in 0..<rounds {
+            busy()
+            let sent = monotonicNanoseconds()
+            guard write(pair[0], &byte, 1) == 1, read(pair[0], &byte, 1) == 1 else { break }
+            samples.append(Double(monotonicNanoseconds() - sent - busyNanos) / 1_000)
+        }
+        shutdown(pair[0], Int32(SHUT_WR))
+        samples.sort()
+        return samples.isEmpty ? .nan : samples[samples.count / 2]
     }
 
     /// Every worker sends its next query as soon as its previous answer arrives.
