@@ -22,6 +22,9 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
     var halfLoadAchievedRate: Double
     var halfLoadP50Micros: UInt64
     var halfLoadP99Micros: UInt64
+    /// The same open loop at fixed lower rates (``ServerBenchmark/curveRates``): how latency grows with load
+    /// while client and server share the machine's cores.
+    var lighterLoads: [LoadPoint]
     /// The same queries run in-process on the index, one at a time.
     var inProcessP50Micros: UInt64
     var inProcessMeanMicros: Double
@@ -58,6 +61,7 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
           max load:   \(Int(maximumThroughput)) q/s, p50 \(maximumLoadP50Micros) µs, p99 \(maximumLoadP99Micros) µs
           half load:  target \(Int(halfLoadTargetRate)) q/s, achieved \(Int(halfLoadAchievedRate)) q/s, \
         p50 \(halfLoadP50Micros) µs, p99 \(halfLoadP99Micros) µs
+        \(lighterLoads.map { "  lighter:    \(Int($0.rate)) q/s, p50 \($0.p50Micros) µs, p99 \($0.p99Micros) µs\n" }.joined())\
           in-process: p50 \(inProcessP50Micros) µs, mean \(String(format: "%.1f", inProcessMeanMicros)) µs
           unloaded round trip p50 \(unloadedRoundTripP50Micros) µs -> protocol overhead \(protocolOverheadMicros) µs/query
           paired (same query in-process, then over the wire) overhead p50 \(String(format: "%.1f", pairedOverheadMicros)) µs/query
@@ -71,6 +75,13 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
           errors: \(errors)
         """
     }
+}
+
+/// Open-loop latency at one offered rate.
+struct LoadPoint: Sendable, Codable {
+    var rate: Double
+    var p50Micros: UInt64
+    var p99Micros: UInt64
 }
 
 /// Drives an ``ExploreServer`` on loopback with the Swift client.
@@ -125,6 +136,15 @@ enum ServerBenchmark {
             let target = maximum.rate / 2
             let half = try await openLoop(clients: clients, loop: clientGroup.next(), depth: pipelineDepth,
                                           rate: target, queries: queries, duration: duration)
+            var lighter: [LoadPoint] = []
+            var lighterErrors = 0
+            for rate in curveRates where rate < target {
+                let phase = try await openLoop(clients: clients, loop: clientGroup.next(), depth: pipelineDepth,
+                                               rate: rate, queries: queries, duration: min(duration, .seconds(3)))
+                lighterErrors += phase.errors
+                lighter.append(LoadPoint(rate: rate, p50Micros: phase.histogram.valueAtPercentile(50),
+                                         p99Micros: phase.histogram.valueAtPercentile(99)))
+            }
             for client in clients { await client.close() }
             await server.shutdown()
             try await clientGroup.shutdownGracefully()
@@ -134,20 +154,23 @@ enum ServerBenchmark {
                 maximumThroughput: maximum.rate, maximumLoadP50Micros: maximum.histogram.valueAtPercentile(50),
                 maximumLoadP99Micros: maximum.histogram.valueAtPercentile(99), halfLoadTargetRate: target,
                 halfLoadAchievedRate: half.rate, halfLoadP50Micros: half.histogram.valueAtPercentile(50),
-                halfLoadP99Micros: half.histogram.valueAtPercentile(99),
+                halfLoadP99Micros: half.histogram.valueAtPercentile(99), lighterLoads: lighter,
                 inProcessP50Micros: inProcess.histogram.valueAtPercentile(50), inProcessMeanMicros: inProcess.mean,
                 unloadedRoundTripP50Micros: unloadedP50, pingRoundTripP50Micros: ping.histogram.valueAtPercentile(50),
                 protocolOverheadMicros: Int64(unloadedP50) - Int64(inProcess.histogram.valueAtPercentile(50)),
                 pairedOverheadMicros: paired,
                 wakeUpFloorMicros: wakeUpFloor(busyMicros: Double(inProcess.histogram.valueAtPercentile(50))),
                 codecP50Micros: codec, loadedCPUMicrosPerQuery: loadedCPU, inProcessCPUMicrosPerQuery: inProcessCPU,
-                errors: unloaded.errors + maximum.errors + half.errors)
+                errors: unloaded.errors + maximum.errors + half.errors + lighterErrors)
         } catch {
             await server.shutdown()
             try? await clientGroup.shutdownGracefully()
             throw error
         }
     }
+
+    /// Offered rates of the lighter open-loop runs (those below half the maximum), queries/s.
+    static let curveRates: [Double] = [1_000, 5_000]
 
     struct Phase {
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
