@@ -316,7 +316,8 @@ final class BenchRun {
             seconds: applySeconds,
             changesPerSecond: Double(changeCount) / max(applySeconds, 1e-9),
             batchApplyLatency: applyLatency.summary, pacedChangesPerSecond: pacedRate,
-            searchesDuringPacedUpdates: during, searchesAfterUpdates: afterUpdates.summary)
+            searchesDuringPacedUpdates: during, searchesAfterUpdates: afterUpdates.summary,
+            relayouts: index.relayoutsCompleted)
 
         progress("re-checking the cache against the reference after the updates")
         if index.count != reference.count {

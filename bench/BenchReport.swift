@@ -97,6 +97,8 @@ struct UpdateFigures: Codable {
     /// The single-thread mix again once every change is applied: a live cache spends its life in this state,
     /// and rows added, removed and moved since the load must not slow its searches down.
     var searchesAfterUpdates: LatencySummary
+    /// Times the index laid its store out again in the background during both streams (see `ExploreIndex.apply`).
+    var relayouts: Int
 }
 
 /// One bar from the issue, judged on this run's figures.
@@ -289,7 +291,8 @@ struct BenchReport: Codable {
         let after = updates.searchesAfterUpdates
         print("  searches afterwards  p50 \(us(after.p50Microseconds)) us, p99 \(us(after.p99Microseconds)) us, "
               + "max \(us(after.maxMicroseconds)) us (the single-thread mix again, after all "
-              + "\(Self.grouped(Double(2 * updates.changes))) changes)")
+              + "\(Self.grouped(Double(2 * updates.changes))) changes; the store was laid out again "
+              + "\(updates.relayouts) time\(updates.relayouts == 1 ? "" : "s") meanwhile)")
         print("  re-checked after updates: \(postUpdateQueriesChecked) mix items, cache vs reference")
         print("")
         if let server {

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -19,10 +21,18 @@ import Darwin
 /// either way). On Linux the lock prefers writers so a steady read load cannot starve the projector.
 public final class ExploreIndex: Sendable {
     private let state: LockedStore
+    private let relayout: Mutex<Relayout>
+    /// Rows out of place, as a fraction of the rows served, at which the store is laid out again.
+    private let relayoutThreshold: Double
 
     /// Creates an empty index, or one serving `store`.
-    public init(store: ExploreStore = ExploreStore()) {
+    /// - Parameter relayoutThreshold: the share of rows out of place (placed since the bulk load in a slot their
+    ///   own area did not free, see ``FreeSlots``) at which the index lays its store out again in the background
+    ///   (see ``apply(_:)``); `nil` never does.
+    public init(store: ExploreStore = ExploreStore(), relayoutThreshold: Double? = 0.125) {
         state = LockedStore(store)
+        relayout = Mutex(Relayout())
+        self.relayoutThreshold = relayoutThreshold ?? .infinity
     }
 
     /// Runs a search against the current state.
@@ -58,16 +68,73 @@ public final class ExploreIndex: Sendable {
     /// title or image URL, and growing the slot-indexed columns copies them all (20-50 ms each at a million
     /// rows); under the write lock that stalled every search. As this is the only writer, the store cannot
     /// change between the two locks unless a rebuild swaps in another store, and then the copies are dropped.
+    ///
+    /// Rows added over time land in slots of their city's newer runs or freed by other areas, and each such row
+    /// widens the blocks its city's and area's searches read (after two million changes at a million rows,
+    /// searches took 1.45 times as long as on a fresh load of the same rows). Once such rows reach
+    /// `relayoutThreshold` of the store, a background thread lays the store out again the way a bulk load does:
+    /// it copies the rows a slice at a time under the read lock, bulk-loads them into a new store, and applies
+    /// to it every batch applied since it started copying (each change carries its whole row or a delete, so
+    /// a row copied before or after a batch ends the same). The writer swaps the new store in at its next batch
+    /// once the thread has caught up, so searches and the feed go on throughout.
     public func apply(_ batch: ListingChangeBatch) {
-        var (generation, renewal) = state.readWithGeneration { $0.renewal() }
+        var (generation, (renewal, due)) = state.readWithGeneration { store in
+            (store.renewal(), Double(store.rowsOutOfPlace) >= relayoutThreshold * Double(max(store.count, 1_000)))
+        }
         state.write { store, current in
             if current == generation { store.install(&renewal) }
             store.apply(batch)
         }
+        let step = relayout.withLock { $0.step(after: batch, due: due, generation: generation) }
+        switch step {
+        case .none:
+            break
+        case .start:
+            // Its own thread: on Linux, Dispatch's global queues are the Swift concurrency pool's threads.
+            DetachedThread { [self] in buildRelayout() }.start()
+        case .swap(let built, let remaining, let startGeneration):
+            let store = built.store
+            for pending in remaining { store.apply(pending) }
+            if let old = state.swap(store, ifGeneration: startGeneration) {
+                // Freeing a million rows' buffers takes tens of milliseconds: not on the writer's thread.
+                let retired = Relayout.Handoff(store: old)
+                DetachedThread { withExtendedLifetime(retired) {} }.start()
+            }
+        }
     }
 
-    /// Swaps in a store built off to the side (a full rebuild).
+    /// The background half of a relayout (see ``apply(_:)``): copy, bulk-load, catch up, hand over.
+    private func buildRelayout() {
+        var rows: [ExploreListing] = []
+        var start = 0
+        while true {
+            let (slice, slotCount) = state.read { store in
+                (store.liveRows(inSlots: start..<start + Self.relayoutSlice), store.slotCount)
+            }
+            rows += slice
+            start += Self.relayoutSlice
+            if start >= slotCount { break }
+        }
+        let store = ExploreStore(bulk: rows)
+        rows = []
+        var replayed = 0
+        while true {
+            let pending = relayout.withLock { $0.catchUp(store: Relayout.Handoff(store: store), replayed: replayed) }
+            guard let pending, !pending.isEmpty else { return }
+            for batch in pending { store.apply(batch) }
+            replayed += pending.count
+        }
+    }
+
+    /// Slots copied per read-lock hold while a relayout copies the rows (a few milliseconds each).
+    private static let relayoutSlice = 16_384
+
+    /// Number of relayouts swapped in since this index was created (tests and statistics).
+    public var relayoutsCompleted: Int { relayout.withLock { $0.completed } }
+
+    /// Swaps in a store built off to the side (a full rebuild); a relayout in progress is dropped.
     public func replace(with store: ExploreStore) {
+        relayout.withLock { $0.cancel() }
         state.swap(store)
     }
 
@@ -76,6 +143,77 @@ public final class ExploreIndex: Sendable {
 
     /// Bytes held by the current store (columns, indexes and strings), measured from its buffers.
     public var memoryBytes: Int { state.read { $0.memoryBytes } }
+}
+
+/// The writer's and the relayout thread's shared view of a relayout (see ``ExploreIndex/apply(_:)``): a pure
+/// state machine; the index performs the steps it returns.
+private struct Relayout {
+    /// A store passed between the relayout thread and the writer.
+    ///
+    /// `@unchecked Sendable` is sound because a store in a handoff is only used by one thread at a time: the
+    /// relayout thread until it hands the store over (and never after), then the writer.
+    struct Handoff: @unchecked Sendable {
+        let store: ExploreStore
+    }
+
+    enum Phase {
+        case idle
+        /// The thread is copying, loading or catching up; every batch applied since it started is in `log`.
+        case building
+        /// The thread is done: the store has every batch of `log` up to `replayed` applied.
+        case built(Handoff, replayed: Int)
+    }
+
+    enum Step {
+        case none
+        /// Start the relayout thread.
+        case start
+        /// Apply `remaining` to the built store and swap it in if the live store is still of `generation`.
+        case swap(Handoff, remaining: [ListingChangeBatch], generation: UInt64)
+    }
+
+    private var phase = Phase.idle
+    private var log: [ListingChangeBatch] = []
+    /// The generation of the live store when the relayout started (a rebuild swapped in since makes it moot).
+    private var generation: UInt64 = 0
+    private(set) var completed = 0
+
+    /// Called by the writer after it applied `batch` to a store of `generation`.
+    mutating func step(after batch: ListingChangeBatch, due: Bool, generation current: UInt64) -> Step {
+        switch phase {
+        case .idle:
+            guard due else { return .none }
+            // `batch` is in the live store before the thread starts copying, so it is not logged.
+            phase = .building
+            generation = current
+            return .start
+        case .building:
+            log.append(batch)
+            return .none
+        case .built(let store, let replayed):
+            let remaining = Array(log[replayed...]) + [batch]
+            let step = Step.swap(store, remaining: remaining, generation: generation)
+            phase = .idle
+            log = []
+            completed += 1
+            return step
+        }
+    }
+
+    /// Called by the relayout thread with `replayed` batches of the log applied: the batches it still has to
+    /// apply, an empty list once it has handed the store over, or nil when the relayout was cancelled.
+    mutating func catchUp(store: Handoff, replayed: Int) -> [ListingChangeBatch]? {
+        guard case .building = phase else { return nil }
+        if replayed < log.count { return Array(log[replayed...]) }
+        phase = .built(store, replayed: replayed)
+        return []
+    }
+
+    /// Drops the relayout in progress (a rebuild replaces the store).
+    mutating func cancel() {
+        phase = .idle
+        log = []
+    }
 }
 
 /// The store behind a pthread readers-writer lock.
@@ -134,5 +272,16 @@ private final class LockedStore: @unchecked Sendable {
         pthread_rwlock_unlock(lock)
         // The old store is released outside the lock so readers do not wait for its deallocation.
         _ = old
+    }
+
+    /// Swaps in `newStore` only if the store is still of `expected` generation; returns the store replaced.
+    func swap(_ newStore: ExploreStore, ifGeneration expected: UInt64) -> ExploreStore? {
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        guard generation == expected else { return nil }
+        let old = store
+        store = newStore
+        generation &+= 1
+        return old
     }
 }

@@ -27,6 +27,9 @@ public final class ExploreStore {
     var slotByID: [Int64: UInt32] = [:]
     /// Slots without a row, handed out so that rows added later keep the load's clustering (see ``FreeSlots``).
     var freeSlots = FreeSlots()
+    /// Rows given a slot their own area did not free since the bulk load: in a city's newer runs, among other
+    /// areas' rows. Searches read more blocks the more there are (see ``ExploreIndex`` for what is done then).
+    private(set) var rowsOutOfPlace = 0
 
     // MARK: Indexes
 
@@ -284,6 +287,11 @@ public final class ExploreStore {
             createdAt: record.createdAt)
     }
 
+    /// The live rows among slots `range`, in slot order.
+    func liveRows(inSlots range: Range<Int>) -> [ExploreListing] {
+        rows(slots: range.clamped(to: 0..<slotCount).filter { live.contains($0) })
+    }
+
     /// The rows of `slots`, in order: every row's record, string spans and string ends are read first
     /// (independent loads, so their cache misses overlap instead of queueing row by row), then the strings
     /// are built.
@@ -396,9 +404,11 @@ public final class ExploreStore {
     /// search then reads the blocks of its own city's runs, not of every city's new rows.
     func allocateSlot(for id: ListingID, city: UInt32, area: UInt32) -> Int {
         let slot: Int
-        if let free = freeSlots.take(city: city, area: area) {
+        if let (free, inPlace) = freeSlots.take(city: city, area: area) {
             slot = Int(free)
+            if !inPlace { rowsOutOfPlace += 1 }
         } else {
+            rowsOutOfPlace += 1
             slot = records.count
             let end = slot + Self.appendRun
             if end > records.capacity { records.reserveCapacity(end + records.count / 8 + 1024) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ExploreClient
+import ExploreQuery
 import ExploreWire
 import Postgres
 import Projector

@@ -1,4 +1,7 @@
 import ExploreQuery
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 
 /// Batches in which the same listing changes several times, against ``ReferenceSearch`` (which applies changes
@@ -143,5 +146,35 @@ import Testing
         // 40 rounds wrote about 30 MB of strings; about 1.6 MB are live.
         #expect(index.memoryBytes < startBytes + 8 << 20, "\(index.memoryBytes) bytes after, \(startBytes) before")
         try Self.checkAll(index, reference, ids: ids, &generator)
+    }
+
+    /// The index lays its store out again in the background while batches keep coming (a low threshold makes
+    /// it do so again and again): each relayout carries every batch applied while it copied, loaded and caught
+    /// up, and the answers match the reference throughout and after the last one.
+    @Test(arguments: [UInt64(31), 32])
+    func relayoutsCarryEveryBatchAppliedMeanwhile(seed: UInt64) throws {
+        var generator = RandomListings(seed: seed, idRange: 1...4_000)
+        let rows = (1...1_500).map { generator.listing(id: Int64($0)) }
+        var reference = ReferenceSearch()
+        for row in rows { reference.rows[row.id] = row }
+        let index = ExploreIndex(store: ExploreStore(bulk: rows), relayoutThreshold: 0.01)
+        for step in 0..<300 {
+            let batch = generator.changes(count: 25)
+            index.apply(batch)
+            reference.apply(batch)
+            if step % 25 == 0 {
+                try Self.checkAll(index, reference, ids: Array(1...4_000), &generator)
+            }
+        }
+        // The last relayout is swapped in at a batch after its thread is done: empty batches until none is left.
+        var completed = index.relayoutsCompleted
+        for _ in 0..<500 {
+            index.apply(ListingChangeBatch([]))
+            usleep(2_000)
+            if index.relayoutsCompleted == completed && index.relayoutsCompleted > 0 { break }
+            completed = index.relayoutsCompleted
+        }
+        #expect(index.relayoutsCompleted >= 3, "relayouts happened")
+        try Self.checkAll(index, reference, ids: Array(1...4_000), &generator)
     }
 }

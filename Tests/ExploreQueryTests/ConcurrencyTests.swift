@@ -5,18 +5,22 @@ import Testing
 @Suite struct ConcurrencyTests {
     /// Every batch moves rooms between the two rows of a pair (ids `2k`, `2k+1`) and may delete or re-insert
     /// a whole pair, so in any consistent state both rows of a pair exist together and their bedrooms sum to 10.
-    static func pair(_ k: Int64, split: Int32, createdAt: Int64) -> [ExploreListing] {
+    static func pair(_ k: Int64, split: Int32, createdAt: Int64, area: String = "A") -> [ExploreListing] {
         [split, 10 - split].enumerated().map { offset, bedrooms in
             ExploreListing(id: 2 * k + Int64(offset), listingType: .existing, status: "active", title: "pair \(k)",
                            locationID: k % 7, priceFrom: Int64(bedrooms) * 1000, priceTo: Int64(bedrooms) * 1000,
-                           bedrooms: bedrooms, bathrooms: 1, primaryImageURL: nil, city: "C\(k % 3)", area: "A",
+                           bedrooms: bedrooms, bathrooms: 1, primaryImageURL: nil, city: "C\(k % 3)", area: area,
                            createdAt: createdAt)
         }
     }
 
-    @Test func readersNeverSeeTornBatches() async throws {
+    /// With `relayouts`, pairs re-inserted move to other areas (rows out of place) and a low threshold makes the
+    /// index lay its store out again and again while the readers run.
+    @Test(arguments: [false, true])
+    func readersNeverSeeTornBatches(relayouts: Bool) async throws {
         let pairs: Int64 = 300
-        let index = ExploreIndex(store: ExploreStore(bulk: (0..<pairs).flatMap { Self.pair($0, split: 5, createdAt: $0) }))
+        let index = ExploreIndex(store: ExploreStore(bulk: (0..<pairs).flatMap { Self.pair($0, split: 5, createdAt: $0) }),
+                                 relayoutThreshold: relayouts ? 0.01 : nil)
         let batches = 300
         await withTaskGroup(of: Int.self) { group in
             group.addTask {
@@ -29,8 +33,9 @@ import Testing
                         if Int.random(in: 0..<5, using: &random) == 0 {
                             changes += [.delete(2 * k), .delete(2 * k + 1)]
                         } else {
+                            let area = relayouts ? "A\(Int.random(in: 0..<4, using: &random))" : "A"
                             changes += Self.pair(k, split: Int32.random(in: 0...10, using: &random),
-                                                 createdAt: Int64(step)).map { .upsert($0) }
+                                                 createdAt: Int64(step), area: area).map { .upsert($0) }
                         }
                     }
                     index.apply(ListingChangeBatch(changes))
@@ -65,5 +70,6 @@ import Testing
             for await violations in group { total += violations == -1 ? 1 : violations }
             #expect(total == 0)
         }
+        if relayouts { #expect(index.relayoutsCompleted > 0) }
     }
 }

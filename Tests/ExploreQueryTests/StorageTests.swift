@@ -393,8 +393,9 @@ import Testing
             }
             let held = freed[city, default: [:]].values.reduce(0) { $0 + $1.count }
             let slot: UInt32
-            if let taken = slots.take(city: city, area: area) {
+            if let (taken, inPlace) = slots.take(city: city, area: area) {
                 slot = taken
+                #expect(inPlace == (freed[city]?[area]?.isEmpty == false))
                 if freed[city]?[area]?.isEmpty == false {
                     #expect(freed[city]![area]!.remove(taken) != nil, "a slot its own area freed")
                 } else if tails[city]?.isEmpty == false {

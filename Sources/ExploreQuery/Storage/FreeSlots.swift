@@ -32,20 +32,21 @@ struct FreeSlots {
         self.heldLimit = heldLimit
     }
 
-    /// A slot for a new row of `city` and `area`, or nil when the city needs a new run.
-    mutating func take(city: UInt32, area: UInt32) -> UInt32? {
+    /// A slot for a new row of `city` and `area`, and whether its own area freed it (the row is then where a
+    /// bulk load would have put it); nil when the city needs a new run.
+    mutating func take(city: UInt32, area: UInt32) -> (slot: UInt32, inPlace: Bool)? {
         let c = Int(city)
         guard c < freed.count else { return nil }
         if let slot = freed[c][area]?.popLast() {
             if freed[c][area]?.isEmpty == true { freed[c][area] = nil }
             freedCount[c] -= 1
-            return slot
+            return (slot, true)
         }
-        if let slot = runTails[c].popLast() { return slot }
+        if let slot = runTails[c].popLast() { return (slot, false) }
         if freedCount[c] >= heldLimit, let other = freed[c].first?.key, let slot = freed[c][other]?.popLast() {
             if freed[c][other]?.isEmpty == true { freed[c][other] = nil }
             freedCount[c] -= 1
-            return slot
+            return (slot, false)
         }
         return nil
     }
