@@ -96,6 +96,7 @@ public final class ExploreIndex: Sendable {
             let store = built.store
             for pending in remaining { store.apply(pending) }
             if let old = state.swap(store, ifGeneration: startGeneration) {
+                relayout.withLock { $0.completed += 1 }
                 // Freeing a million rows' buffers takes tens of milliseconds: not on the writer's thread.
                 let retired = Relayout.Handoff(store: old)
                 DetachedThread { withExtendedLifetime(retired) {} }.start()
@@ -176,7 +177,8 @@ private struct Relayout {
     private var log: [ListingChangeBatch] = []
     /// The generation of the live store when the relayout started (a rebuild swapped in since makes it moot).
     private var generation: UInt64 = 0
-    private(set) var completed = 0
+    /// Relayouts swapped in.
+    var completed = 0
 
     /// Called by the writer after it applied `batch` to a store of `generation`.
     mutating func step(after batch: ListingChangeBatch, due: Bool, generation current: UInt64) -> Step {
@@ -195,7 +197,6 @@ private struct Relayout {
             let step = Step.swap(store, remaining: remaining, generation: generation)
             phase = .idle
             log = []
-            completed += 1
             return step
         }
     }

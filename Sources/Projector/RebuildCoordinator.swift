@@ -248,7 +248,8 @@ public final class RebuildCoordinator: @unchecked Sendable {
             }
             guard let index else { return .installed }
             if let replay {
-                let staging = ExploreIndex(store: store)
+                // Never laid out again: the batches must reach `store` itself, which is what is swapped in.
+                let staging = ExploreIndex(store: store, relayoutThreshold: nil)
                 for changes in replay { staging.apply(changes) }
                 index.replace(with: store)
                 return .installed
