@@ -89,12 +89,12 @@ public final class ExploreIndex: Sendable {
         switch step {
         case .none:
             break
-        case .start:
+        case .start(let epoch):
             // Its own thread: on Linux, Dispatch's global queues are the Swift concurrency pool's threads.
-            DetachedThread { [self] in buildRelayout() }.start()
-        case .swap(let built, let remaining, let startGeneration):
+            DetachedThread { [self] in buildRelayout(epoch: epoch) }.start()
+        case .swap(let built, let startGeneration):
             let store = built.store
-            for pending in remaining { store.apply(pending) }
+            store.apply(batch)
             if let old = state.swap(store, ifGeneration: startGeneration) {
                 relayout.withLock { $0.completed += 1 }
                 // Freeing a million rows' buffers takes tens of milliseconds: not on the writer's thread.
@@ -105,7 +105,7 @@ public final class ExploreIndex: Sendable {
     }
 
     /// The background half of a relayout (see ``apply(_:)``): copy, bulk-load, catch up, hand over.
-    private func buildRelayout() {
+    private func buildRelayout(epoch: UInt64) {
         var rows: [ExploreListing] = []
         var start = 0
         while true {
@@ -120,7 +120,9 @@ public final class ExploreIndex: Sendable {
         rows = []
         var replayed = 0
         while true {
-            let pending = relayout.withLock { $0.catchUp(store: Relayout.Handoff(store: store), replayed: replayed) }
+            let pending = relayout.withLock {
+                $0.catchUp(epoch: epoch, store: Relayout.Handoff(store: store), replayed: replayed)
+            }
             guard let pending, !pending.isEmpty else { return }
             for batch in pending { store.apply(batch) }
             replayed += pending.count
@@ -161,22 +163,25 @@ private struct Relayout {
         case idle
         /// The thread is copying, loading or catching up; every batch applied since it started is in `log`.
         case building
-        /// The thread is done: the store has every batch of `log` up to `replayed` applied.
-        case built(Handoff, replayed: Int)
+        /// The thread is done: the store has every batch of `log` applied.
+        case built(Handoff)
     }
 
     enum Step {
         case none
-        /// Start the relayout thread.
-        case start
-        /// Apply `remaining` to the built store and swap it in if the live store is still of `generation`.
-        case swap(Handoff, remaining: [ListingChangeBatch], generation: UInt64)
+        /// Start the relayout thread for relayout `epoch`.
+        case start(epoch: UInt64)
+        /// Apply the batch just applied to the live store to the built store too, and swap it in if the live
+        /// store is still of `generation`.
+        case swap(Handoff, generation: UInt64)
     }
 
     private var phase = Phase.idle
     private var log: [ListingChangeBatch] = []
     /// The generation of the live store when the relayout started (a rebuild swapped in since makes it moot).
     private var generation: UInt64 = 0
+    /// Numbers the relayouts, so a thread whose relayout was cancelled never touches a later one.
+    private var epoch: UInt64 = 0
     /// Relayouts swapped in.
     var completed = 0
 
@@ -188,25 +193,25 @@ private struct Relayout {
             // `batch` is in the live store before the thread starts copying, so it is not logged.
             phase = .building
             generation = current
-            return .start
+            epoch &+= 1
+            return .start(epoch: epoch)
         case .building:
             log.append(batch)
             return .none
-        case .built(let store, let replayed):
-            let remaining = Array(log[replayed...]) + [batch]
-            let step = Step.swap(store, remaining: remaining, generation: generation)
+        case .built(let store):
+            // The thread handed over with the whole log applied, and this is the first batch since.
             phase = .idle
             log = []
-            return step
+            return .swap(store, generation: generation)
         }
     }
 
-    /// Called by the relayout thread with `replayed` batches of the log applied: the batches it still has to
-    /// apply, an empty list once it has handed the store over, or nil when the relayout was cancelled.
-    mutating func catchUp(store: Handoff, replayed: Int) -> [ListingChangeBatch]? {
-        guard case .building = phase else { return nil }
+    /// Called by the thread of relayout `epoch` with `replayed` batches of the log applied: the batches it still
+    /// has to apply, an empty list once it has handed the store over, or nil when its relayout was cancelled.
+    mutating func catchUp(epoch thread: UInt64, store: Handoff, replayed: Int) -> [ListingChangeBatch]? {
+        guard case .building = phase, thread == epoch else { return nil }
         if replayed < log.count { return Array(log[replayed...]) }
-        phase = .built(store, replayed: replayed)
+        phase = .built(store)
         return []
     }
 

@@ -177,4 +177,31 @@ import Testing
         #expect(index.relayoutsCompleted >= 3, "relayouts happened")
         try Self.checkAll(index, reference, ids: Array(1...4_000), &generator)
     }
+
+    /// A rebuild swapped in while a relayout is under way wins: the relayout, copied from the store replaced, is
+    /// dropped, and the index ends as the rebuilt rows plus the batches applied after them.
+    @Test func aRebuildDropsTheRelayoutUnderWay() throws {
+        var generator = RandomListings(seed: 41, idRange: 1...4_000)
+        let index = ExploreIndex(store: ExploreStore(bulk: (1...1_500).map { generator.listing(id: Int64($0)) }),
+                                 relayoutThreshold: 0.01)
+        var reference = ReferenceSearch()
+        for round in 0..<20 {
+            for _ in 0..<4 { index.apply(generator.changes(count: 25)) }
+            // Every few batches a relayout starts; the rebuild lands while it copies, loads or catches up.
+            let rebuilt = (1...1_000).map { generator.listing(id: Int64(round * 100 + $0)) }
+            reference = ReferenceSearch()
+            for row in rebuilt { reference.rows[row.id] = row }
+            index.replace(with: ExploreStore(bulk: rebuilt))
+            for _ in 0..<3 {
+                let batch = generator.changes(count: 25)
+                index.apply(batch)
+                reference.apply(batch)
+            }
+        }
+        for _ in 0..<50 {
+            index.apply(ListingChangeBatch([]))
+            usleep(2_000)
+        }
+        try Self.checkAll(index, reference, ids: Array(1...4_000), &generator)
+    }
 }
