@@ -2,21 +2,41 @@ public import CoreMetrics
 import Foundation
 public import Projector
 
+/// What a scrape records of the cache.
+public struct CacheFigures: Sendable {
+    public var listings: Int
+    public var memoryBytes: Int
+    /// Times the cache laid its store out again since it was created (see `ExploreIndex.apply(_:)`).
+    public var relayouts: Int
+    /// Rows placed out of their area since the store was loaded or laid out; a relayout starts at an eighth of
+    /// the rows.
+    public var rowsOutOfPlace: Int
+
+    public init(listings: Int, memoryBytes: Int, relayouts: Int = 0, rowsOutOfPlace: Int = 0) {
+        self.listings = listings
+        self.memoryBytes = memoryBytes
+        self.relayouts = relayouts
+        self.rowsOutOfPlace = rowsOutOfPlace
+    }
+}
+
 /// The change feed and the cache as metrics, through the swift-metrics API. The feed keeps totals in its
-/// ``FeedStatus``; ``update(status:listings:memoryBytes:)`` (called before each scrape) turns them into counter
-/// increments and gauge values:
+/// ``FeedStatus`` and the cache its ``CacheFigures``; ``update(status:cache:)`` (called before each scrape) turns
+/// them into counter increments and gauge values:
 ///
 /// - counters `explore_feed_applied_changes_total`, `explore_feed_batches_total`, `explore_feed_failures_total`,
 ///   `explore_feed_rejected_events_total`, and `explore_feed_database_seconds_total` and
 ///   `explore_feed_cache_seconds_total` (the batches' time on each side: divided by the batch count's growth,
-///   the mean time a batch spends in the database and in the cache);
+///   the mean time a batch spends in the database and in the cache), `explore_cache_relayouts_total`;
 /// - gauges `explore_feed_lag_milliseconds`, `explore_feed_pending_changes`, `explore_feed_connected`,
 ///   `explore_cache_bootstrapped`, `explore_cache_listings`, `explore_cache_memory_bytes`,
+///   `explore_cache_rows_out_of_place`,
 ///   `explore_rebuild_in_progress`, `explore_rebuild_rows_done`, `explore_rebuild_rows_total`.
 public final class FeedMetrics: @unchecked Sendable {
     // Safe: `previous` is read and written only while holding `lock`; the handles are thread-safe.
     private let lock = NSLock()
     private var previous: FeedStatus?
+    private var previousRelayouts = 0
 
     private let appliedChanges: Counter
     private let batches: Counter
@@ -30,6 +50,8 @@ public final class FeedMetrics: @unchecked Sendable {
     private let bootstrapped: Gauge
     private let listings: Gauge
     private let memory: Gauge
+    private let relayouts: Counter
+    private let rowsOutOfPlace: Gauge
     private let rebuildInProgress: Gauge
     private let rebuildRowsDone: Gauge
     private let rebuildRowsTotal: Gauge
@@ -48,19 +70,23 @@ public final class FeedMetrics: @unchecked Sendable {
         bootstrapped = Gauge(label: "explore_cache_bootstrapped", factory: factory)
         listings = Gauge(label: "explore_cache_listings", factory: factory)
         memory = Gauge(label: "explore_cache_memory_bytes", factory: factory)
+        relayouts = Counter(label: "explore_cache_relayouts_total", factory: factory)
+        rowsOutOfPlace = Gauge(label: "explore_cache_rows_out_of_place", factory: factory)
         rebuildInProgress = Gauge(label: "explore_rebuild_in_progress", factory: factory)
         rebuildRowsDone = Gauge(label: "explore_rebuild_rows_done", factory: factory)
         rebuildRowsTotal = Gauge(label: "explore_rebuild_rows_total", factory: factory)
     }
 
-    /// Records the feed's current status and the cache's size.
+    /// Records the feed's current status and the cache's figures.
     ///
     /// Counters advance by the growth of the status's totals since the last call. A total that went down
     /// means a fresh driver started counting from zero (after a cache rebuild), so its whole value is new;
     /// the applied-change count is the checkpoint's and only drops when the projection is built anew, in which
     /// case nothing is added.
-    public func update(status: FeedStatus, listings count: Int, memoryBytes: Int) {
+    public func update(status: FeedStatus, cache: CacheFigures) {
         lock.withLock {
+            relayouts.increment(by: max(0, cache.relayouts - previousRelayouts))
+            previousRelayouts = cache.relayouts
             let before = previous
             previous = status
             appliedChanges.increment(by: Self.growth(from: before?.appliedChanges, to: status.appliedChanges,
@@ -78,8 +104,9 @@ public final class FeedMetrics: @unchecked Sendable {
         if let changes = status.pendingChanges { pending.record(changes) }
         connected.record(status.isConnected ? 1 : 0)
         bootstrapped.record(status.isBootstrapped ? 1 : 0)
-        listings.record(count)
-        memory.record(memoryBytes)
+        listings.record(cache.listings)
+        memory.record(cache.memoryBytes)
+        rowsOutOfPlace.record(cache.rowsOutOfPlace)
         rebuildInProgress.record(status.rebuild == nil ? 0 : 1)
         if let rebuild = status.rebuild {
             rebuildRowsDone.record(rebuild.rowsDone)

@@ -132,6 +132,9 @@ public final class ExploreIndex: Sendable {
     /// Slots copied per read-lock hold while a relayout copies the rows (a few milliseconds each).
     private static let relayoutSlice = 16_384
 
+    /// Rows of the current store placed out of their area (see ``apply(_:)``).
+    public var rowsOutOfPlace: Int { state.read { $0.rowsOutOfPlace } }
+
     /// Number of relayouts swapped in since this index was created (tests and statistics).
     public var relayoutsCompleted: Int { relayout.withLock { $0.completed } }
 

@@ -80,8 +80,10 @@ final class ServeOperations: @unchecked Sendable {
 
     private func scrape() -> [UInt8] {
         if let service = lock.withLock({ self.service }) {
-            feedMetrics.update(status: service.projectorStatus, listings: service.index.count,
-                               memoryBytes: service.index.memoryBytes)
+            let index = service.index
+            feedMetrics.update(status: service.projectorStatus, cache: CacheFigures(
+                listings: index.count, memoryBytes: index.memoryBytes, relayouts: index.relayoutsCompleted,
+                rowsOutOfPlace: index.rowsOutOfPlace))
         }
         return exporter.render()
     }

@@ -71,13 +71,15 @@ struct OperationsServerTests {
         status.recordBatch(database: .milliseconds(500), cache: .milliseconds(250))
         status.pendingChanges = 7
         status.lagMilliseconds = 12.5
-        metrics.update(status: status, listings: 2_000, memoryBytes: 65_536)
+        metrics.update(status: status, cache: CacheFigures(listings: 2_000, memoryBytes: 65_536, relayouts: 1,
+                                                           rowsOutOfPlace: 90))
         status.appliedChanges = 130
         status.recordBatch(database: .milliseconds(1_000), cache: .milliseconds(125))
         status.recordBatch(database: .seconds(0), cache: .milliseconds(125))
         status.rejectedEvents = 2
         status.rebuild = RebuildProgress(phase: .building, rowsDone: 10, rowsTotal: 40, elapsedSeconds: 1)
-        metrics.update(status: status, listings: 2_001, memoryBytes: 65_536)
+        metrics.update(status: status, cache: CacheFigures(listings: 2_001, memoryBytes: 65_536, relayouts: 3,
+                                                           rowsOutOfPlace: 12))
         try await withOperations(exporter: exporter, readiness: ReadinessBox()) { server in
             let answer = try await HTTPTestClient.request("/metrics", port: server.port)
             #expect(answer.status == 200)
@@ -94,6 +96,8 @@ struct OperationsServerTests {
             #expect(text.sample("explore_feed_connected") == 1)
             #expect(text.sample("explore_cache_bootstrapped") == 1)
             #expect(text.sample("explore_cache_listings") == 2_001)
+            #expect(text.sample("explore_cache_relayouts_total") == 3)
+            #expect(text.sample("explore_cache_rows_out_of_place") == 12)
             #expect(text.sample("explore_rebuild_in_progress") == 1)
             #expect(text.sample("explore_rebuild_rows_done") == 10)
             #expect(text.sample("explore_rebuild_rows_total") == 40)
