@@ -61,7 +61,8 @@ struct ServerBenchmarkReport: Sendable, Codable, CustomStringConvertible {
           max load:   \(Int(maximumThroughput)) q/s, p50 \(maximumLoadP50Micros) µs, p99 \(maximumLoadP99Micros) µs
           half load:  target \(Int(halfLoadTargetRate)) q/s, achieved \(Int(halfLoadAchievedRate)) q/s, \
         p50 \(halfLoadP50Micros) µs, p99 \(halfLoadP99Micros) µs
-        \(lighterLoads.map { "  lighter:    \(Int($0.rate)) q/s, p50 \($0.p50Micros) µs, p99 \($0.p99Micros) µs\n" }.joined())\
+        \(lighterLoads.map { "  lighter:    \(Int($0.rate)) q/s, p50 \($0.p50Micros) µs, p99 \($0.p99Micros) µs\n" }
+            .joined())\
           in-process: p50 \(inProcessP50Micros) µs, mean \(String(format: "%.1f", inProcessMeanMicros)) µs
           unloaded round trip p50 \(unloadedRoundTripP50Micros) µs -> protocol overhead \(protocolOverheadMicros) µs/query
           paired (same query in-process, then over the wire) overhead p50 \(String(format: "%.1f", pairedOverheadMicros)) µs/query

@@ -22,8 +22,8 @@ import Testing
     @Test(arguments: [false, true])
     func readersNeverSeeTornBatches(relayouts: Bool) async throws {
         let pairs: Int64 = 300
-        let index = ExploreIndex(store: ExploreStore(bulk: (0..<pairs).flatMap { Self.pair($0, split: 5, createdAt: $0) }),
-                                 relayoutThreshold: relayouts ? 0.01 : nil)
+        let rows = (0..<pairs).flatMap { Self.pair($0, split: 5, createdAt: $0) }
+        let index = ExploreIndex(store: ExploreStore(bulk: rows), relayoutThreshold: relayouts ? 0.01 : nil)
         let batches = 300
         await withTaskGroup(of: Int.self) { group in
             group.addTask {

@@ -5,9 +5,10 @@
 /// cities and areas a block holds) that let a search skip every block its filter cannot match, and let the area
 /// facet count a block with one pass per area held there. Reusing any free slot scattered new rows over all
 /// blocks (after 200,000 changes at a million rows, every city had rows in nearly every block, and searches took
-/// five times as long). Reusing a slot freed by another area of the same city erodes the layout more slowly: after 400,000 changes at a million rows, each block of a large city held pages of 80
-/// areas instead of 5, an area's searches read all of its city's blocks instead of one, and typical searches
-/// took 1.8 times as long. So a new row takes, in order:
+/// five times as long). Reusing a slot freed by another area of the same city erodes the layout more slowly:
+/// after 400,000 changes at a million rows, each block of a large city held pages of 80 areas instead of 5, an
+/// area's searches read all of its city's blocks instead of one, and typical searches took 1.8 times as long. So
+/// a new row takes, in order:
 /// 1. a slot freed by a row of its own city and area;
 /// 2. the next slot of its city's newest run (those blocks mix areas, but only of rows added since the load);
 /// 3. a slot freed by another area of its city, once the city holds ``heldLimit`` freed slots or more: an area
