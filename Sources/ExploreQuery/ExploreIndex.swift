@@ -129,8 +129,11 @@ public final class ExploreIndex: Sendable {
         }
     }
 
-    /// Slots copied per read-lock hold while a relayout copies the rows (a few milliseconds each).
-    private static let relayoutSlice = 16_384
+    /// Slots copied per read-lock hold while a relayout copies the rows. A waiting writer holds new readers back
+    /// (the lock prefers writers), so a search can wait for one slice: 16,384 slots, about 16 ms of building rows
+    /// and strings, let searches wait up to 60 ms during relayouts; 2,048 keep each hold to a couple of
+    /// milliseconds.
+    private static let relayoutSlice = 2_048
 
     /// Rows of the current store placed out of their area (see ``apply(_:)``).
     public var rowsOutOfPlace: Int { state.read { $0.rowsOutOfPlace } }
