@@ -141,8 +141,10 @@ public final class ExploreIndex: Sendable {
     /// Number of relayouts swapped in since this index was created (tests and statistics).
     public var relayoutsCompleted: Int { relayout.withLock { $0.completed } }
 
-    /// Swaps in a store built off to the side (a full rebuild); a relayout in progress is dropped.
-    public func replace(with store: ExploreStore) {
+    /// Swaps in a store built off to the side (a full rebuild), after applying to it `batches` (those applied to
+    /// the live store while it was loaded); a relayout in progress is dropped.
+    public func replace(with store: ExploreStore, replaying batches: [ListingChangeBatch] = []) {
+        for batch in batches { store.apply(batch) }
         relayout.withLock { $0.cancel() }
         state.swap(store)
     }
@@ -276,21 +278,13 @@ private final class LockedStore: @unchecked Sendable {
         body(store, generation)
     }
 
-    func swap(_ newStore: ExploreStore) {
-        pthread_rwlock_wrlock(lock)
-        let old = store
-        store = newStore
-        generation &+= 1
-        pthread_rwlock_unlock(lock)
-        // The old store is released outside the lock so readers do not wait for its deallocation.
-        _ = old
-    }
-
-    /// Swaps in `newStore` only if the store is still of `expected` generation; returns the store replaced.
-    func swap(_ newStore: ExploreStore, ifGeneration expected: UInt64) -> ExploreStore? {
+    /// Swaps in `newStore`, if given only while the store is still of `expected` generation; returns the store
+    /// replaced, which the caller releases outside the lock so readers do not wait for its deallocation.
+    @discardableResult
+    func swap(_ newStore: ExploreStore, ifGeneration expected: UInt64? = nil) -> ExploreStore? {
         pthread_rwlock_wrlock(lock)
         defer { pthread_rwlock_unlock(lock) }
-        guard generation == expected else { return nil }
+        guard expected.map({ $0 == generation }) ?? true else { return nil }
         let old = store
         store = newStore
         generation &+= 1

@@ -248,10 +248,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
             }
             guard let index else { return .installed }
             if let replay {
-                // Never laid out again: the batches must reach `store` itself, which is what is swapped in.
-                let staging = ExploreIndex(store: store, relayoutThreshold: nil)
-                for changes in replay { staging.apply(changes) }
-                index.replace(with: store)
+                index.replace(with: store, replaying: replay)
                 return .installed
             }
             // Should not happen; load again here, where no batch can interleave.
