@@ -297,6 +297,7 @@ final class BenchRun {
         let changeCount = settings.updateBatches * settings.batchSize
         for batch in batches { reference.apply(batch) }
 
+        // Taken now: the paced stream below comes from the same generator and adds to its counts.
         let counts = (prices: updates.priceChanges, deletes: updates.deletes, reshown: updates.reshown,
                       inserts: updates.inserts)
         // The projector's sustained target: what its batches' write lock costs the searches meanwhile.

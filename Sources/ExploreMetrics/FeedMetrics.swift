@@ -12,7 +12,7 @@ public struct CacheFigures: Sendable {
     /// the rows.
     public var rowsOutOfPlace: Int
 
-    public init(listings: Int, memoryBytes: Int, relayouts: Int = 0, rowsOutOfPlace: Int = 0) {
+    public init(listings: Int, memoryBytes: Int, relayouts: Int, rowsOutOfPlace: Int) {
         self.listings = listings
         self.memoryBytes = memoryBytes
         self.relayouts = relayouts
@@ -33,10 +33,11 @@ public struct CacheFigures: Sendable {
 ///   `explore_cache_rows_out_of_place`,
 ///   `explore_rebuild_in_progress`, `explore_rebuild_rows_done`, `explore_rebuild_rows_total`.
 public final class FeedMetrics: @unchecked Sendable {
-    // Safe: `previous` is read and written only while holding `lock`; the handles are thread-safe.
+    // Safe: `previous` and `previousCache` are read and written only while holding `lock`; the handles are
+    // thread-safe.
     private let lock = NSLock()
     private var previous: FeedStatus?
-    private var previousRelayouts = 0
+    private var previousCache: CacheFigures?
 
     private let appliedChanges: Counter
     private let batches: Counter
@@ -85,8 +86,9 @@ public final class FeedMetrics: @unchecked Sendable {
     /// case nothing is added.
     public func update(status: FeedStatus, cache: CacheFigures) {
         lock.withLock {
-            relayouts.increment(by: max(0, cache.relayouts - previousRelayouts))
-            previousRelayouts = cache.relayouts
+            relayouts.increment(by: Self.growth(from: previousCache.map { Int64($0.relayouts) },
+                                                to: Int64(cache.relayouts), restartCounts: false))
+            previousCache = cache
             let before = previous
             previous = status
             appliedChanges.increment(by: Self.growth(from: before?.appliedChanges, to: status.appliedChanges,
