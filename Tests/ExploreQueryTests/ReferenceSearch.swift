@@ -1,4 +1,7 @@
 import ExploreQuery
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The obviously correct model the index is checked against: filter an array, sort it, count facets.
 struct ReferenceSearch {
@@ -213,5 +216,20 @@ extension ReferenceSearch {
         var reference = ReferenceSearch()
         for row in rows { reference.rows[row.id] = row }
         return (reference, ExploreIndex(store: ExploreStore(bulk: rows)))
+    }
+}
+
+extension ExploreIndex {
+    /// Applies empty batches (a finished relayout is swapped in only at a batch) until at least `minimum`
+    /// relayouts are in and none came in during the last round; gives up after about a second.
+    func settleRelayouts(minimum: Int) {
+        var seen = -1
+        for _ in 0..<500 {
+            let completed = relayoutsCompleted
+            if completed >= minimum && completed == seen { return }
+            seen = completed
+            apply(ListingChangeBatch([]))
+            usleep(2_000)
+        }
     }
 }
