@@ -179,7 +179,10 @@ struct ProjectorBench {
             index: ExploreIndex())
         driver.start()
         defer { driver.stop() }
-        for _ in 0..<12_000 where !driver.status.isBootstrapped { usleep(10_000) }
+        for _ in 0..<12_000 {
+            guard !driver.status.isBootstrapped else { break }
+            usleep(10_000)
+        }
         guard driver.status.isBootstrapped else {
             throw ProjectorBenchError("the projector did not bootstrap: \(driver.status.lastError ?? "unknown")")
         }
@@ -315,7 +318,10 @@ struct ProjectorBench {
         }
         let achieved = Double(changes) / Self.seconds(since: started)
         // Let the last marks arrive (bounded).
-        for _ in 0..<200 where marks.pending > 0 { usleep(10_000) }
+        for _ in 0..<200 {
+            guard marks.pending > 0 else { break }
+            usleep(10_000)
+        }
         let latencies = marks.latenciesMilliseconds().sorted()
         func percentile(_ p: Double) -> Double {
             latencies.isEmpty ? .infinity : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
@@ -353,7 +359,10 @@ struct ProjectorBench {
         progress("1 % change set: incremental apply by the projector")
         try connection.executeScript("COMMIT")
         var started = monotonicNanoseconds()
-        for _ in 0..<600_000 where driver.status.appliedChanges < appliedBefore + Int64(entries) { usleep(500) }
+        for _ in 0..<600_000 {
+            guard driver.status.appliedChanges < appliedBefore + Int64(entries) else { break }
+            usleep(500)
+        }
         let incremental = Self.seconds(since: started)
         progress("1 % change set: REFRESH MATERIALIZED VIEW CONCURRENTLY")
         started = monotonicNanoseconds()

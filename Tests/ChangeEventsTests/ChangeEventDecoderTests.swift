@@ -160,7 +160,8 @@ struct ChangeEventDecoderTests {
             let change = Self.randomChange(&random)
             let (key, value) = encode(change, encoders.randomElement(using: &random)!)
             var bytes = value ?? []
-            for _ in 0..<Int.random(in: 1...4, using: &random) where !bytes.isEmpty {
+            for _ in 0..<Int.random(in: 1...4, using: &random) {
+                guard !bytes.isEmpty else { break }
                 let position = Int.random(in: 0..<bytes.count, using: &random)
                 switch Int.random(in: 0..<5, using: &random) {
                 case 0: bytes[position] = interesting.randomElement(using: &random)!

@@ -52,7 +52,8 @@ struct ClientPoolTests {
             second = try await ExploreServer.start(
                 configuration: ExploreServerConfiguration(host: "127.0.0.1", port: first.port), backend: index)
             var answered = false
-            for _ in 0..<140 where !answered {
+            for _ in 0..<140 {
+                guard !answered else { break }
                 answered = (try? await pool.ping()) != nil
                 if !answered { try await Task.sleep(for: .milliseconds(50)) }
             }

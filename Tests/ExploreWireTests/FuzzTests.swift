@@ -92,7 +92,8 @@ struct FuzzTests {
                 bytes = Array(buffer.readableBytesView)
                 if rng.next() % 2 == 0 { bytes[7 + Int(rng.next() % 4)] ^= 0x20 }
             default: // random bit flips, length kept
-                for _ in 0..<Int.random(in: 1...4, using: &rng) where bytes.count > 4 {
+                for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                    guard bytes.count > 4 else { break }
                     bytes[Int.random(in: 4..<bytes.count, using: &rng)] ^= 1 << UInt8.random(in: 0...7, using: &rng)
                 }
             }

@@ -18,7 +18,8 @@ struct PostgresNotificationTests {
         for payload in payloads { try notifier.notify(channel, payload: payload) }
 
         var received: [PostgresNotification] = []
-        for _ in 0..<100 where received.count < payloads.count {
+        for _ in 0..<100 {
+            guard received.count < payloads.count else { break }
             received += try listener.waitForNotifications(timeout: .seconds(5))
         }
         #expect(received.map(\.payload) == payloads)

@@ -292,7 +292,8 @@ struct PostgresTransactionEdgeTests {
         try killer.query("SELECT pg_terminate_backend($1)", [listener.backendProcessID])
         var caught: PostgresError?
         // The termination notice may arrive while we wait; bounded loop, then it must have surfaced.
-        for _ in 0..<50 where caught == nil {
+        for _ in 0..<50 {
+            guard caught == nil else { break }
             do {
                 _ = try listener.waitForNotifications(timeout: .milliseconds(200))
             } catch {

@@ -17,7 +17,8 @@ struct OutboxCaptureTests {
             driver.start()
             defer { driver.stop() }
             var lastError = ""
-            for _ in 0..<500 where lastError.isEmpty {
+            for _ in 0..<500 {
+                guard lastError.isEmpty else { break }
                 lastError = driver.status.lastError ?? ""
                 ProjectorFixtures.sleepMilliseconds(10)
             }
@@ -118,7 +119,8 @@ struct OutboxCaptureTests {
             let refused = RebuildTests.driver(configuration)
             refused.start()
             var lastError = ""
-            for _ in 0..<500 where !lastError.contains("captureDisabled") {
+            for _ in 0..<500 {
+                guard !lastError.contains("captureDisabled") else { break }
                 lastError = refused.status.lastError ?? ""
                 ProjectorFixtures.sleepMilliseconds(10)
             }

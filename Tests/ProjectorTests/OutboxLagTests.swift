@@ -76,18 +76,21 @@ struct OutboxLagTests {
             driver.start()
             defer { driver.stop() }
             var status = driver.status
-            for _ in 0..<1_000 where !(status.isBootstrapped && status.lagMilliseconds != nil) {
+            for _ in 0..<1_000 {
+                guard !(status.isBootstrapped && status.lagMilliseconds != nil) else { break }
                 ProjectorFixtures.sleepMilliseconds(10)
                 status = driver.status
             }
             #expect(status.pendingChanges == 0)
             #expect(status.lagMilliseconds == 0)
             try connection.query("UPDATE property.listings SET title = 'Again' WHERE id = 5")
-            for _ in 0..<1_000 where driver.status.appliedChanges == status.appliedChanges {
+            for _ in 0..<1_000 {
+                guard driver.status.appliedChanges == status.appliedChanges else { break }
                 ProjectorFixtures.sleepMilliseconds(10)
             }
             #expect(driver.status.appliedChanges == status.appliedChanges + 1)
-            for _ in 0..<1_000 where driver.status.pendingChanges != 0 {
+            for _ in 0..<1_000 {
+                guard driver.status.pendingChanges != 0 else { break }
                 ProjectorFixtures.sleepMilliseconds(10)
             }
             #expect(driver.status.pendingChanges == 0)

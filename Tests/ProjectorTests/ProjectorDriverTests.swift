@@ -75,7 +75,8 @@ struct ProjectorDriverTests {
 
             // Wait (bounded) until the outbox is drained and the cache has caught up with the checkpoint.
             var caughtUp = false
-            for _ in 0..<600 where !caughtUp {
+            for _ in 0..<600 {
+                guard !caughtUp else { break }
                 let pending = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
                 let checkpoint = try ProjectionStore.checkpoint(on: connection)
                 caughtUp = pending == 0 && driver.status.appliedChanges == checkpoint.appliedChanges
@@ -110,7 +111,10 @@ struct ProjectorDriverTests {
                 configuration: .init(postgres: configuration, pollInterval: .milliseconds(30)), index: ExploreIndex())
             driver.start()
             defer { driver.stop() }
-            for _ in 0..<400 where !driver.status.isBootstrapped { ProjectorFixtures.sleepMilliseconds(10) }
+            for _ in 0..<400 {
+                guard !driver.status.isBootstrapped else { break }
+                ProjectorFixtures.sleepMilliseconds(10)
+            }
             #expect(driver.status.isBootstrapped)
 
             // Change a base table with the triggers switched off, then append the entry by hand: no NOTIFY.
@@ -122,7 +126,8 @@ struct ProjectorDriverTests {
                 COMMIT;
                 """)
             var seen = false
-            for _ in 0..<400 where !seen {
+            for _ in 0..<400 {
+                guard !seen else { break }
                 seen = driver.index.rows(ids: [3]).first?.title == "silent"
                 if !seen { ProjectorFixtures.sleepMilliseconds(10) }
             }
@@ -134,7 +139,10 @@ struct ProjectorDriverTests {
                     backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(10))),
                 index: ExploreIndex())
             second.start()
-            for _ in 0..<400 where second.status.failures < 2 { ProjectorFixtures.sleepMilliseconds(10) }
+            for _ in 0..<400 {
+                guard second.status.failures < 2 else { break }
+                ProjectorFixtures.sleepMilliseconds(10)
+            }
             second.stop()
             #expect(second.status.failures >= 2)
             #expect(!second.status.isBootstrapped)

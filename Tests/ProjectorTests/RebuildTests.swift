@@ -169,7 +169,10 @@ struct RebuildTests {
     }
 
     static func waitUntilBootstrapped(_ driver: ProjectorDriver) {
-        for _ in 0..<3_000 where !driver.status.isBootstrapped { ProjectorFixtures.sleepMilliseconds(10) }
+        for _ in 0..<3_000 {
+            guard !driver.status.isBootstrapped else { break }
+            ProjectorFixtures.sleepMilliseconds(10)
+        }
     }
 
     static func tableOID(_ connection: PostgresConnection) throws -> Int64 {
@@ -307,14 +310,18 @@ struct RebuildTests {
                 else { return }
                 holding.raise()
                 // Hold the lock until the rebuild tries to swap (bounded), a little longer, then commit.
-                for _ in 0..<6_000 where driver.status.rebuild?.phase != .swapping {
+                for _ in 0..<6_000 {
+                    guard driver.status.rebuild?.phase != .swapping else { break }
                     ProjectorFixtures.sleepMilliseconds(5)
                 }
                 ProjectorFixtures.sleepMilliseconds(300)
                 try? reader.executeScript("COMMIT")
                 released.raise()
             }
-            for _ in 0..<1_000 where !holding.isRaised { ProjectorFixtures.sleepMilliseconds(5) }
+            for _ in 0..<1_000 {
+                guard !holding.isRaised else { break }
+                ProjectorFixtures.sleepMilliseconds(5)
+            }
             #expect(holding.isRaised)
             let summary = try driver.rebuild()
             pthread_join(holder, nil)
@@ -334,7 +341,8 @@ struct RebuildTests {
                 Self.waitUntilBootstrapped(first)
                 try Self.waitUntilCaughtUp(connection, first)
                 // The feed records the version of a table it built on its first pass between batches.
-                for _ in 0..<3_000 where try RebuildStore.state(on: connection) == nil {
+                for _ in 0..<3_000 {
+                    guard try RebuildStore.state(on: connection) == nil else { break }
                     ProjectorFixtures.sleepMilliseconds(10)
                 }
                 first.stop()
@@ -413,7 +421,8 @@ struct RebuildTests {
             #expect(cachedImages() > 0)
             try connection.executeScript("TRUNCATE property.media")
             var gone = false
-            for _ in 0..<1_500 where !gone {
+            for _ in 0..<1_500 {
+                guard !gone else { break }
                 ProjectorFixtures.sleepMilliseconds(20)
                 gone = try ProjectorFixtures.count(connection, imagesInTable) == 0 && cachedImages() == 0
             }
@@ -452,7 +461,8 @@ struct RebuildTests {
             let tally = Tally()
             let writer = startThread { Self.write(0, configuration: configuration, until: stop, tally: tally) }
             let saboteur = startThread {
-                for _ in 0..<6_000 where driver.status.rebuild?.phase != .building {
+                for _ in 0..<6_000 {
+                    guard driver.status.rebuild?.phase != .building else { break }
                     ProjectorFixtures.sleepMilliseconds(1)
                 }
                 failNextBatch.raise()

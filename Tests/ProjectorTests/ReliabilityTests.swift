@@ -186,7 +186,8 @@ struct ReliabilityTests {
                 #expect(child.wait(timeoutMilliseconds: 10_000) == .signaled(SIGKILL), "kill \(kill)")
                 // The killed session's backend ends when it sees the socket closed; only then is the feed free.
                 var released = false
-                for _ in 0..<400 where !released {
+                for _ in 0..<400 {
+                    guard !released else { break }
                     released = try advisoryLocksHeld() == 0
                     if !released { ProjectorFixtures.sleepMilliseconds(25) }
                 }
@@ -202,7 +203,8 @@ struct ReliabilityTests {
 
             // The service compares its cache with the table (and the table with the definition).
             var verified = false
-            for _ in 0..<40 where !verified {
+            for _ in 0..<40 {
+                guard !verified else { break }
                 let status = try ChildProcess.run(executable, [
                     "status", "--server", "127.0.0.1:\(port)", "--admin-token", token, "--verify",
                 ], outputPrefix: "\(work)/status")
@@ -256,7 +258,8 @@ struct ReliabilityTests {
                 try cluster.restart(mode)
                 // The projector must see the connection fail and recover; the writers reconnect too.
                 var failed = false
-                for _ in 0..<1_200 where !failed {
+                for _ in 0..<1_200 {
+                    guard !failed else { break }
                     failed = driver.status.failures > before.failures
                     if !failed { ProjectorFixtures.sleepMilliseconds(25) }
                 }

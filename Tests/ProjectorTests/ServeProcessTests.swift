@@ -62,7 +62,8 @@ struct ServeProcessTests {
 
         /// Waits (bounded) for the process to exit; kills it and fails when it does not.
         func awaitExit(seconds: Int = 60) async throws -> Int32 {
-            for _ in 0..<(seconds * 20) where process.isRunning {
+            for _ in 0..<(seconds * 20) {
+                guard process.isRunning else { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
             if process.isRunning {
