@@ -1,9 +1,12 @@
 /// The listings and locations a batch must recompute, and the outbox entries it consumes.
 public struct ChangeSet: Sendable, Hashable {
-    /// Listing ids to recompute, ascending and distinct.
+    /// Listing ids to recompute whole, ascending and distinct.
     public var listingIDs: [Int64]
-    /// Locations whose listings must be recomputed, ascending and distinct.
+    /// Locations whose listings must be recomputed whole, ascending and distinct.
     public var locationIDs: [Int64]
+    /// Listings whose entries in this batch all come from tables a column recompute covers, by that recompute;
+    /// ascending, distinct, and in no other list.
+    public var columnRecomputes: [ColumnRecompute: [Int64]] = [:]
     /// The outbox entries the batch consumes, ascending.
     public var entryIDs: [Int64]
 
@@ -13,6 +16,9 @@ public struct ChangeSet: Sendable, Hashable {
         self.locationIDs = locationIDs
         self.entryIDs = entryIDs
     }
+
+    /// Every listing id the batch names (locations not expanded), ascending.
+    public var allListingIDs: [Int64] { (listingIDs + columnRecomputes.values.joined()).sorted() }
 
     /// Whether the batch consumes nothing.
     public var isEmpty: Bool { entryIDs.isEmpty }
@@ -49,7 +55,8 @@ public struct ChangeBatcher: Sendable {
 
     /// The configuration.
     public let configuration: Configuration
-    private var listingIDs: Set<Int64> = []
+    /// The tables each pending listing's entries came from, one bit per ``ProjectionDefinition/Source`` case.
+    private var listingSources: [Int64: UInt8] = [:]
     private var locationIDs: Set<Int64> = []
     private var entryIDs: [Int64] = []
     private var deadline: UInt64?
@@ -60,7 +67,7 @@ public struct ChangeBatcher: Sendable {
     }
 
     /// Distinct keys pending.
-    public var pendingKeys: Int { listingIDs.count + locationIDs.count }
+    public var pendingKeys: Int { listingSources.count + locationIDs.count }
     /// Outbox entries pending.
     public var pendingEntries: Int { entryIDs.count }
 
@@ -69,7 +76,7 @@ public struct ChangeBatcher: Sendable {
         for entry in entries {
             entryIDs.append(entry.id)
             switch entry.source.keyKind {
-            case .listingID: listingIDs.insert(entry.key)
+            case .listingID: listingSources[entry.key, default: 0] |= Self.bit(entry.source)
             case .locationID: locationIDs.insert(entry.key)
             }
         }
@@ -91,15 +98,32 @@ public struct ChangeBatcher: Sendable {
 
     /// Closes the batch: returns what it holds and starts an empty one.
     public mutating func takeBatch() -> ChangeSet {
-        let batch = ChangeSet(
-            listingIDs: listingIDs.sorted(), locationIDs: locationIDs.sorted(), entryIDs: entryIDs.sorted())
+        var whole: [Int64] = []
+        var columnRecomputes: [ColumnRecompute: [Int64]] = [:]
+        var recomputeByMask: [UInt8: ColumnRecompute?] = [:]
+        for (id, mask) in listingSources {
+            let recompute = recomputeByMask[mask] ?? {
+                let found = ProjectionDefinition.columnRecompute(
+                    covering: Set(ProjectionDefinition.Source.allCases.filter { mask & Self.bit($0) != 0 }))
+                recomputeByMask[mask] = found
+                return found
+            }()
+            if let recompute { columnRecomputes[recompute, default: []].append(id) } else { whole.append(id) }
+        }
+        var batch = ChangeSet(
+            listingIDs: whole.sorted(), locationIDs: locationIDs.sorted(), entryIDs: entryIDs.sorted())
+        batch.columnRecomputes = columnRecomputes.mapValues { $0.sorted() }
         discard()
         return batch
     }
 
+    private static func bit(_ source: ProjectionDefinition.Source) -> UInt8 {
+        UInt8(1) << UInt8(ProjectionDefinition.Source.allCases.firstIndex(of: source)!)
+    }
+
     /// Drops everything pending (the feed will deliver it again after a rollback).
     public mutating func discard() {
-        listingIDs = []
+        listingSources = [:]
         locationIDs = []
         entryIDs = []
         deadline = nil

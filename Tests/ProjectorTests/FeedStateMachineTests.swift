@@ -188,18 +188,30 @@ struct TransactionModel {
         var generator = SplitMix64(seed: 42)
         for _ in 0..<200 {
             var batcher = ChangeBatcher(configuration: .init(window: .zero, maximumKeys: 1_000))
-            var listings: Set<Int64> = []
+            var listings: [Int64: Set<ProjectionDefinition.Source>] = [:]
             var locations: Set<Int64> = []
             var entries: [OutboxEntry] = []
             for id in 1...Int64(1 + generator.next() % 40) {
                 let key = Int64(generator.next() % 10)
                 let source = ProjectionDefinition.Source.allCases[Int(generator.next() % 5)]
-                if source == .locations { locations.insert(key) } else { listings.insert(key) }
+                if source == .locations { locations.insert(key) } else { listings[key, default: []].insert(source) }
                 entries.append(entry(id, source, key: key))
             }
             #expect(batcher.add(entries.shuffled(using: &generator), now: 0) == .flushNow)
             let batch = batcher.takeBatch()
-            #expect(batch.listingIDs == listings.sorted() && batch.locationIDs == locations.sorted())
+            // Each listing goes whole, or to the column recompute covering every table its entries came from.
+            var whole: [Int64] = []
+            var byRecompute: [ColumnRecompute: [Int64]] = [:]
+            for (id, sources) in listings {
+                if let recompute = ProjectionDefinition.columnRecompute(covering: sources) {
+                    byRecompute[recompute, default: []].append(id)
+                } else {
+                    whole.append(id)
+                }
+            }
+            #expect(batch.listingIDs == whole.sorted() && batch.locationIDs == locations.sorted())
+            #expect(batch.columnRecomputes == byRecompute.mapValues { $0.sorted() })
+            #expect(batch.allListingIDs == listings.keys.sorted())
             #expect(batch.entryIDs == entries.map(\.id))
         }
     }

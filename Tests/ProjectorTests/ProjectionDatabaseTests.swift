@@ -1,3 +1,4 @@
+import DemoData
 import Dispatch
 import ExploreQuery
 import Postgres
@@ -250,6 +251,85 @@ struct ProjectionDatabaseTests {
 
     /// A listing whose location was deleted (possible once the foreign key is gone) keeps the defining query's
     /// semantics: it stays, with no city or area; the cache holds empty names.
+    /// Column recomputes come from the definition: a type table's edit recomputes the coalesced prices and the
+    /// rooms (reading both type tables), a media edit the image; the listings table and locations never qualify,
+    /// and neither does a table the definition starts to use anywhere else.
+    @Test func columnRecomputesFollowTheDefinition() throws {
+        let prices = try #require(ProjectionDefinition.columnRecompute(covering: [.existingProperties]))
+        #expect(prices.columns == ["price_from", "price_to", "bedrooms", "bathrooms"])
+        #expect(prices.sources == [.developments, .existingProperties])
+        #expect(ProjectionDefinition.columnRecompute(covering: [.developments]) == prices)
+        #expect(ProjectionDefinition.columnRecompute(covering: [.media])?.columns == ["primary_image_url"])
+        #expect(ProjectionDefinition.columnRecompute(covering: [.developments, .media])?.columns
+            == ["price_from", "price_to", "bedrooms", "bathrooms", "primary_image_url"])
+        for sources: Set<ProjectionDefinition.Source> in [[], [.listings], [.locations], [.media, .listings]] {
+            #expect(ProjectionDefinition.columnRecompute(covering: sources) == nil)
+        }
+        let query = ProjectionDefinition.fullQuery
+        let shape = try #require(QueryShape(query))
+        #expect(shape.eligibleAlias(of: .developments) == "d")
+        #expect(shape.eligibleAlias(of: .locations) == nil && shape.eligibleAlias(of: .listings) == nil)
+        // A type table that decides visibility, or that another join depends on, needs the whole row.
+        let filtered = try #require(QueryShape(query.replacing(
+            "WHERE l.status IN ('published', 'active')",
+            with: "WHERE l.status IN ('published', 'active') AND d.price_from IS NOT NULL")))
+        #expect(filtered.eligibleAlias(of: .developments) == nil && filtered.eligibleAlias(of: .media) == "m")
+        let chained = try #require(QueryShape(query.replacing(
+            "m.listing_id = l.id AND m.is_primary", with: "m.listing_id = l.id AND m.position = e.bedrooms")))
+        #expect(chained.eligibleAlias(of: .existingProperties) == nil)
+        #expect(QueryShape("SELECT 1") == nil)
+    }
+
+    /// A price batch must not write a row whose other columns have a change pending (a title edited after the
+    /// price, in a later batch): the listing is recomputed whole instead, so every row a batch writes is the row
+    /// the definition gives at that moment. Then random edits of every table, drained in small batches, with the
+    /// same check after each batch and a clean verification at the end.
+    @Test func everyBatchWritesTheRowsTheDefinitionGives() throws {
+        try withBuiltProjection { connection, feed, index in
+            try connection.executeScript("""
+                UPDATE property.existing_properties SET price = price + 1 WHERE listing_id <= 60;
+                UPDATE property.developments SET price_to = price_to + 1 WHERE listing_id <= 60;
+                UPDATE property.listings SET title = title || ' (new)' WHERE id <= 30;
+                """)
+            var columnBatches = 0
+            func check(_ batch: ChangeSet) throws {
+                if !batch.columnRecomputes.isEmpty { columnBatches += 1 }
+                #expect(try ProjectorFixtures.rowsDifferingFromTheDefinition(connection, ids: batch.allListingIDs) == 0)
+            }
+            try ProjectorFixtures.drain(connection, feed: &feed, index: index, maximumKeys: 8, afterBatch: check)
+            #expect(columnBatches > 0)
+            #expect(index.rows(ids: [1]).first?.title == "Listing 1 (new)")
+
+            var random = SplitMix64(seed: 7)
+            for round in 0..<12 {
+                var script = "BEGIN;"
+                for _ in 0..<(5 + random.next() % 20) {
+                    let id = 1 + random.next() % 120
+                    let statement = switch random.next() % 9 {
+                    case 0, 1:
+                        "UPDATE property.existing_properties SET price = price + \(round + 1) WHERE listing_id = \(id);"
+                    case 2: "UPDATE property.developments SET price_from = price_from - 1 WHERE listing_id = \(id);"
+                    case 3:
+                        "UPDATE property.existing_properties SET bedrooms = \(random.next() % 6) WHERE listing_id = \(id);"
+                    case 4: "DELETE FROM property.existing_properties WHERE listing_id = \(id);"
+                    case 5: "UPDATE property.media SET url = url || '?v=\(round)' WHERE listing_id = \(id);"
+                    case 6: "UPDATE property.listings SET title = 'T\(round)' WHERE id = \(id);"
+                    case 7: "UPDATE property.listings SET status = CASE status WHEN 'published' THEN 'archived' "
+                        + "ELSE 'published' END WHERE id = \(id) AND status <> 'draft';"
+                    default: "UPDATE property.locations SET area = area || '.' WHERE id = \(1 + id % 6);"
+                    }
+                    script += statement
+                    if random.next() % 3 == 0 { script += "COMMIT; BEGIN;" }
+                }
+                try connection.executeScript(script + "COMMIT;")
+                try ProjectorFixtures.drain(connection, feed: &feed, index: index,
+                                            maximumKeys: Int(1 + random.next() % 12), afterBatch: check)
+            }
+            let (table, cache) = try ProjectorFixtures.divergence(connection, cache: index)
+            #expect(table.isClean && table.pending.isEmpty && cache?.isClean == true)
+        }
+    }
+
     @Test func listingWhoseLocationWasDeletedFollowsTheDefinition() throws {
         try withBuiltProjection { connection, feed, index in
             try connection.executeScript("""

@@ -63,13 +63,13 @@ enum ProjectorFixtures {
     }
 
     /// Runs the feed to the end without the driver: fetch, batch, apply, until the outbox window is empty.
-    /// Returns the number of entries applied.
+    /// Returns the number of entries applied; `afterBatch` sees each committed batch.
     @discardableResult
     static func drain(
         _ connection: PostgresConnection, feed: inout OutboxFeedStateMachine, index: ExploreIndex? = nil,
-        beforeCommit: () throws -> Void = {}
+        maximumKeys: Int = 50, beforeCommit: () throws -> Void = {}, afterBatch: (ChangeSet) throws -> Void = { _ in }
     ) throws -> Int {
-        var batcher = ChangeBatcher(configuration: .init(window: .zero, maximumKeys: 50))
+        var batcher = ChangeBatcher(configuration: .init(window: .zero, maximumKeys: maximumKeys))
         var applied = 0
         var rounds = 0
         while rounds < 10_000 {
@@ -86,6 +86,7 @@ enum ProjectorFixtures {
                 feed.batchCommitted()
                 index?.apply(result.changes)
                 applied += result.consumedEntries
+                try afterBatch(batch)
             } catch {
                 feed.batchRolledBack()
                 throw error
@@ -102,6 +103,18 @@ enum ProjectorFixtures {
         guard let cache else { return (table, nil) }
         let rows = try ProjectionStore.copyProjectionRows(on: connection)
         return (table, ProjectionVerifier.compare(cache: cache, with: rows))
+    }
+
+    /// Rows of `ids` where the projection table and the defining query disagree now.
+    static func rowsDifferingFromTheDefinition(_ connection: PostgresConnection, ids: [Int64]) throws -> Int64 {
+        let columns = ProjectionDefinition.columns.joined(separator: ", ")
+        let definition = "SELECT \(columns) FROM (\(ProjectionDefinition.restrictedQuery(parameter: 1))\n) AS q"
+        let table = "SELECT \(columns) FROM explore.listings_projection WHERE id = ANY($1::bigint[])"
+        let result = try connection.query("""
+            SELECT count(*)
+            FROM ((\(definition) EXCEPT ALL \(table)) UNION ALL (\(table) EXCEPT ALL \(definition))) AS d
+            """, [ProjectionStore.int8Array(ids)])
+        return try result.first?.decode(0, as: Int64.self) ?? -1
     }
 
     static func count(_ connection: PostgresConnection, _ sql: String) throws -> Int64 {
