@@ -65,6 +65,11 @@ struct QueryShape {
         var conditionAliases: Set<String>
         /// Joined on the listing id alone: `LEFT JOIN`, naming only itself and the base table's `id`.
         var onListingIDOnly: Bool
+
+        /// The base table joined, when it is one the outbox names.
+        var source: ProjectionDefinition.Source? {
+            ProjectionDefinition.Source.allCases.first { "property.\($0.rawValue)" == table }
+        }
     }
 
     var baseAlias: String
@@ -124,7 +129,7 @@ struct QueryShape {
 
     /// The alias of `source`'s table when a column recompute may read it (see ``ColumnRecompute``).
     func eligibleAlias(of source: ProjectionDefinition.Source) -> String? {
-        guard let join = joins.first(where: { $0.table == "property.\(source.rawValue)" }), join.onListingIDOnly,
+        guard let join = joins.first(where: { $0.source == source }), join.onListingIDOnly,
               !whereAliases.contains(join.alias),
               !joins.contains(where: { $0.alias != join.alias && $0.conditionAliases.contains(join.alias) })
         else { return nil }
@@ -144,19 +149,14 @@ struct QueryShape {
             let named = covered.reduce(into: Set<String>()) { $0.formUnion($1.aliases) }
             if named.isSubset(of: aliases) { break }
             for alias in named.subtracting(aliases) {
-                guard let join = joins.first(where: { $0.alias == alias }),
-                      let source = ProjectionDefinition.Source.allCases.first(where: {
-                          "property.\($0.rawValue)" == join.table
-                      }),
+                guard let source = joins.first(where: { $0.alias == alias })?.source,
                       eligibleAlias(of: source) == alias
                 else { return nil }
                 aliases.insert(alias)
             }
         }
         guard !covered.isEmpty else { return nil }
-        let read = Set(joins.filter { aliases.contains($0.alias) }.compactMap { join in
-            ProjectionDefinition.Source.allCases.first { "property.\($0.rawValue)" == join.table }
-        })
+        let read = Set(joins.filter { aliases.contains($0.alias) }.compactMap(\.source))
         return ColumnRecompute(sources: read, columns: covered.map(\.column),
                                statement: statement(covered, aliases: aliases, reading: read))
     }
@@ -171,7 +171,8 @@ struct QueryShape {
         if !listingKeyed.isEmpty {
             pending.append("""
                 SELECT o.key FROM \(ProjectionDefinition.outboxTable) o
-                    JOIN unnest($1::bigint[]) AS k(id) ON o.key = k.id WHERE o.source IN (\(listingKeyed.joined(separator: ", ")))
+                    JOIN unnest($1::bigint[]) AS k(id) ON o.key = k.id
+                    WHERE o.source IN (\(listingKeyed.joined(separator: ", ")))
                 """)
         }
         if !locationKeyed.isEmpty {
@@ -183,7 +184,8 @@ struct QueryShape {
                                   WHERE source IN (\(locationKeyed.joined(separator: ", "))))
                 """)
         }
-        let blocked = pending.isEmpty ? "SELECT NULL::bigint WHERE false" : pending.joined(separator: "\nUNION\n")
+        let blocked = pending.isEmpty
+            ? "SELECT NULL::bigint AS key WHERE false" : pending.joined(separator: "\nUNION\n")
         let assignments = covered.map { "\($0.column) = \($0.expression)" }.joined(separator: ", ")
         let stored = covered.map { "p.\($0.column)" }.joined(separator: ", ")
         let fresh = covered.map(\.expression).joined(separator: ", ")
