@@ -1,0 +1,1 @@
+DROP INDEX explore.change_outbox_source_key_idx;
