@@ -257,15 +257,14 @@ enum ServerBenchmark {
             while monotonicNanoseconds() < end {}
         }
         let answering = pair[1]
-        let answerer = Thread {
+        DetachedThread {
             var byte: UInt8 = 0
             while read(answering, &byte, 1) == 1 {
                 busy()
                 _ = write(answering, &byte, 1)
             }
             close(answering)
-        }
-        answerer.start()
+        }.start()
         var samples: [Double] = []
         samples.reserveCapacity(rounds)
         var byte: UInt8 = 1

@@ -100,15 +100,13 @@ public struct ChangeBatcher: Sendable {
     public mutating func takeBatch() -> ChangeSet {
         var whole: [Int64] = []
         var columnRecomputes: [ColumnRecompute: [Int64]] = [:]
-        var recomputeByMask: [UInt8: ColumnRecompute?] = [:]
-        for (id, mask) in listingSources {
-            let recompute = recomputeByMask[mask] ?? {
-                let found = ProjectionDefinition.columnRecompute(
-                    covering: Set(ProjectionDefinition.Source.allCases.filter { mask & Self.bit($0) != 0 }))
-                recomputeByMask[mask] = found
-                return found
-            }()
-            if let recompute { columnRecomputes[recompute, default: []].append(id) } else { whole.append(id) }
+        for (mask, ids) in Dictionary(grouping: listingSources.keys, by: { listingSources[$0]! }) {
+            let sources = Set(ProjectionDefinition.Source.allCases.filter { mask & Self.bit($0) != 0 })
+            if let recompute = ProjectionDefinition.columnRecompute(covering: sources) {
+                columnRecomputes[recompute, default: []] += ids
+            } else {
+                whole += ids
+            }
         }
         var batch = ChangeSet(
             listingIDs: whole.sorted(), locationIDs: locationIDs.sorted(), entryIDs: entryIDs.sorted())

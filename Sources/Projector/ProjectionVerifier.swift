@@ -89,23 +89,28 @@ public enum ProjectionVerifier {
         }
     }
 
-    /// Compares the listings `ids` (all when nil) in the caller's snapshot.
-    private static func compareTable(_ connection: PostgresConnection, ids: [Int64]?) throws -> Report {
+    /// The defining query and the table, as the listings `ids` (all when nil) bound to the parameters.
+    private static func sides(ids: [Int64]?)
+        -> (expected: String, actual: String, parameters: [(any PostgresEncodable)?])
+    {
+        let list = ProjectionDefinition.columns.joined(separator: ", ")
+        guard let ids else {
+            return (ProjectionDefinition.fullQuery, "SELECT \(list) FROM explore.listings_projection", [])
+        }
+        return (ProjectionDefinition.restrictedQuery(parameter: 1),
+                "SELECT \(list) FROM explore.listings_projection WHERE id = ANY($1::bigint[])",
+                [ProjectionStore.int8Array(ids)])
+    }
+
+    /// The listings among `ids` (all when nil) where the table and the defining query disagree in the caller's
+    /// snapshot, in id order, each `missing`, `extra` or `differs`; pending changes are not looked at.
+    static func differences(_ connection: PostgresConnection, ids: [Int64]?) throws
+        -> [(id: Int64, kind: String)]
+    {
+        let (expected, actual, parameters) = sides(ids: ids)
         let columns = ProjectionDefinition.columns
-        let list = columns.joined(separator: ", ")
         let expectedValues = columns.dropFirst().map { "e.\($0)" }.joined(separator: ", ")
         let actualValues = columns.dropFirst().map { "a.\($0)" }.joined(separator: ", ")
-        let expected: String
-        let actual: String
-        var parameters: [(any PostgresEncodable)?] = []
-        if let ids {
-            parameters = [ProjectionStore.int8Array(ids)]
-            expected = ProjectionDefinition.restrictedQuery(parameter: 1)
-            actual = "SELECT \(list) FROM explore.listings_projection WHERE id = ANY($1::bigint[])"
-        } else {
-            expected = ProjectionDefinition.fullQuery
-            actual = "SELECT \(list) FROM explore.listings_projection"
-        }
         let rows = try connection.query("""
             WITH expected AS (\(expected)), actual AS (\(actual))
             SELECT COALESCE(e.id, a.id),
@@ -114,6 +119,12 @@ public enum ProjectionVerifier {
             WHERE e.id IS NULL OR a.id IS NULL OR (\(expectedValues)) IS DISTINCT FROM (\(actualValues))
             ORDER BY 1
             """, parameters)
+        return rows.compactMap { row in row[0].flatMap { Int64($0) }.map { ($0, row[1] ?? "") } }
+    }
+
+    /// Compares the listings `ids` (all when nil) in the caller's snapshot.
+    private static func compareTable(_ connection: PostgresConnection, ids: [Int64]?) throws -> Report {
+        let differing = try differences(connection, ids: ids)
         let pendingRows = try connection.query("""
             SELECT key FROM explore.change_outbox WHERE source <> 'locations'
             UNION
@@ -125,18 +136,18 @@ public enum ProjectionVerifier {
             """)
         let pending = Set(pendingRows.compactMap { $0[0].flatMap { Int64($0) } })
         var report = Report()
-        for row in rows {
-            guard let id = row[0].flatMap({ Int64($0) }) else { continue }
+        for (id, kind) in differing {
             if pending.contains(id) {
                 report.pending.append(id)
                 continue
             }
-            switch row[1] {
+            switch kind {
             case "missing": report.missing.append(id)
             case "extra": report.extra.append(id)
             default: report.differing.append(id)
             }
         }
+        let (expected, actual, parameters) = sides(ids: ids)
         let counted = try connection.query("""
             SELECT count(*) FROM (SELECT id FROM (\(expected)) e UNION SELECT id FROM (\(actual)) a) ids
             """, parameters)

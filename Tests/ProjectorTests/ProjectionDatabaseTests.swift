@@ -306,7 +306,7 @@ struct ProjectionDatabaseTests {
             var columnBatches = 0
             func check(_ batch: ChangeSet) throws {
                 if !batch.columnRecomputes.isEmpty { columnBatches += 1 }
-                #expect(try ProjectorFixtures.rowsDifferingFromTheDefinition(connection, ids: batch.allListingIDs) == 0)
+                #expect(try ProjectionVerifier.differences(connection, ids: batch.allListingIDs).isEmpty)
             }
             try ProjectorFixtures.drain(connection, feed: &feed, index: index, maximumKeys: 8, afterBatch: check)
             #expect(columnBatches > 0)

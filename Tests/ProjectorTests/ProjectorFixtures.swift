@@ -105,18 +105,6 @@ enum ProjectorFixtures {
         return (table, ProjectionVerifier.compare(cache: cache, with: rows))
     }
 
-    /// Rows of `ids` where the projection table and the defining query disagree now.
-    static func rowsDifferingFromTheDefinition(_ connection: PostgresConnection, ids: [Int64]) throws -> Int64 {
-        let columns = ProjectionDefinition.columns.joined(separator: ", ")
-        let definition = "SELECT \(columns) FROM (\(ProjectionDefinition.restrictedQuery(parameter: 1))\n) AS q"
-        let table = "SELECT \(columns) FROM explore.listings_projection WHERE id = ANY($1::bigint[])"
-        let result = try connection.query("""
-            SELECT count(*)
-            FROM ((\(definition) EXCEPT ALL \(table)) UNION ALL (\(table) EXCEPT ALL \(definition))) AS d
-            """, [ProjectionStore.int8Array(ids)])
-        return try result.first?.decode(0, as: Int64.self) ?? -1
-    }
-
     static func count(_ connection: PostgresConnection, _ sql: String) throws -> Int64 {
         try connection.query(sql).first?.decode(0, as: Int64.self) ?? -1
     }

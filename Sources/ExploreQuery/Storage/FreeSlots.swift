@@ -38,18 +38,20 @@ struct FreeSlots {
     mutating func take(city: UInt32, area: UInt32) -> (slot: UInt32, inPlace: Bool)? {
         let c = Int(city)
         guard c < freed.count else { return nil }
-        if let slot = freed[c][area]?.popLast() {
-            if freed[c][area]?.isEmpty == true { freed[c][area] = nil }
-            freedCount[c] -= 1
-            return (slot, true)
-        }
+        if let slot = takeFreed(city: c, area: area) { return (slot, true) }
         if let slot = runTails[c].popLast() { return (slot, false) }
-        if freedCount[c] >= heldLimit, let other = freed[c].first?.key, let slot = freed[c][other]?.popLast() {
-            if freed[c][other]?.isEmpty == true { freed[c][other] = nil }
-            freedCount[c] -= 1
+        if freedCount[c] >= heldLimit, let other = freed[c].first?.key, let slot = takeFreed(city: c, area: other) {
             return (slot, false)
         }
         return nil
+    }
+
+    /// A slot `area` of city `c` freed, if any; its list goes once empty.
+    private mutating func takeFreed(city c: Int, area: UInt32) -> UInt32? {
+        guard let slot = freed[c][area]?.popLast() else { return nil }
+        if freed[c][area]?.isEmpty == true { freed[c][area] = nil }
+        freedCount[c] -= 1
+        return slot
     }
 
     /// Records that the row of `city` and `area` in `slot` is gone.
