@@ -53,7 +53,7 @@ struct KafkaFeedDriverTests {
             let caughtUp = try await blocking {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
-                return try KafkaFeedFixtures.eventually {
+                return try eventually {
                     try KafkaFeedFixtures.storedOffsetSum(connection, topic: "changes") == total
                 }
             }
@@ -110,7 +110,7 @@ struct KafkaFeedDriverTests {
                 batching: .init(window: .milliseconds(5), maximumKeys: 1_000)), index: index)
             driver.start()
             let events = try await blocking {
-                #expect(KafkaFeedFixtures.eventually { driver.status.isBootstrapped })
+                #expect(eventually { driver.status.isBootstrapped })
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
                 return try KafkaFeedFixtures.changeBaseTables(
@@ -122,7 +122,7 @@ struct KafkaFeedDriverTests {
             let (report, rows) = try await blocking {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
-                #expect(try KafkaFeedFixtures.eventually {
+                #expect(try eventually {
                     try KafkaFeedFixtures.storedOffsetSum(connection, topic: "mixed") == total
                 })
                 return (try KafkaFeedFixtures.strictVerify(connection), try ProjectionStore.copyProjectionRows(on: connection))
@@ -188,17 +188,17 @@ struct KafkaFeedDriverTests {
                 let caughtUp = try await blocking {
                     let connection = try PostgresConnection.connect(configuration)
                     defer { connection.close() }
-                    return try KafkaFeedFixtures.eventually {
+                    return try eventually {
                         try KafkaFeedFixtures.storedOffsetSum(connection, topic: "outage") == expected
                     }
                 }
                 #expect(caughtUp, "phase \(seed)")
             }
-            try await blocking { #expect(KafkaFeedFixtures.eventually { driver.status.isConnected }) }
+            try await blocking { #expect(eventually { driver.status.isConnected }) }
             try await phase(1)
 
             for broker in cluster.brokerIDs { try cluster.setBrokerDown(broker) }
-            let noticed = try await blocking { KafkaFeedFixtures.eventually { !driver.status.isConnected } }
+            let noticed = try await blocking { eventually { !driver.status.isConnected } }
             #expect(noticed)
             #expect(driver.status.lastError != nil)
             // The cache keeps answering while Kafka is away.
@@ -206,7 +206,7 @@ struct KafkaFeedDriverTests {
             #expect(!during.rows.isEmpty)
             for broker in cluster.brokerIDs { try cluster.setBrokerUp(broker) }
             try await phase(2)
-            try await blocking { #expect(KafkaFeedFixtures.eventually { driver.status.isConnected }) }
+            try await blocking { #expect(eventually { driver.status.isConnected }) }
 
             try cluster.pushRequestErrors(.fetch, [.notLeaderForPartition, .requestTimedOut, .leaderNotAvailable,
                                                    .networkException, .notLeaderForPartition])
@@ -243,7 +243,7 @@ struct KafkaFeedDriverTests {
                 beforeCommit: { if attempts.increment() % 3 == 0 { throw InjectedFailure() } }), index: index)
             driver.start()
             let (events, appliedBefore) = try await blocking {
-                #expect(KafkaFeedFixtures.eventually { driver.status.isBootstrapped })
+                #expect(eventually { driver.status.isBootstrapped })
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
                 return (try KafkaFeedFixtures.changeBaseTables(
@@ -255,7 +255,7 @@ struct KafkaFeedDriverTests {
             let (report, applied, rows) = try await blocking {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
-                #expect(try KafkaFeedFixtures.eventually {
+                #expect(try eventually {
                     try KafkaFeedFixtures.storedOffsetSum(connection, topic: "flaky") == total
                 })
                 return (try KafkaFeedFixtures.strictVerify(connection), try KafkaFeedFixtures.appliedChanges(connection),
@@ -305,7 +305,7 @@ struct KafkaFeedDriverTests {
             let applied = try await blocking {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
-                #expect(try KafkaFeedFixtures.eventually {
+                #expect(try eventually {
                     try KafkaFeedFixtures.storedOffsetSum(connection, topic: "retained") == 20_000
                 })
                 return try KafkaFeedFixtures.appliedChanges(connection)
@@ -337,8 +337,8 @@ struct KafkaFeedDriverTests {
                 backoff: ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(200))), index: index)
             driver.start()
             try await blocking {
-                #expect(KafkaFeedFixtures.eventually { driver.status.isBootstrapped })
-                #expect(KafkaFeedFixtures.eventually { driver.status.lastError != nil && !driver.status.isConnected })
+                #expect(eventually { driver.status.isBootstrapped })
+                #expect(eventually { driver.status.lastError != nil && !driver.status.isConnected })
             }
             #expect(index.count > 0)
             try cluster.setTopicError("late", nil)
@@ -352,7 +352,7 @@ struct KafkaFeedDriverTests {
             try await blocking {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
-                #expect(try KafkaFeedFixtures.eventually {
+                #expect(try eventually {
                     try KafkaFeedFixtures.storedOffsetSum(connection, topic: "late") == total
                 })
                 #expect(try KafkaFeedFixtures.strictVerify(connection).isClean)

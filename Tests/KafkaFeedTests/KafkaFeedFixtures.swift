@@ -175,15 +175,6 @@ enum KafkaFeedFixtures {
         try ProjectionStore.checkpoint(on: connection).appliedChanges
     }
 
-    /// Polls `condition` every 20 ms, at most `attempts` times; returns whether it held.
-    static func eventually(attempts: Int = 3_000, _ condition: () throws -> Bool) rethrows -> Bool {
-        for _ in 0..<attempts {
-            if try condition() { return true }
-            usleep(20_000)
-        }
-        return false
-    }
-
     /// Strict verification: prunes the outbox first, so nothing counts as pending and every difference between
     /// the table and the definition is reported.
     static func strictVerify(_ connection: PostgresConnection) throws -> ProjectionVerifier.Report {

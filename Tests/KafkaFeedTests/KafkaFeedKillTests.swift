@@ -93,7 +93,7 @@ struct KafkaFeedKillTests {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
                 // The first start builds the projection; wait until it has and follows the topic.
-                #expect(KafkaFeedFixtures.eventually {
+                #expect(eventually {
                     (try? String(contentsOf: log, encoding: .utf8))?.contains("following Kafka") == true
                 })
                 return try KafkaFeedFixtures.appliedChanges(connection)
@@ -118,7 +118,7 @@ struct KafkaFeedKillTests {
                     let partway = try await blocking {
                         let connection = try PostgresConnection.connect(configuration)
                         defer { connection.close() }
-                        return try KafkaFeedFixtures.eventually(attempts: 30_000) {
+                        return try eventually(attempts: 30_000) {
                             try KafkaFeedFixtures.storedOffsetSum(connection, topic: "killed") > limit / 2
                         }
                     }
@@ -135,7 +135,7 @@ struct KafkaFeedKillTests {
             let (caughtUp, report, applied) = try await blocking {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
-                let caughtUp = try KafkaFeedFixtures.eventually {
+                let caughtUp = try eventually {
                     try KafkaFeedFixtures.storedOffsetSum(connection, topic: "killed") == total
                 }
                 return (caughtUp, try KafkaFeedFixtures.strictVerify(connection),

@@ -106,7 +106,7 @@ struct KafkaRebuildTests {
                 await client.close()
             }
             // Events flow before, during and after the rebuild.
-            try await blocking { #expect(KafkaFeedFixtures.eventually { tally["rounds"] >= 2 }) }
+            try await blocking { #expect(eventually { tally["rounds"] >= 2 }) }
             // A full rebuild takes seconds on a loaded machine: a per-request timeout as long as it may need.
             let admin = try await ExploreClient.connect(
                 host: "127.0.0.1", port: service.port, adminToken: "kafka-token", timeout: .seconds(120))
@@ -123,18 +123,18 @@ struct KafkaRebuildTests {
                     // Up to 30 s: on a machine loaded enough to stretch this test from 4 s to 90 s, the fill's
                     // first progress came after the 10 s this waited before. The lock only delays the swap, whose
                     // 100 attempts (200 ms lock waits) start once the fill is done and its rows are visible.
-                    _ = KafkaFeedFixtures.eventually(attempts: 1_500) { tally["progressWithRows"] > 0 }
+                    _ = eventually(attempts: 1_500) { tally["progressWithRows"] > 0 }
                     try connection.query("COMMIT")
                 }
             }
-            try await blocking { #expect(KafkaFeedFixtures.eventually { stop["locked"] > 0 }) }
+            try await blocking { #expect(eventually { stop["locked"] > 0 }) }
             let roundsBefore = tally["rounds"]
             let rebuilt = try await admin.rebuild()
             let roundsDuring = tally["rounds"]
             try await holder.value
             stop.add("watch")
             try await watcher.value
-            try await blocking { #expect(KafkaFeedFixtures.eventually { tally["rounds"] >= roundsDuring + 2 }) }
+            try await blocking { #expect(eventually { tally["rounds"] >= roundsDuring + 2 }) }
             stop.add("stop")
             try await producer.value
             try await searcher.value
@@ -143,7 +143,7 @@ struct KafkaRebuildTests {
             let (report, applied, rows, oidAfter) = try await blocking {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
-                #expect(try KafkaFeedFixtures.eventually {
+                #expect(try eventually {
                     try KafkaFeedFixtures.storedOffsetSum(connection, topic: "flow") == total
                 })
                 return (try KafkaFeedFixtures.strictVerify(connection), try KafkaFeedFixtures.appliedChanges(connection),
@@ -191,7 +191,7 @@ struct KafkaRebuildTests {
                 batching: .init(window: .milliseconds(5), maximumKeys: 500)), index: index)
             driver.start()
             let events = try await blocking {
-                #expect(KafkaFeedFixtures.eventually { driver.status.isBootstrapped })
+                #expect(eventually { driver.status.isBootstrapped })
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
                 return try KafkaFeedFixtures.changeBaseTables(
@@ -202,11 +202,11 @@ struct KafkaRebuildTests {
             let (upgraded, report, rows, oidAfter) = try await blocking {
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
-                let upgraded = try KafkaFeedFixtures.eventually {
+                let upgraded = try eventually {
                     try RebuildStore.state(on: connection)?.version == ProjectionQuery.shipped.version
                         && !driver.rebuildCoordinator.isRunning
                 }
-                #expect(try KafkaFeedFixtures.eventually {
+                #expect(try eventually {
                     try KafkaFeedFixtures.storedOffsetSum(connection, topic: "upgrade") == total
                 })
                 return (upgraded, try KafkaFeedFixtures.strictVerify(connection),
@@ -236,13 +236,13 @@ struct KafkaRebuildTests {
             let driver = KafkaFeedDriver(configuration: driverConfiguration, index: index)
             driver.start()
             let (finished, error, oidBefore, oidAfter) = try await blocking {
-                #expect(KafkaFeedFixtures.eventually { driver.status.isBootstrapped })
+                #expect(eventually { driver.status.isBootstrapped })
                 let connection = try PostgresConnection.connect(configuration)
                 defer { connection.close() }
                 let oid = try Self.tableOID(connection)
                 try RebuildStore.requestRebuild(on: connection)
                 var error: String?
-                let finished = try KafkaFeedFixtures.eventually {
+                let finished = try eventually {
                     let row = try connection.query("""
                         SELECT rebuild_requested_at IS NULL AND rebuild_finished_at >= rebuild_started_at, rebuild_error
                         FROM explore.projection_state

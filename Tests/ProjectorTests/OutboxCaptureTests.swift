@@ -17,10 +17,9 @@ struct OutboxCaptureTests {
             driver.start()
             defer { driver.stop() }
             var lastError = ""
-            for _ in 0..<500 {
-                guard lastError.isEmpty else { break }
+            eventually(attempts: 500, everyMilliseconds: 10) {
                 lastError = driver.status.lastError ?? ""
-                ProjectorFixtures.sleepMilliseconds(10)
+                return !lastError.isEmpty
             }
             #expect(lastError.contains("notMigrated") && lastError.contains("migrate up"), "\(lastError)")
             #expect(!driver.status.isBootstrapped)
@@ -119,10 +118,9 @@ struct OutboxCaptureTests {
             let refused = RebuildTests.driver(configuration)
             refused.start()
             var lastError = ""
-            for _ in 0..<500 {
-                guard !lastError.contains("captureDisabled") else { break }
+            eventually(attempts: 500, everyMilliseconds: 10) {
                 lastError = refused.status.lastError ?? ""
-                ProjectorFixtures.sleepMilliseconds(10)
+                return lastError.contains("captureDisabled")
             }
             #expect(lastError.contains("captureDisabled"), "\(lastError)")
             #expect(lastError.contains("property.listings"))

@@ -76,23 +76,16 @@ struct OutboxLagTests {
             driver.start()
             defer { driver.stop() }
             var status = driver.status
-            for _ in 0..<1_000 {
-                guard !(status.isBootstrapped && status.lagMilliseconds != nil) else { break }
-                ProjectorFixtures.sleepMilliseconds(10)
+            eventually(attempts: 1_000, everyMilliseconds: 10) {
                 status = driver.status
+                return status.isBootstrapped && status.lagMilliseconds != nil
             }
             #expect(status.pendingChanges == 0)
             #expect(status.lagMilliseconds == 0)
             try connection.query("UPDATE property.listings SET title = 'Again' WHERE id = 5")
-            for _ in 0..<1_000 {
-                guard driver.status.appliedChanges == status.appliedChanges else { break }
-                ProjectorFixtures.sleepMilliseconds(10)
-            }
+            eventually(attempts: 1_000, everyMilliseconds: 10) { driver.status.appliedChanges != status.appliedChanges }
             #expect(driver.status.appliedChanges == status.appliedChanges + 1)
-            for _ in 0..<1_000 {
-                guard driver.status.pendingChanges != 0 else { break }
-                ProjectorFixtures.sleepMilliseconds(10)
-            }
+            eventually(attempts: 1_000, everyMilliseconds: 10) { driver.status.pendingChanges == 0 }
             #expect(driver.status.pendingChanges == 0)
         }
     }

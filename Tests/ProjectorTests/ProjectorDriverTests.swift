@@ -74,13 +74,10 @@ struct ProjectorDriverTests {
             for writer in writers { pthread_join(writer, nil) }
 
             // Wait (bounded) until the outbox is drained and the cache has caught up with the checkpoint.
-            var caughtUp = false
-            for _ in 0..<600 {
-                guard !caughtUp else { break }
+            let caughtUp = try eventually(attempts: 600, everyMilliseconds: 50) {
                 let pending = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
                 let checkpoint = try ProjectionStore.checkpoint(on: connection)
-                caughtUp = pending == 0 && driver.status.appliedChanges == checkpoint.appliedChanges
-                if !caughtUp { ProjectorFixtures.sleepMilliseconds(50) }
+                return pending == 0 && driver.status.appliedChanges == checkpoint.appliedChanges
             }
             driver.stop()
             #expect(caughtUp)
@@ -111,10 +108,7 @@ struct ProjectorDriverTests {
                 configuration: .init(postgres: configuration, pollInterval: .milliseconds(30)), index: ExploreIndex())
             driver.start()
             defer { driver.stop() }
-            for _ in 0..<400 {
-                guard !driver.status.isBootstrapped else { break }
-                ProjectorFixtures.sleepMilliseconds(10)
-            }
+            eventually(attempts: 400, everyMilliseconds: 10) { driver.status.isBootstrapped }
             #expect(driver.status.isBootstrapped)
 
             // Change a base table with the triggers switched off, then append the entry by hand: no NOTIFY.
@@ -125,11 +119,8 @@ struct ProjectorDriverTests {
                 INSERT INTO explore.change_outbox (source, key) VALUES ('listings', 3);
                 COMMIT;
                 """)
-            var seen = false
-            for _ in 0..<400 {
-                guard !seen else { break }
-                seen = driver.index.rows(ids: [3]).first?.title == "silent"
-                if !seen { ProjectorFixtures.sleepMilliseconds(10) }
+            let seen = eventually(attempts: 400, everyMilliseconds: 10) {
+                driver.index.rows(ids: [3]).first?.title == "silent"
             }
             #expect(seen)
 
@@ -139,10 +130,7 @@ struct ProjectorDriverTests {
                     backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(10))),
                 index: ExploreIndex())
             second.start()
-            for _ in 0..<400 {
-                guard second.status.failures < 2 else { break }
-                ProjectorFixtures.sleepMilliseconds(10)
-            }
+            eventually(attempts: 400, everyMilliseconds: 10) { second.status.failures >= 2 }
             second.stop()
             #expect(second.status.failures >= 2)
             #expect(!second.status.isBootstrapped)

@@ -169,10 +169,7 @@ struct RebuildTests {
     }
 
     static func waitUntilBootstrapped(_ driver: ProjectorDriver) {
-        for _ in 0..<3_000 {
-            guard !driver.status.isBootstrapped else { break }
-            ProjectorFixtures.sleepMilliseconds(10)
-        }
+        eventually(attempts: 3_000, everyMilliseconds: 10) { driver.status.isBootstrapped }
     }
 
     static func tableOID(_ connection: PostgresConnection) throws -> Int64 {
@@ -310,18 +307,12 @@ struct RebuildTests {
                 else { return }
                 holding.raise()
                 // Hold the lock until the rebuild tries to swap (bounded), a little longer, then commit.
-                for _ in 0..<6_000 {
-                    guard driver.status.rebuild?.phase != .swapping else { break }
-                    ProjectorFixtures.sleepMilliseconds(5)
-                }
+                eventually(attempts: 6_000, everyMilliseconds: 5) { driver.status.rebuild?.phase == .swapping }
                 ProjectorFixtures.sleepMilliseconds(300)
                 try? reader.executeScript("COMMIT")
                 released.raise()
             }
-            for _ in 0..<1_000 {
-                guard !holding.isRaised else { break }
-                ProjectorFixtures.sleepMilliseconds(5)
-            }
+            eventually(attempts: 1_000, everyMilliseconds: 5) { holding.isRaised }
             #expect(holding.isRaised)
             let summary = try driver.rebuild()
             pthread_join(holder, nil)
@@ -341,10 +332,7 @@ struct RebuildTests {
                 Self.waitUntilBootstrapped(first)
                 try Self.waitUntilCaughtUp(connection, first)
                 // The feed records the version of a table it built on its first pass between batches.
-                for _ in 0..<3_000 {
-                    guard try RebuildStore.state(on: connection) == nil else { break }
-                    ProjectorFixtures.sleepMilliseconds(10)
-                }
+                try eventually(attempts: 3_000, everyMilliseconds: 10) { try RebuildStore.state(on: connection) != nil }
                 first.stop()
             }
             #expect(try RebuildStore.state(on: connection)?.version == ProjectionQuery.shipped.version,
@@ -420,11 +408,8 @@ struct RebuildTests {
             let imagesInTable = "SELECT count(*) FROM explore.listings_projection WHERE primary_image_url IS NOT NULL"
             #expect(cachedImages() > 0)
             try connection.executeScript("TRUNCATE property.media")
-            var gone = false
-            for _ in 0..<1_500 {
-                guard !gone else { break }
-                ProjectorFixtures.sleepMilliseconds(20)
-                gone = try ProjectorFixtures.count(connection, imagesInTable) == 0 && cachedImages() == 0
+            let gone = try eventually(attempts: 1_500, everyMilliseconds: 20) {
+                try ProjectorFixtures.count(connection, imagesInTable) == 0 && cachedImages() == 0
             }
             #expect(gone)
             let (table, cache) = try ProjectorFixtures.divergence(connection, cache: index)
@@ -461,10 +446,7 @@ struct RebuildTests {
             let tally = Tally()
             let writer = startThread { Self.write(0, configuration: configuration, until: stop, tally: tally) }
             let saboteur = startThread {
-                for _ in 0..<6_000 {
-                    guard driver.status.rebuild?.phase != .building else { break }
-                    ProjectorFixtures.sleepMilliseconds(1)
-                }
+                eventually(attempts: 6_000, everyMilliseconds: 1) { driver.status.rebuild?.phase == .building }
                 failNextBatch.raise()
             }
             var outcome: ProjectorError?

@@ -185,12 +185,7 @@ struct ReliabilityTests {
                 child.send(SIGKILL)
                 #expect(child.wait(timeoutMilliseconds: 10_000) == .signaled(SIGKILL), "kill \(kill)")
                 // The killed session's backend ends when it sees the socket closed; only then is the feed free.
-                var released = false
-                for _ in 0..<400 {
-                    guard !released else { break }
-                    released = try advisoryLocksHeld() == 0
-                    if !released { ProjectorFixtures.sleepMilliseconds(25) }
-                }
+                let released = try eventually(attempts: 400, everyMilliseconds: 25) { try advisoryLocksHeld() == 0 }
                 #expect(released)
             }
             let (last, port) = try serve()
@@ -257,11 +252,8 @@ struct ReliabilityTests {
                 let before = driver.status
                 try cluster.restart(mode)
                 // The projector must see the connection fail and recover; the writers reconnect too.
-                var failed = false
-                for _ in 0..<1_200 {
-                    guard !failed else { break }
-                    failed = driver.status.failures > before.failures
-                    if !failed { ProjectorFixtures.sleepMilliseconds(25) }
+                let failed = eventually(attempts: 1_200, everyMilliseconds: 25) {
+                    driver.status.failures > before.failures
                 }
                 #expect(failed, "restart \(round) (\(mode)) went unnoticed")
                 #expect(progressed(beyond: driver.status.batches), "no progress after restart \(round) (\(mode))")
