@@ -406,7 +406,7 @@ struct FilterTerm {
                 for code in codes {
                     guard let page = blockPostings.page(block: block, code: code) else { continue }
                     let base = page * BlockPostings.pageWords
-                    for j in 0..<n { out[j] |= pages[base + j] }
+                    for j in blockPostings.span(ofPage: page, within: n) { out[j] |= pages[base + j] }
                 }
             }
         }
@@ -430,12 +430,9 @@ struct FilterTerm {
         let bit = UInt64(1) << UInt64(block & 63)
         for posting in postings where block >> 6 < posting.blocks.count && posting.blocks[block >> 6] & bit != 0 {
             posting.words.withUnsafeBufferPointer { words in
-                let limit = Swift.min(end, words.count)
-                var i = start
-                while i < limit {
-                    out[i - start] |= words[i]
-                    i += 1
-                }
+                // Through base pointers, so the loop has no bounds or overflow checks and is vectorized.
+                guard let source = words.baseAddress, let target = out.baseAddress else { return }
+                for j in 0..<Swift.max(0, Swift.min(end, words.count) - start) { target[j] |= source[start &+ j] }
             }
         }
     }
@@ -571,17 +568,22 @@ struct FacetCounter {
                 }
             }
         case .area:
-            // One popcount pass per area page in the block, unless so few rows match that reading their codes
-            // is cheaper.
+            // One popcount pass over the words each area page of the block spans, unless so few rows match
+            // that reading their codes is cheaper.
             let entries = block < areaPostings.blockEntries.count ? areaPostings.blockEntries[block] : []
-            if perRowCheaper || entries.count * n > rows * 4 {
+            var pageWords = 0
+            for entry in entries { pageWords += areaPostings.span(ofPage: Int(entry.page), within: n).count }
+            if perRowCheaper || pageWords > rows * 4 {
                 tally(base, start: start, count: n, column: areaOfSlot) { $0 }
             } else {
                 areaPostings.pages.withUnsafeBufferPointer { pages in
                     for entry in entries {
-                        let page = Int(entry.page) * BlockPostings.pageWords
+                        let page = Int(entry.page)
+                        let offset = page * BlockPostings.pageWords
                         var c = 0
-                        for j in 0..<n { c &+= (base[j] & pages[page + j]).nonzeroBitCount }
+                        for j in areaPostings.span(ofPage: page, within: n) {
+                            c &+= (base[j] & pages[offset + j]).nonzeroBitCount
+                        }
                         counts[Int(entry.code)] += c
                     }
                 }
@@ -685,18 +687,6 @@ struct FacetCounter {
         entries.filter { $0.count > 0 }.sorted { a, b in
             a.count != b.count ? a.count > b.count : FacetValue.ascending(a.value, b.value)
         }
-    }
-}
-
-extension StringDictionary {
-    /// The non-zero `counts` (indexed by code) as facet entries in facet order (see ``FacetCounter/ordered(_:)``).
-    /// Sorted as (count, code) pairs and built only then: sorting built entries moved and retained a string
-    /// per comparison, a tenth of a large city's search with an area facet.
-    func facetEntries(_ counts: [Int]) -> [(value: FacetValue, count: Int)] {
-        var pairs: [(count: Int, code: Int)] = []
-        for (code, count) in counts.enumerated() where count > 0 { pairs.append((count, code)) }
-        pairs.sort { a, b in a.count != b.count ? a.count > b.count : values[a.code] < values[b.code] }
-        return pairs.map { (.text(values[$0.code]), $0.count) }
     }
 }
 

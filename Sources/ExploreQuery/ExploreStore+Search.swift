@@ -43,9 +43,10 @@ extension ExploreStore {
             }
             // The estimate assumes matches spread evenly over the sort order; when they cluster at its far
             // end (a price-sorted search for a cheap city's developments), the walk runs far longer. It stops
-            // once it has cost well over its estimate (a walk of evenly spread matches rarely does) and at
-            // least what collecting costs, then collects, so such a page costs a small multiple of collecting.
-            let budget = Int(Swift.max(walkCost * 3, collectCost)) + wanted
+            // once it has cost twice its estimate (a walk of evenly spread matches almost never does: the
+            // steps to its `wanted` matches vary by about `1 / sqrt(wanted)`), then collects, so such a page
+            // costs at most three times collecting, and much less when the estimate was far below that.
+            let budget = Int(walkCost * 2) + wanted
             if slots.count < wanted,
                !walkPage(plan, wanted: wanted, budget: budget, into: &slots,
                          exactPriceStart: exactPriceStart, matching: { matches.contains($0) }) {
@@ -149,7 +150,7 @@ extension ExploreStore {
     /// Selects the first `wanted` matches after the cursor in sort order; `restrict` narrows each match word
     /// (its word index, its bits) further.
     private func collectPage(_ plan: SearchPlan, matches: MatchSet, wanted: Int, into slots: inout [Int],
-                             restrict: ((Int, UInt64) -> UInt64)? = nil) {
+                             restrict: (Int, UInt64) -> UInt64 = { $1 }) {
         let sort = plan.query.sort
         var selection = PageSelection(store: self, sort: sort, wanted: wanted, cursor: plan.cursor)
         let codes = selection.codes
@@ -168,10 +169,10 @@ extension ExploreStore {
                 var word = matches.words[Int(offset) + j]
                 guard word != 0 else { continue }
                 let index = block &* Bitset.blockWords &+ j
-                if let restrict {
-                    word = restrict(index, word)
-                    guard word != 0 else { continue }
-                }
+                // Non-escaping, so calling it retains nothing (an optional closure is escaping and was retained
+                // for every match word).
+                word = restrict(index, word)
+                guard word != 0 else { continue }
                 // Group 0 (priced, or every row of the creation orders) is what codes can decide.
                 let groupZero = isPrice ? (index < priced.count ? priced[index] : 0) : ~0
                 let heapBound = selection.heap.isFull && selection.topGroup == 0

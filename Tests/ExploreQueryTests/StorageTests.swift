@@ -133,6 +133,21 @@ import Testing
         }
     }
 
+    /// The one binary search (branch-free) against counting every element, on sorted arrays of every length
+    /// up to 70 with many duplicates, for keys between, on and beyond the elements.
+    @Test func countBelowMatchesALinearCount() {
+        var random = SeededRandom(seed: 5)
+        for length in 0...70 {
+            let values = (0..<length).map { _ in Int64.random(in: -20...20, using: &random) }.sorted()
+            values.withUnsafeBufferPointer { buffer in
+                for key in Int64(-22)...22 {
+                    #expect(buffer.countBelow(key, orEqual: false) == values.filter { $0 < key }.count)
+                    #expect(buffer.countBelow(key, orEqual: true) == values.filter { $0 <= key }.count)
+                }
+            }
+        }
+    }
+
     @Test func rankedKeysBuiltFromSortedKeysAnswerRanks() {
         let sorted = (0..<1_000).map { Int64($0 / 3) }
         var keys = RankedKeys(sorted: sorted)
@@ -268,6 +283,16 @@ import Testing
             }
         }
         #expect(postings.page(block: 99, code: 0) == nil)
+        // Readers skip the words outside a page's span: every set bit must lie within it.
+        for block in postings.blockEntries.indices {
+            for entry in postings.blockEntries[block] {
+                let page = Int(entry.page)
+                let span = postings.span(ofPage: page, within: BlockPostings.pageWords)
+                for word in 0..<BlockPostings.pageWords where !span.contains(word) {
+                    #expect(postings.pages[page * BlockPostings.pageWords + word] == 0, "page \(page) word \(word)")
+                }
+            }
+        }
     }
 
     @Test func boundedHeapKeepsTheSmallestInOrder() {

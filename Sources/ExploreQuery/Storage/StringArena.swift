@@ -138,9 +138,16 @@ struct StringArena {
 
 /// Dictionary encoding for low-cardinality text columns (status, city, area): each distinct value gets a small
 /// code for the life of the store. Codes are never reused, so postings indexed by code stay valid.
+///
+/// The codes are also kept in the values' order, so facet entries with equal counts are ordered by comparing
+/// integers: comparing the strings themselves was most of the time of sorting a large city's area facet.
 struct StringDictionary {
     private(set) var values: [String] = []
     private var codes: [String: UInt32] = [:]
+    /// Every code, in ascending order of its value.
+    private var ordered: [UInt32] = []
+    /// Each code's position in `ordered`.
+    private var rank: [UInt32] = []
 
     func code(of value: String) -> UInt32? { codes[value] }
 
@@ -149,11 +156,35 @@ struct StringDictionary {
         let code = UInt32(values.count)
         values.append(value)
         codes[value] = code
+        // New values are rare (a new city or area), and there are a few hundred: shifting ranks costs nothing.
+        var low = 0
+        var high = ordered.count
+        while low < high {
+            let mid = (low + high) / 2
+            if values[Int(ordered[mid])] < value { low = mid + 1 } else { high = mid }
+        }
+        ordered.insert(code, at: low)
+        rank.append(0)
+        for position in low..<ordered.count { rank[Int(ordered[position])] = UInt32(position) }
         return code
     }
 
+    /// The non-zero `counts` (indexed by code) as facet entries in facet order (see ``FacetCounter/ordered(_:)``):
+    /// descending count, then ascending value.
+    func facetEntries(_ counts: [Int]) -> [(value: FacetValue, count: Int)] {
+        // One integer per entry: the count's complement above the value's rank.
+        var keys: [UInt64] = []
+        for (code, count) in counts.enumerated() where count > 0 {
+            keys.append(UInt64(UInt32.max - UInt32(clamping: count)) << 32 | UInt64(rank[code]))
+        }
+        keys.sort()
+        return keys.map { key in
+            (.text(values[Int(ordered[Int(key & 0xffff_ffff)])]), Int(UInt32.max - UInt32(key >> 32)))
+        }
+    }
+
     var memoryBytes: Int {
-        var total = values.capacity * 16 + codes.capacity * 24
+        var total = values.capacity * 16 + codes.capacity * 24 + (ordered.capacity + rank.capacity) * 4
         for value in values where value.utf8.count > 15 { total += value.utf8.count * 2 }
         return total
     }
