@@ -4,8 +4,9 @@ extension UnsafeBufferPointer where Element == Int64 {
     /// ranked keys.
     ///
     /// Branch-free: each step halves the range with a conditional move, so the loop runs `log2(count)` steps
-    /// whatever the data and never mispredicts. Most searches are over arrays that are not cached (a price
-    /// group's chunk ends, then its chunk), and a mispredicted branchy step cost more than the probe's miss.
+    /// whatever the data and never mispredicts. The explore mix searches hundreds of price groups' chunk ends
+    /// and chunks per city facet, where the compares are coin flips: alternating runs measured a p90 of 92-100
+    /// µs against 93-106 µs with the branchy loop.
     @inline(__always)
     func countBelow(_ key: Int64, orEqual: Bool) -> Int {
         guard let start = baseAddress, count > 0 else { return 0 }
