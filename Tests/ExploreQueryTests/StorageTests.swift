@@ -22,6 +22,10 @@ import Testing
                 let removedAbsent = keys.remove(100_000)
                 #expect(!removedAbsent, "absent keys are not removed")
             }
+            // The inline extremes decide whole groups without a search: they must be exact after every change.
+            if let first = model.first, let last = model.last {
+                #expect(keys.minimum == first && keys.maximum == last, "step \(step)")
+            }
             if step % 500 == 0 || step == 5_999 {
                 #expect(keys.elements == model)
                 #expect(keys.count == model.count)
@@ -214,10 +218,20 @@ import Testing
             keys.replace(old, with: new)
             model.remove(at: model.firstIndex(of: old)!)
             model.insert(new, at: model.firstIndex { $0 > new } ?? model.count)
+            #expect(keys.minimum == model.first! && keys.maximum == model.last!)
         }
         #expect(keys.elements == model)
         for probe in stride(from: Int64(-20_000), through: 40_000, by: 777) {
             #expect(keys.count(below: probe) == model.filter { $0 < probe }.count)
+        }
+        // The batched count over several sets, for ranges missing, covering and cutting each of them.
+        let sets = [keys, RankedKeys(), RankedKeys(sorted: Array(model.prefix(100))), keys]
+        for low in stride(from: Int64(-20_000), through: 40_000, by: 2_333) {
+            for width in [Int64(0), 50, 5_000, 60_000] {
+                let expected = [0, 2, 1, 3].map { sets[$0].count(from: low, through: low + width) }
+                #expect(RankedKeys.counts(from: low, through: low + width, of: sets, at: [0, 2, 1, 3]) == expected)
+                #expect(expected[0] == model.filter { $0 >= low && $0 <= low + width }.count)
+            }
         }
     }
 

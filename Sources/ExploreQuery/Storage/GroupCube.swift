@@ -48,7 +48,7 @@ struct GroupCube {
     var memoryBytes: Int {
         var total = cellOf.capacity * 4 + (cellByKey.capacity + priceGroupByKey.capacity) * 24
         total += (keys.capacity + priceKeys.capacity) * MemoryLayout<Key>.stride + priceGroupOf.capacity * 4
-        total += counts.capacity * 4 + buckets.capacity * 4 + (points.capacity + lows.capacity + highs.capacity) * 32
+        total += counts.capacity * 4 + buckets.capacity * 4 + (points.capacity + lows.capacity + highs.capacity) * MemoryLayout<RankedKeys>.stride
         for c in lows.indices { total += points[c].memoryBytes + lows[c].memoryBytes + highs[c].memoryBytes }
         return total
     }
