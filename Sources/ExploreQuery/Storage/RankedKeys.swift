@@ -13,7 +13,7 @@ struct RankedKeys {
     private(set) var count = 0
     /// The smallest and the largest key (meaningless when empty), kept inline: a range count over a group that
     /// lies wholly inside or outside the range then reads none of its arrays. A city facet under a price filter
-    /// counts hundreds of groups, and most of them (other cities' price levels, other bedroom counts) are
+    /// counts hundreds of groups, and many of them (other cities' price levels, other bedroom counts) are
     /// decided this way, where each search read a few uncached lines of the group's chunk ends and chunks.
     private(set) var minimum: Int64 = 0
     private(set) var maximum: Int64 = 0
