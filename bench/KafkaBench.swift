@@ -254,12 +254,10 @@ enum KafkaBench {
         try connection.query("DELETE FROM explore.checkpoint WHERE feed = $1", [ProjectionDefinition.feedName])
     }
 
+    /// Waits for `condition`, checking every millisecond; throws once `timeout` has passed without it.
     static func waitFor(_ what: String, timeout: Duration = .seconds(300), _ condition: () -> Bool) throws {
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while !condition() {
-            guard clock.now < deadline else { throw BenchFailure("timed out waiting for \(what)") }
-            usleep(1_000)
+        guard poll(attempts: Int(timeout / .milliseconds(1)), everyMicroseconds: 1_000, condition) else {
+            throw BenchFailure("timed out waiting for \(what)")
         }
     }
 

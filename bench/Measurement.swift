@@ -15,6 +15,17 @@ import Histogram
     return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
 }
 
+/// Checks `condition` up to `attempts` times, sleeping `microseconds` after each check that fails; returns
+/// whether it held. Every wait of the benches on another thread or process is bounded through it.
+@discardableResult
+func poll(attempts: Int, everyMicroseconds microseconds: UInt32, _ condition: () throws -> Bool) rethrows -> Bool {
+    for _ in 0..<attempts {
+        if try condition() { return true }
+        usleep(microseconds)
+    }
+    return false
+}
+
 /// The process's memory as the kernel sees it, so "bytes per listing" is measured rather than estimated.
 enum ProcessMemory {
     /// Resident set size in bytes, from `/proc/self/statm` (second field, in pages); `nil` where unavailable.

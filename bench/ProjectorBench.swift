@@ -179,11 +179,7 @@ struct ProjectorBench {
             index: ExploreIndex())
         driver.start()
         defer { driver.stop() }
-        for _ in 0..<12_000 {
-            guard !driver.status.isBootstrapped else { break }
-            usleep(10_000)
-        }
-        guard driver.status.isBootstrapped else {
+        guard poll(attempts: 12_000, everyMicroseconds: 10_000, { driver.status.isBootstrapped }) else {
             throw ProjectorBenchError("the projector did not bootstrap: \(driver.status.lastError ?? "unknown")")
         }
 
@@ -275,15 +271,13 @@ struct ProjectorBench {
 
     private func waitUntilDrained(_ connection: PostgresConnection, driver: ProjectorDriver) throws {
         // Bounded (10 minutes): a projector far slower than the writers drains a large backlog here.
-        for _ in 0..<30_000 {
+        let drained = try poll(attempts: 30_000, everyMicroseconds: 20_000) {
             let pending = try connection.query("SELECT count(*) FROM explore.change_outbox").first?
                 .decode(0, as: Int64.self) ?? 0
-            if pending == 0, driver.status.appliedChanges == (try ProjectionStore.checkpoint(on: connection).appliedChanges) {
-                return
-            }
-            usleep(20_000)
+            return try pending == 0
+                && driver.status.appliedChanges == ProjectionStore.checkpoint(on: connection).appliedChanges
         }
-        throw ProjectorBenchError("the projector did not drain the outbox within 10 minutes")
+        guard drained else { throw ProjectorBenchError("the projector did not drain the outbox within 10 minutes") }
     }
 
     /// One writer commits a transaction every 10 ms, its rows priced with the transaction's mark, at `rate`
@@ -318,10 +312,7 @@ struct ProjectorBench {
         }
         let achieved = Double(changes) / Self.seconds(since: started)
         // Let the last marks arrive (bounded).
-        for _ in 0..<200 {
-            guard marks.pending > 0 else { break }
-            usleep(10_000)
-        }
+        poll(attempts: 200, everyMicroseconds: 10_000) { marks.pending == 0 }
         let latencies = marks.latenciesMilliseconds().sorted()
         func percentile(_ p: Double) -> Double {
             latencies.isEmpty ? .infinity : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
@@ -359,10 +350,8 @@ struct ProjectorBench {
         progress("1 % change set: incremental apply by the projector")
         try connection.executeScript("COMMIT")
         var started = monotonicNanoseconds()
-        for _ in 0..<600_000 {
-            guard driver.status.appliedChanges < appliedBefore + Int64(entries) else { break }
-            usleep(500)
-        }
+        let target = appliedBefore + Int64(entries)
+        poll(attempts: 600_000, everyMicroseconds: 500) { driver.status.appliedChanges >= target }
         let incremental = Self.seconds(since: started)
         progress("1 % change set: REFRESH MATERIALIZED VIEW CONCURRENTLY")
         started = monotonicNanoseconds()

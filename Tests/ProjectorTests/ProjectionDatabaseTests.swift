@@ -249,8 +249,6 @@ struct ProjectionDatabaseTests {
         }
     }
 
-    /// A listing whose location was deleted (possible once the foreign key is gone) keeps the defining query's
-    /// semantics: it stays, with no city or area; the cache holds empty names.
     /// Column recomputes come from the definition: a type table's edit recomputes the coalesced prices and the
     /// rooms (reading both type tables), a media edit the image; the listings table and locations never qualify,
     /// and neither does a table the definition starts to use anywhere else.
@@ -343,6 +341,8 @@ struct ProjectionDatabaseTests {
         }
     }
 
+    /// A listing whose location was deleted (possible once the foreign key is gone) keeps the defining query's
+    /// semantics: it stays, with no city or area; the cache holds empty names.
     @Test func listingWhoseLocationWasDeletedFollowsTheDefinition() throws {
         try withBuiltProjection { connection, feed, index in
             try connection.executeScript("""
