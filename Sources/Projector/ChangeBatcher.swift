@@ -33,7 +33,8 @@ public struct ChangeBatcher: Sendable {
     public struct Configuration: Sendable, Hashable {
         /// How long the first entry of a batch may wait for others; zero flushes at once.
         public var window: Duration
-        /// A batch closes as soon as it holds this many distinct keys (listings plus locations).
+        /// The most distinct keys (listings plus locations) a batch holds; it closes as soon as it holds this
+        /// many. The driver reads no more entries than the open batch has ``ChangeBatcher/room`` for.
         public var maximumKeys: Int
 
         /// Creates a configuration; the defaults trade ≤ 5 ms of latency for fewer, larger transactions.
@@ -70,6 +71,9 @@ public struct ChangeBatcher: Sendable {
     public var pendingKeys: Int { listingSources.count + locationIDs.count }
     /// Outbox entries pending.
     public var pendingEntries: Int { entryIDs.count }
+    /// Entries the open batch can take without passing ``Configuration/maximumKeys`` (an entry adds at most one
+    /// key); at least 1, as a full batch is flushed before the next read.
+    public var room: Int { max(1, configuration.maximumKeys - pendingKeys) }
 
     /// Adds entries read at `now`; returns when to flush.
     public mutating func add(_ entries: [OutboxEntry], now: UInt64) -> Action {

@@ -80,11 +80,15 @@ public struct OutboxFeedStateMachine: Sendable {
         public var target: TransactionSnapshot
         /// The entries the server returned for the request.
         public var entries: [OutboxEntry]
+        /// The request's ``FetchRequest/limit``: a result holding that many entries is a full page, so more may
+        /// follow in the same window.
+        public var limit: Int
 
-        /// Creates a result.
-        public init(target: TransactionSnapshot, entries: [OutboxEntry]) {
+        /// Creates a result of a request for at most `limit` entries.
+        public init(target: TransactionSnapshot, entries: [OutboxEntry], limit: Int) {
             self.target = target
             self.entries = entries
+            self.limit = limit
         }
     }
 
@@ -111,12 +115,14 @@ public struct OutboxFeedStateMachine: Sendable {
         self.pageSize = max(1, pageSize)
     }
 
-    /// The next read to perform.
-    public func nextFetch() -> FetchRequest {
-        FetchRequest(low: read.low, target: read.target, afterID: read.lastID, limit: pageSize)
+    /// The next read to perform, for at most `limit` entries (and never more than ``pageSize``). Why a smaller
+    /// limit: the driver asks only for what its open batch can still take, so no batch passes its size limit
+    /// however large the backlog (a page may end anywhere inside a window; the next read resumes after it).
+    public func nextFetch(limit: Int = .max) -> FetchRequest {
+        FetchRequest(low: read.low, target: read.target, afterID: read.lastID, limit: max(1, min(pageSize, limit)))
     }
 
-    /// Accepts what a fetch for ``nextFetch()`` returned.
+    /// Accepts what a fetch for ``nextFetch(limit:)`` returned.
     ///
     /// Entries outside the window (a server returning more than asked) are dropped, so the invariant holds here
     /// whatever the SQL did.
@@ -125,7 +131,7 @@ public struct OutboxFeedStateMachine: Sendable {
         let window = result.entries
             .filter { target.isVisible($0.xid) && !read.low.isVisible($0.xid) && $0.id > read.lastID }
             .sorted { $0.id < $1.id }
-        let pageIsFull = result.entries.count >= pageSize
+        let pageIsFull = result.entries.count >= result.limit
         // The last page of an old window says nothing about commits since: read again with a fresh snapshot.
         let more = pageIsFull || read.target != nil
         if pageIsFull, let lastID = window.last?.id ?? result.entries.map(\.id).max() {

@@ -141,7 +141,7 @@ public enum ProjectionStore {
             }
             entries.append(OutboxEntry(id: id, xid: xid, source: source, key: key))
         }
-        return OutboxFeedStateMachine.FetchResult(target: target, entries: entries)
+        return OutboxFeedStateMachine.FetchResult(target: target, entries: entries, limit: request.limit)
     }
 
     // MARK: Incremental refresh

@@ -211,7 +211,7 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
             // Drain what is committed now; pages of a large window follow each other at once.
             var more = true
             while more && !shouldStop {
-                switch feed.fetched(try ProjectionStore.fetch(feed.nextFetch(), on: connection)) {
+                switch feed.fetched(try ProjectionStore.fetch(feed.nextFetch(limit: batcher.room), on: connection)) {
                 case .idle:
                     more = false
                 case .deliver(let entries, let hasMore):

@@ -49,7 +49,7 @@ struct TransactionModel {
             }
         }
         entries.sort { $0.id < $1.id }
-        return .init(target: target, entries: Array(entries.prefix(request.limit)))
+        return .init(target: target, entries: Array(entries.prefix(request.limit)), limit: request.limit)
     }
 }
 
@@ -88,8 +88,9 @@ struct TransactionModel {
     }
 
     /// Random interleavings of begin, insert, commit, abort, reads, batch commits and rollbacks: every committed
-    /// row is applied exactly once, no aborted row ever, whatever the page size. A naive "last id" reader run on
-    /// the same histories must lose rows in some of them, which shows the histories exercise the trap.
+    /// row is applied exactly once, no aborted row ever, whatever the page size, and reads sized to the open
+    /// batch's room (as the driver's) never let a batch pass its size limit. A naive "last id" reader run on the
+    /// same histories must lose rows in some of them, which shows the histories exercise the trap.
     @Test(arguments: [1, 2, 3, 7, 1_000])
     func neverSkipsOrDuplicatesUnderRandomInterleavings(pageSize: Int) {
         var generator = SplitMix64(seed: UInt64(pageSize) &* 0x9E37_79B9)
@@ -98,11 +99,24 @@ struct TransactionModel {
             var model = TransactionModel()
             var feed = OutboxFeedStateMachine(
                 checkpoint: FeedPosition(low: model.snapshot), pageSize: pageSize)
-            var batcher = ChangeBatcher(configuration: .init(window: .zero, maximumKeys: 1 + pageSize))
+            // The window never closes a batch here (the clock stays at 0); a full batch is applied at once, as the
+            // driver does, and any other at random.
+            let maximumKeys = 1 + Int(generator.next() % 4)
+            var batcher = ChangeBatcher(configuration: .init(window: .seconds(1), maximumKeys: maximumKeys))
             var applied: [Int64] = []
             var deleted: Set<Int64> = []
             var naiveLast: Int64 = 0
             var naiveApplied: Set<Int64> = []
+            func finishBatch() {
+                let batch = batcher.takeBatch()
+                if generator.next() % 4 == 0 {
+                    feed.batchRolledBack()
+                } else {
+                    applied += batch.entryIDs
+                    deleted.formUnion(batch.entryIDs)
+                    feed.batchCommitted()
+                }
+            }
             for _ in 0..<60 {
                 let running = model.transactions.indices.filter { model.transactions[$0].state == .running }
                 switch generator.next() % 7 {
@@ -114,22 +128,19 @@ struct TransactionModel {
                         model.transactions[transaction].state = generator.next() % 5 == 0 ? .aborted : .committed
                     }
                 case 4, 5:
-                    let action = feed.fetched(model.fetch(feed.nextFetch(), deleted: deleted))
-                    if case .deliver(let entries, _) = action { _ = batcher.add(entries, now: 0) }
+                    let action = feed.fetched(model.fetch(feed.nextFetch(limit: batcher.room), deleted: deleted))
+                    if case .deliver(let entries, _) = action, batcher.add(entries, now: 0) == .flushNow {
+                        #expect(batcher.pendingKeys == maximumKeys)
+                        finishBatch()
+                    }
+                    #expect(batcher.pendingKeys < maximumKeys)
                     // The naive reader: everything committed above the last id it saw.
                     for transaction in model.transactions where transaction.state == .committed {
                         for row in transaction.rows where row > naiveLast { naiveApplied.insert(row) }
                     }
                     naiveLast = max(naiveLast, naiveApplied.max() ?? 0)
                 default:
-                    let batch = batcher.takeBatch()
-                    if generator.next() % 4 == 0 {
-                        feed.batchRolledBack()
-                    } else {
-                        applied += batch.entryIDs
-                        deleted.formUnion(batch.entryIDs)
-                        feed.batchCommitted()
-                    }
+                    finishBatch()
                 }
             }
             // Finish every transaction and drain.
@@ -177,13 +188,18 @@ struct TransactionModel {
     @Test func windowAndSizeCloseTheBatch() {
         var batcher = ChangeBatcher(configuration: .init(window: .milliseconds(2), maximumKeys: 3))
         #expect(batcher.tick(now: 0) == .idle)
+        #expect(batcher.room == 3)
         #expect(batcher.add([entry(1, .listings, key: 1)], now: 0) == .flushAt(nanoseconds: 2_000_000))
         #expect(batcher.add([entry(2, .listings, key: 1)], now: 1_000_000) == .flushAt(nanoseconds: 2_000_000))
+        // Room counts keys, not entries: the second entry changed the same listing.
+        #expect(batcher.room == 2)
         #expect(batcher.tick(now: 1_999_999) == .flushAt(nanoseconds: 2_000_000))
         #expect(batcher.tick(now: 2_000_000) == .flushNow)
         #expect(batcher.add([entry(3, .listings, key: 2), entry(4, .developments, key: 3)], now: 2_000_001)
             == .flushNow)
+        #expect(batcher.room == 1)
         _ = batcher.takeBatch()
+        #expect(batcher.room == 3)
         // A random property: the batch holds exactly the distinct keys added, whatever the order.
         var generator = SplitMix64(seed: 42)
         for _ in 0..<200 {

@@ -137,6 +137,46 @@ struct ProjectorDriverTests {
             #expect(second.index.count == 0)
         }
     }
+
+    /// A backlog larger than a batch is applied in batches of at most `maximumKeys` listings, although one read
+    /// could return a whole page of it.
+    @Test func noBatchPassesItsKeyLimit() throws {
+        try ProjectorFixtures.withSeededDatabase { configuration, connection in
+            final class Sizes: @unchecked Sendable {
+                private let lock = ProjectorLock()
+                private var sizes: [Int] = []
+                func record(_ size: Int) { lock.withLock { sizes.append(size) } }
+                var all: [Int] { lock.withLock { sizes } }
+            }
+            let sizes = Sizes()
+            let driver = ProjectorDriver(
+                configuration: .init(
+                    postgres: configuration, batching: .init(window: .milliseconds(50), maximumKeys: 7),
+                    pollInterval: .milliseconds(30), pageSize: 50,
+                    afterApply: { sizes.record($0.changes.count) }),
+                index: ExploreIndex())
+            driver.start()
+            defer { driver.stop() }
+            #expect(eventually(attempts: 400, everyMilliseconds: 10) { driver.status.isBootstrapped })
+
+            // One transaction renames 40 listings the read model serves: 40 entries, each its own listing.
+            let ids = try connection.query("SELECT id FROM explore.listings_projection ORDER BY id LIMIT 40")
+                .compactMap { $0[0].flatMap { Int64($0) } }
+            let changed = try connection.query(
+                "UPDATE property.listings SET title = title || ' (renamed)' WHERE id = ANY($1::bigint[])",
+                [ProjectionStore.int8Array(ids)]).affectedRows
+            #expect(ids.count == 40 && changed == 40)
+            let renamed = eventually(attempts: 400, everyMilliseconds: 10) {
+                sizes.all.reduce(0, +) >= changed
+            }
+            #expect(renamed)
+            #expect(sizes.all.reduce(0, +) == changed)
+            #expect(sizes.all.allSatisfy { $0 <= 7 })
+            #expect(sizes.all.count >= 6)
+            let rows = driver.index.rows(ids: ids)
+            #expect(rows.count == 40 && rows.allSatisfy { $0.title.hasSuffix(" (renamed)") })
+        }
+    }
 }
 
 /// Starts a joinable thread running `body`.

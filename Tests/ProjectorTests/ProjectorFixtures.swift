@@ -75,7 +75,7 @@ enum ProjectorFixtures {
         while rounds < 10_000 {
             rounds += 1
             guard case .deliver(let entries, let more) = feed.fetched(
-                try ProjectionStore.fetch(feed.nextFetch(), on: connection))
+                try ProjectionStore.fetch(feed.nextFetch(limit: batcher.room), on: connection))
             else { break }
             _ = batcher.add(entries, now: 0)
             if more && batcher.tick(now: 0) != .flushNow { continue }
