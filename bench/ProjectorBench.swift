@@ -64,6 +64,11 @@ struct ProjectorBench {
         var onePercentListings: Int
         var onePercentEntries: Int
         var incrementalSeconds: Double
+        /// The incremental apply's batches, and their time in database transactions and in the cache (the rest is
+        /// waking up and reading the outbox).
+        var incrementalBatches: Int
+        var incrementalDatabaseSeconds: Double
+        var incrementalCacheSeconds: Double
         var refreshConcurrentlySeconds: Double
         var incrementalSpeedup: Double
         var verifiedSample: Int
@@ -204,7 +209,9 @@ struct ProjectorBench {
             writtenChangesPerSecond: sustained.written, appliedChangesPerSecondWhileWriting: sustained.applied,
             drainSecondsAfterWriters: sustained.drainSeconds, freshness: freshness,
             onePercentListings: onePercent.listings, onePercentEntries: onePercent.entries,
-            incrementalSeconds: onePercent.incremental, refreshConcurrentlySeconds: onePercent.refresh,
+            incrementalSeconds: onePercent.incremental, incrementalBatches: onePercent.batches.count,
+            incrementalDatabaseSeconds: onePercent.batches.database, incrementalCacheSeconds: onePercent.batches.cache,
+            refreshConcurrentlySeconds: onePercent.refresh,
             incrementalSpeedup: onePercent.refresh / max(onePercent.incremental, 1e-9),
             verifiedSample: verification.compared, verificationClean: verification.isClean,
             loadAverage: [loadAtStart, Self.loadAverage()], bars: [])
@@ -327,7 +334,7 @@ struct ProjectorBench {
     /// COMMIT until the projector has applied every entry, cache included), and the materialized view is then
     /// refreshed concurrently.
     private func onePercentPhase(_ connection: PostgresConnection, driver: ProjectorDriver) throws
-        -> (listings: Int, entries: Int, incremental: Double, refresh: Double)
+        -> (listings: Int, entries: Int, incremental: Double, batches: BatchTimes, refresh: Double)
     {
         progress("1 % change set: bringing the materialized view up to date first")
         try connection.executeScript("REFRESH MATERIALIZED VIEW CONCURRENTLY \(ProjectionDefinition.materializedView)")
@@ -339,7 +346,7 @@ struct ProjectorBench {
         let high = try connection.query("SELECT max(id) FROM property.listings").first?.decode(0, as: Int64.self) ?? 1
         while chosen.count < count { chosen.insert(1 + Int64(random.next() % UInt64(high))) }
         let array = "{" + chosen.sorted().map(String.init).joined(separator: ",") + "}"
-        let appliedBefore = driver.status.appliedChanges
+        let before = driver.status
         try connection.executeScript("BEGIN")
         var entries = try connection.query(
             "UPDATE property.existing_properties SET price = price + 7 WHERE listing_id = ANY($1::bigint[])", [array])
@@ -350,14 +357,25 @@ struct ProjectorBench {
         progress("1 % change set: incremental apply by the projector")
         try connection.executeScript("COMMIT")
         var started = monotonicNanoseconds()
-        let target = appliedBefore + Int64(entries)
+        let target = before.appliedChanges + Int64(entries)
         poll(attempts: 600_000, everyMicroseconds: 500) { driver.status.appliedChanges >= target }
         let incremental = Self.seconds(since: started)
+        let after = driver.status
+        let batches = BatchTimes(count: after.batches - before.batches,
+                                 database: after.databaseSeconds - before.databaseSeconds,
+                                 cache: after.cacheSeconds - before.cacheSeconds)
         progress("1 % change set: REFRESH MATERIALIZED VIEW CONCURRENTLY")
         started = monotonicNanoseconds()
         try connection.executeScript("REFRESH MATERIALIZED VIEW CONCURRENTLY \(ProjectionDefinition.materializedView)")
         let refresh = Self.seconds(since: started)
-        return (count, entries, incremental, refresh)
+        return (count, entries, incremental, batches, refresh)
+    }
+
+    /// Batches the projector applied, and their seconds in database transactions and in the cache.
+    struct BatchTimes {
+        var count: Int
+        var database: Double
+        var cache: Double
     }
 
     // MARK: Report
@@ -421,6 +439,10 @@ struct ProjectorBench {
               + "included) "
               + "\(format(report.incrementalSeconds * 1_000, digits: 0)) ms, REFRESH CONCURRENTLY "
               + "\(format(report.refreshConcurrentlySeconds * 1_000, digits: 0)) ms")
+        print("    incremental: \(report.incrementalBatches) batches, database transactions "
+              + "\(format(report.incrementalDatabaseSeconds * 1_000, digits: 0)) ms, cache "
+              + "\(format(report.incrementalCacheSeconds * 1_000, digits: 0)) ms, the rest waking up and reading "
+              + "the outbox")
         print("")
         print(pad("bar", 42, right: false) + pad("measured", 14) + pad("target", 12) + "  result")
         for bar in report.bars {
