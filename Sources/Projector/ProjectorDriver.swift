@@ -12,10 +12,12 @@ import Darwin
 /// applies batches to PostgreSQL and, after each commit, to the cache.
 ///
 /// The loop runs on its own thread (every libpq call blocks) and only performs what ``OutboxFeedStateMachine``
-/// and ``ChangeBatcher`` decide. A notification only wakes it; it also polls every `pollInterval`, so a missed
-/// notification costs latency, not data. After any failure it reconnects with backoff, re-reads the checkpoint
-/// and reloads the cache from the projection table, so a batch whose COMMIT outcome was unknown can never leave
-/// the cache behind or ahead of the table.
+/// and ``ChangeBatcher`` decide; each committed batch goes to the cache on a second thread (``CacheApplier``)
+/// while the loop reads and commits the next one. A notification only wakes the loop; it also polls every
+/// `pollInterval`, so a missed notification costs latency, not data. After any failure it reconnects with
+/// backoff, re-reads the checkpoint and reloads the cache from the projection table (once the cache has every
+/// batch handed to it), so a batch whose COMMIT outcome was unknown can never leave the cache behind or ahead of
+/// the table.
 public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
     /// How the driver batches and polls.
     public struct Configuration: Sendable {
@@ -35,8 +37,9 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
         public var lagSampleInterval: Duration = .milliseconds(250)
         /// How full rebuilds run (chunk size, lock timeout, version upgrade on start); `nil`: the defaults.
         public var rebuild: RebuildCoordinator.Configuration?
-        /// Called on the driver's thread after each committed batch reached the cache, with the changes it made
-        /// there; for measurements (the bench's commit-to-visible freshness). Keep it cheap: the next batch waits.
+        /// Called after each committed batch reached the cache, with the changes it made there, on the thread
+        /// applying batches to the cache; for measurements (the bench's commit-to-visible freshness). Keep it
+        /// cheap: the next batch's cache step waits.
         public var afterApply: (@Sendable (ListingChangeBatch) -> Void)?
 
         /// Creates a configuration with defaults suited to production.
@@ -172,6 +175,9 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
         var feed = OutboxFeedStateMachine(checkpoint: checkpoint.position, pageSize: configuration.pageSize)
         var batcher = ChangeBatcher(configuration: configuration.batching)
         var appliedChanges = checkpoint.appliedChanges
+        // Every batch handed over is in the cache before this session ends (a reload replaces the store).
+        let applier = CacheApplier()
+        defer { applier.finish() }
         let clock = ContinuousClock()
         let origin = clock.now
         func now() -> UInt64 {
@@ -187,18 +193,23 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
                     batch, from: feed.committed, to: feed.read, on: connection,
                     beforeCommit: { try self.configuration.beforeCommit?() })
                 feed.batchCommitted()
-                let committed = ContinuousClock.now
-                index.apply(applied.changes)
-                let cached = ContinuousClock.now
-                configuration.afterApply?(applied.changes)
+                let database = ContinuousClock.now - started
                 appliedChanges += Int64(applied.consumedEntries)
                 let total = appliedChanges
-                lock.withLock {
-                    currentStatus.appliedChanges = total
-                    currentStatus.recordBatch(database: committed - started, cache: cached - committed)
+                // The batch counts as applied once it is in the cache; the rebuild hears of batches in commit
+                // order, from the applier's thread.
+                applier.submit { [self] in
+                    let cacheStarted = ContinuousClock.now
+                    index.apply(applied.changes)
+                    let cache = ContinuousClock.now - cacheStarted
+                    configuration.afterApply?(applied.changes)
+                    lock.withLock {
+                        currentStatus.appliedChanges = total
+                        currentStatus.recordBatch(database: database, cache: cache)
+                    }
+                    rebuildCoordinator.batchApplied(
+                        listingIDs: applied.listingIDs, changes: applied.changes, appliedChanges: total)
                 }
-                rebuildCoordinator.batchApplied(
-                    listingIDs: applied.listingIDs, changes: applied.changes, appliedChanges: total)
             } catch {
                 feed.batchRolledBack()
                 throw error
@@ -207,7 +218,7 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
 
         while !shouldStop {
             // A rebuild's swap and cache install run here, between two batches.
-            rebuildCoordinator.betweenBatches(connection: connection)
+            rebuildCoordinator.betweenBatches(connection: connection, beforeStep: { applier.waitUntilIdle() })
             // Drain what is committed now; pages of a large window follow each other at once.
             var more = true
             while more && !shouldStop {

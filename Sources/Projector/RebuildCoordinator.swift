@@ -97,7 +97,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
     private let index: ExploreIndex?
     private let logger: Logger
     private let feedName: String
-    private let monitor = RebuildMonitor()
+    private let monitor = Monitor()
     private let clock = ContinuousClock()
 
     private var running = false
@@ -192,7 +192,11 @@ public final class RebuildCoordinator: @unchecked Sendable {
     /// Called by the feed between batches on its own connection: performs a pending swap or cache install, and
     /// now and then starts a background rebuild when the recorded version differs from the shipped one or another
     /// process asked for one. Never throws: failures go to the waiting rebuild, or are logged.
-    public func betweenBatches(connection: PostgresConnection) {
+    ///
+    /// - Parameter beforeStep: called before a swap or a cache install is performed. Both read what
+    ///   ``batchApplied(listingIDs:changes:appliedChanges:)`` recorded, so a feed that reports batches from
+    ///   another thread waits there until it has reported every batch it committed.
+    public func betweenBatches(connection: PostgresConnection, beforeStep: () -> Void = {}) {
         let step: FeedStep? = monitor.withLock {
             guard let step = pendingStep else { return nil }
             pendingStep = nil
@@ -200,6 +204,7 @@ public final class RebuildCoordinator: @unchecked Sendable {
             return step
         }
         if let step {
+            beforeStep()
             let outcome = perform(step, on: connection)
             monitor.withLock {
                 stepTaken = false
@@ -513,43 +518,5 @@ public final class RebuildCoordinator: @unchecked Sendable {
                 monitor.wait(milliseconds: 50)
             }
         }
-    }
-}
-
-/// A mutex and a condition variable.
-final class RebuildMonitor: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
-
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(&condition)
-        pthread_mutex_destroy(&mutex)
-    }
-
-    func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
-
-    /// Waits for a broadcast or the timeout; call while holding the lock.
-    func wait(milliseconds: Int) {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        var deadline = now
-        let nanoseconds = Int(now.tv_nsec) + milliseconds * 1_000_000
-        deadline.tv_sec += nanoseconds / 1_000_000_000
-        deadline.tv_nsec = nanoseconds % 1_000_000_000
-        pthread_cond_timedwait(&condition, &mutex, &deadline)
-    }
-
-    /// Wakes every waiter; call while holding the lock.
-    func broadcast() {
-        pthread_cond_broadcast(&condition)
     }
 }
