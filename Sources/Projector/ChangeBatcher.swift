@@ -37,8 +37,10 @@ public struct ChangeBatcher: Sendable {
         /// many. The driver reads no more entries than the open batch has ``ChangeBatcher/room`` for.
         public var maximumKeys: Int
 
-        /// Creates a configuration; the defaults trade ≤ 5 ms of latency for fewer, larger transactions.
-        public init(window: Duration = .milliseconds(5), maximumKeys: Int = 5_000) {
+        /// Creates a configuration; the defaults trade ≤ 5 ms of latency for fewer, larger transactions. The
+        /// default size is the driver's outbox page: an outbox read sorts the entries of its window, which grow
+        /// with the backlog, so batches of half a page drained a backlog of 200,000 changes 10-15 % slower.
+        public init(window: Duration = .milliseconds(5), maximumKeys: Int = 10_000) {
             self.window = window
             self.maximumKeys = max(1, maximumKeys)
         }

@@ -35,7 +35,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Changes arriving within this many milliseconds are applied as one batch.")
     var batchWindowMs = 5
     @Option(help: "Most distinct keys (listings, locations) in one batch; a larger backlog goes in several.")
-    var batchMaxIds = 5_000
+    var batchMaxIds = 10_000
     @Option(help: "Milliseconds between outbox polls when no notification arrives.") var pollIntervalMs = 500
     @Option(help: "Filter field to switch off (e.g. bedrooms); repeatable.") var disableFilter: [String] = []
     @Option(help: "Listing type to switch off (development or existing); repeatable.") var disableType: [String] = []
