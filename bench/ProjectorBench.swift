@@ -439,7 +439,8 @@ struct ProjectorBench {
               + "included) "
               + "\(format(report.incrementalSeconds * 1_000, digits: 0)) ms, REFRESH CONCURRENTLY "
               + "\(format(report.refreshConcurrentlySeconds * 1_000, digits: 0)) ms")
-        print("    incremental: \(report.incrementalBatches) batches, database transactions "
+        print("    incremental: \(report.incrementalBatches) batch\(report.incrementalBatches == 1 ? "" : "es"), "
+              + "database transactions "
               + "\(format(report.incrementalDatabaseSeconds * 1_000, digits: 0)) ms, cache "
               + "\(format(report.incrementalCacheSeconds * 1_000, digits: 0)) ms, the rest waking up and reading "
               + "the outbox")
