@@ -158,14 +158,13 @@ struct RebuildTests {
 
     /// Waits (bounded) until the outbox is empty and the cache reflects the checkpoint.
     static func waitUntilCaughtUp(_ connection: PostgresConnection, _ driver: ProjectorDriver) throws {
-        for _ in 0..<3_000 {
+        let caughtUp = try eventually(attempts: 3_000, everyMilliseconds: 10) {
             let pending = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
             let applied = try ProjectorFixtures.count(
                 connection, "SELECT applied_changes FROM explore.checkpoint WHERE feed = 'explore_listings'")
-            if pending == 0 && driver.status.appliedChanges == applied { return }
-            ProjectorFixtures.sleepMilliseconds(10)
+            return pending == 0 && driver.status.appliedChanges == applied
         }
-        Issue.record("the projector did not catch up")
+        if !caughtUp { Issue.record("the projector did not catch up") }
     }
 
     static func waitUntilBootstrapped(_ driver: ProjectorDriver) {
@@ -206,12 +205,14 @@ struct RebuildTests {
                 startThread { Self.read(reader, index: index, until: stop, tally: tally) }
             }
             // Let writes flow before, during and after the rebuild.
-            while tally["commits"] < 20 { ProjectorFixtures.sleepMilliseconds(5) }
+            #expect(eventually(attempts: 2_000, everyMilliseconds: 5) { tally["commits"] >= 20 })
             let committedBefore = tally["commits"]
             let summary = try driver.rebuild()
             let committedDuringRebuild = tally["commits"]
             #expect(committedDuringRebuild > committedBefore, "writes committed while the rebuild ran")
-            while tally["commits"] < committedDuringRebuild + 20 { ProjectorFixtures.sleepMilliseconds(5) }
+            #expect(eventually(attempts: 2_000, everyMilliseconds: 5) {
+                tally["commits"] >= committedDuringRebuild + 20
+            })
             stop.raise()
             for thread in writers + readers { pthread_join(thread, nil) }
             try Self.waitUntilCaughtUp(connection, driver)
@@ -347,14 +348,9 @@ struct RebuildTests {
             driver.start()
             defer { driver.stop() }
             Self.waitUntilBootstrapped(driver)
-            var upgraded = false
-            for _ in 0..<3_000 {
-                if try RebuildStore.state(on: connection)?.version == ProjectionQuery.shipped.version
-                    && !driver.rebuildCoordinator.isRunning {
-                    upgraded = true
-                    break
-                }
-                ProjectorFixtures.sleepMilliseconds(10)
+            let upgraded = try eventually(attempts: 3_000, everyMilliseconds: 10) {
+                try RebuildStore.state(on: connection)?.version == ProjectionQuery.shipped.version
+                    && !driver.rebuildCoordinator.isRunning
             }
             #expect(upgraded)
             #expect(driver.rebuildCoordinator.lastError == nil)
@@ -376,18 +372,14 @@ struct RebuildTests {
             Self.waitUntilBootstrapped(driver)
             let oid = try Self.tableOID(connection)
             try RebuildStore.requestRebuild(on: connection)
-            var finished = false
-            for _ in 0..<3_000 {
+            let finished = try eventually(attempts: 3_000, everyMilliseconds: 10) {
                 let row = try connection.query("""
                     SELECT rebuild_requested_at IS NULL AND rebuild_finished_at >= rebuild_started_at, rebuild_error
                     FROM explore.projection_state
                     """).first
-                if row?[0] == "t" {
-                    #expect(row?[1] == nil)
-                    finished = true
-                    break
-                }
-                ProjectorFixtures.sleepMilliseconds(10)
+                guard row?[0] == "t" else { return false }
+                #expect(row?[1] == nil)
+                return true
             }
             #expect(finished)
             #expect(try Self.tableOID(connection) != oid)

@@ -47,23 +47,19 @@ struct ReliabilityTests {
     private static func waitUntilDrained(
         _ connection: PostgresConnection, _ caughtUp: (ProjectionStore.Checkpoint) -> Bool = { _ in true }
     ) throws -> Bool {
-        for _ in 0..<1_200 {
+        try eventually(attempts: 1_200, everyMilliseconds: 50) {
             let pending = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
-            if pending == 0, caughtUp(try ProjectionStore.checkpoint(on: connection)) { return true }
-            ProjectorFixtures.sleepMilliseconds(50)
+            return try pending == 0 && caughtUp(ProjectionStore.checkpoint(on: connection))
         }
-        return false
     }
 
     /// Waits (bounded) until the checkpoint has counted at least `entries` more applied entries than `base`.
     private static func waitForProgress(_ connection: PostgresConnection, beyond base: Int64, entries: Int64) throws
         -> Bool
     {
-        for _ in 0..<1_200 {
-            if try ProjectionStore.checkpoint(on: connection).appliedChanges >= base + entries { return true }
-            ProjectorFixtures.sleepMilliseconds(25)
+        try eventually(attempts: 1_200, everyMilliseconds: 25) {
+            try ProjectionStore.checkpoint(on: connection).appliedChanges >= base + entries
         }
-        return false
     }
 
     /// The table equals the defining query, the checkpoint counted every committed entry exactly once, and (when
