@@ -22,6 +22,9 @@ public final class ExploreService: Sendable {
         public var batching: ChangeBatcher.Configuration
         /// How often the projector looks at the outbox without a notification.
         public var pollInterval: Duration
+        /// Connections the outbox feed applies a large batch on at once (see
+        /// ``ProjectorDriver/Configuration/applyConnections``).
+        public var applyConnections = 2
         /// Address, limits, feature flags and admin token of the protocol server.
         public var server: ExploreServerConfiguration
         /// Failed projector sessions tolerated before start gives up on bootstrapping the cache.
@@ -143,6 +146,7 @@ public final class ExploreService: Sendable {
             var driverConfiguration = ProjectorDriver.Configuration(
                 postgres: configuration.postgres, batching: configuration.batching,
                 pollInterval: configuration.pollInterval)
+            driverConfiguration.applyConnections = configuration.applyConnections
             driverConfiguration.rebuild = .init(postgres: configuration.postgres, machine: configuration.rebuild)
             return ProjectorHandle(
                 driver: ProjectorDriver(configuration: driverConfiguration, index: index, logger: logger))

@@ -187,6 +187,7 @@ public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
         update {
             $0.isBootstrapped = true
             $0.appliedChanges = bootstrap.appliedChanges
+            $0.committedChanges = bootstrap.appliedChanges
         }
         logger.info("cache bootstrapped", metadata: [
             "rows": "\(bootstrap.store.count)", "stored_partitions": "\(bootstrap.offsets.count)",
@@ -441,6 +442,7 @@ public final class KafkaFeedDriver: RebuildableFeed, @unchecked Sendable {
                 }
                 driver.update {
                     $0.appliedChanges = applied.appliedChanges
+                    $0.committedChanges = applied.appliedChanges
                     $0.recordBatch(database: took, cache: cacheTook)
                     if let lag { $0.lagMilliseconds = lag }
                 }

@@ -9,6 +9,9 @@ public struct ChangeSet: Sendable, Hashable {
     public var columnRecomputes: [ColumnRecompute: [Int64]] = [:]
     /// The outbox entries the batch consumes, ascending.
     public var entryIDs: [Int64]
+    /// The key (listing or location id) of each of `entryIDs`, in the same order; empty when unknown, and then
+    /// the batch is never split.
+    public var entryKeys: [Int64] = []
 
     /// Creates a change set.
     public init(listingIDs: [Int64], locationIDs: [Int64], entryIDs: [Int64]) {
@@ -22,6 +25,39 @@ public struct ChangeSet: Sendable, Hashable {
 
     /// Whether the batch consumes nothing.
     public var isEmpty: Bool { entryIDs.isEmpty }
+
+    /// The batch divided by listing into at most `parts` batches, each holding its listings' outbox entries, so
+    /// they can be applied side by side on as many connections; `[self]` when it names a location (a location
+    /// expands to listings of every part), lacks ``entryKeys``, or names fewer than `minimumKeys` listings.
+    ///
+    /// Every list keeps its order, each listing and each entry lands in exactly one part, and a listing's part
+    /// depends on its id alone.
+    public func split(into parts: Int, minimumKeys: Int) -> [ChangeSet] {
+        let keys = columnRecomputes.values.reduce(listingIDs.count) { $0 + $1.count }
+        guard parts > 1, locationIDs.isEmpty, entryKeys.count == entryIDs.count, keys >= max(2, minimumKeys)
+        else { return [self] }
+        var result = [ChangeSet](repeating: ChangeSet(listingIDs: [], locationIDs: [], entryIDs: []), count: parts)
+        for id in listingIDs { result[Self.part(of: id, parts)].listingIDs.append(id) }
+        for (recompute, ids) in columnRecomputes {
+            // Grouped here first: hashing a recompute hashes its statement text, too slow to do once per listing.
+            var shares = [[Int64]](repeating: [], count: parts)
+            for id in ids { shares[Self.part(of: id, parts)].append(id) }
+            for (part, share) in shares.enumerated() where !share.isEmpty {
+                result[part].columnRecomputes[recompute] = share
+            }
+        }
+        for (id, key) in zip(entryIDs, entryKeys) {
+            let part = Self.part(of: key, parts)
+            result[part].entryIDs.append(id)
+            result[part].entryKeys.append(key)
+        }
+        return result.filter { !$0.isEmpty }
+    }
+
+    /// A listing's part: the high bits of a multiplicative hash, so runs of ids spread evenly.
+    private static func part(of id: Int64, _ parts: Int) -> Int {
+        Int(((UInt64(bitPattern: id) &* 0x9E37_79B9_7F4A_7C15) >> 32) % UInt64(parts))
+    }
 }
 
 /// Groups outbox entries into batches by a time window and a size limit; a key changed many times while the
@@ -61,7 +97,8 @@ public struct ChangeBatcher: Sendable {
     /// The tables each pending listing's entries came from, one bit per ``ProjectionDefinition/Source`` case.
     private var listingSources: [Int64: UInt8] = [:]
     private var locationIDs: Set<Int64> = []
-    private var entryIDs: [Int64] = []
+    /// Pending outbox entries: id and key.
+    private var entries: [(id: Int64, key: Int64)] = []
     private var deadline: UInt64?
 
     /// Creates an empty batcher.
@@ -72,7 +109,7 @@ public struct ChangeBatcher: Sendable {
     /// Distinct keys pending.
     public var pendingKeys: Int { listingSources.count + locationIDs.count }
     /// Outbox entries pending.
-    public var pendingEntries: Int { entryIDs.count }
+    public var pendingEntries: Int { entries.count }
     /// Entries the open batch can take without passing ``Configuration/maximumKeys`` (an entry adds at most one
     /// key); at least 1, as a full batch is flushed before the next read.
     public var room: Int { max(1, configuration.maximumKeys - pendingKeys) }
@@ -80,13 +117,13 @@ public struct ChangeBatcher: Sendable {
     /// Adds entries read at `now`; returns when to flush.
     public mutating func add(_ entries: [OutboxEntry], now: UInt64) -> Action {
         for entry in entries {
-            entryIDs.append(entry.id)
+            self.entries.append((entry.id, entry.key))
             switch entry.source.keyKind {
             case .listingID: listingSources[entry.key, default: 0] |= Self.bit(entry.source)
             case .locationID: locationIDs.insert(entry.key)
             }
         }
-        if !entryIDs.isEmpty && deadline == nil {
+        if !self.entries.isEmpty && deadline == nil {
             let (seconds, attoseconds) = configuration.window.components
             let nanoseconds = UInt64(clamping: max(0, seconds)) &* 1_000_000_000
                 &+ UInt64(clamping: max(0, attoseconds / 1_000_000_000))
@@ -97,7 +134,7 @@ public struct ChangeBatcher: Sendable {
 
     /// What to do at `now` without new entries.
     public func tick(now: UInt64) -> Action {
-        guard let deadline, !entryIDs.isEmpty else { return .idle }
+        guard let deadline, !entries.isEmpty else { return .idle }
         if pendingKeys >= configuration.maximumKeys || now >= deadline { return .flushNow }
         return .flushAt(nanoseconds: deadline)
     }
@@ -114,8 +151,10 @@ public struct ChangeBatcher: Sendable {
                 whole += ids
             }
         }
+        entries.sort { $0.id < $1.id }
         var batch = ChangeSet(
-            listingIDs: whole.sorted(), locationIDs: locationIDs.sorted(), entryIDs: entryIDs.sorted())
+            listingIDs: whole.sorted(), locationIDs: locationIDs.sorted(), entryIDs: entries.map(\.id))
+        batch.entryKeys = entries.map(\.key)
         batch.columnRecomputes = columnRecomputes.mapValues { $0.sorted() }
         discard()
         return batch
@@ -129,7 +168,7 @@ public struct ChangeBatcher: Sendable {
     public mutating func discard() {
         listingSources = [:]
         locationIDs = []
-        entryIDs = []
+        entries = []
         deadline = nil
     }
 }

@@ -7,6 +7,9 @@ public struct FeedStatus: Sendable, Hashable {
     public var isBootstrapped = false
     /// Changes applied since the projection was built, as recorded with the checkpoint the cache reflects.
     public var appliedChanges: Int64 = 0
+    /// The same count as of the last batch committed to PostgreSQL: ahead of ``appliedChanges`` while the cache
+    /// applies that batch.
+    public var committedChanges: Int64 = 0
     /// Batches committed by this driver.
     public var batches = 0
     /// Seconds this driver's batches spent in the database (recompute, feed position, commit), in all. With

@@ -12,9 +12,10 @@ import Darwin
 /// applies batches to PostgreSQL and, after each commit, to the cache.
 ///
 /// The loop runs on its own thread (every libpq call blocks) and only performs what ``OutboxFeedStateMachine``
-/// and ``ChangeBatcher`` decide; each committed batch goes to the cache on a second thread (``CacheApplier``)
-/// while the loop reads and commits the next one. A notification only wakes the loop; it also polls every
-/// `pollInterval`, so a missed notification costs latency, not data. After any failure it reconnects with
+/// and ``ChangeBatcher`` decide; each committed batch goes to the cache on a second thread (a ``SerialWorker``)
+/// while the loop reads and commits the next one, and a large batch is split by listing and applied on several
+/// connections at once (see ``Configuration/applyConnections``). A notification only wakes the loop; it also
+/// polls every `pollInterval`, so a missed notification costs latency, not data. After any failure it reconnects with
 /// backoff, re-reads the checkpoint and reloads the cache from the projection table (once the cache has every
 /// batch handed to it), so a batch whose COMMIT outcome was unknown can never leave the cache behind or ahead of
 /// the table.
@@ -29,6 +30,14 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
         public var pollInterval: Duration
         /// Outbox entries per read.
         public var pageSize: Int
+        /// Connections a large batch is applied on at once, each recomputing its share of the listings (1: one
+        /// connection). Why: recomputing a batch is CPU work in one PostgreSQL backend, so a large change set
+        /// waits for one core; with 2, 10,000 price changes at a million listings reached the table and the cache
+        /// in about three quarters of the time on a 2-core machine.
+        public var applyConnections: Int = 2
+        /// Listings a batch must name before it is split across ``applyConnections``: the parts' extra round trips
+        /// and the hand-over cost more than they save on small batches.
+        public var splitMinimumKeys: Int = 2_000
         /// Delay before reconnecting after a failure.
         public var backoff: ReconnectBackoff
         /// Called inside each batch transaction just before COMMIT; throwing rolls the batch back. For tests.
@@ -167,6 +176,7 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
             currentStatus.isConnected = true
             currentStatus.lastError = nil
             currentStatus.appliedChanges = checkpoint.appliedChanges
+            currentStatus.committedChanges = checkpoint.appliedChanges
         }
         logger.info("cache bootstrapped", metadata: ["rows": "\(store.count)"])
         rebuildCoordinator.sessionStarted(appliedChanges: checkpoint.appliedChanges)
@@ -175,8 +185,21 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
         var feed = OutboxFeedStateMachine(checkpoint: checkpoint.position, pageSize: configuration.pageSize)
         var batcher = ChangeBatcher(configuration: configuration.batching)
         var appliedChanges = checkpoint.appliedChanges
+        // Connections applying parts of split batches, each with a thread of its own; both end before `connection`.
+        // One that cannot connect (the server's connection limit) only leaves its share to the others.
+        let partners = (1..<max(1, configuration.applyConnections)).compactMap { _ -> ApplyPartner? in
+            do {
+                return ApplyPartner(connection: try PostgresConnection.connect(configuration.postgres))
+            } catch {
+                logger.warning("an apply connection failed to connect; large batches use fewer", metadata: [
+                    "error": "\(error)",
+                ])
+                return nil
+            }
+        }
+        defer { for partner in partners { partner.close() } }
         // Every batch handed over is in the cache before this session ends (a reload replaces the store).
-        let applier = CacheApplier()
+        let applier = SerialWorker()
         defer { applier.finish() }
         let clock = ContinuousClock()
         let origin = clock.now
@@ -184,33 +207,53 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
             let elapsed = origin.duration(to: clock.now).components
             return UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000)
         }
+        /// Hands a committed batch to the cache; it counts as applied once it is there, and the rebuild hears of
+        /// batches in commit order, from the applier's thread.
+        func handOver(_ applied: ProjectionStore.AppliedBatch, database: Duration) {
+            appliedChanges += Int64(applied.consumedEntries)
+            let total = appliedChanges
+            lock.withLock { currentStatus.committedChanges = total }
+            applier.submit { [self] in
+                let cacheStarted = ContinuousClock.now
+                index.apply(applied.changes)
+                let cache = ContinuousClock.now - cacheStarted
+                configuration.afterApply?(applied.changes)
+                lock.withLock {
+                    currentStatus.appliedChanges = total
+                    currentStatus.recordBatch(database: database, cache: cache)
+                }
+                rebuildCoordinator.batchApplied(
+                    listingIDs: applied.listingIDs, changes: applied.changes, appliedChanges: total)
+            }
+        }
+        /// Applies the open batch. A split batch's parts but the last run on the partners and only consume their
+        /// entries; the last part, here, moves the feed position past them all, and only once every other part has
+        /// committed (it waits before it locks the checkpoint row, which the others update too). A crash or failure
+        /// anywhere thus leaves each part applied entirely or not at all and the position moved only past parts
+        /// that are: the window is read again, and the committed parts' entries are gone from it.
         func flush() throws {
             let batch = batcher.takeBatch()
             guard !batch.isEmpty else { return }
+            let parts = batch.split(into: partners.count + 1, minimumKeys: configuration.splitMinimumKeys)
+            let started = ContinuousClock.now
+            let committed = feed.committed
+            for (partner, part) in zip(partners, parts.dropLast()) {
+                partner.start(part, at: committed, beforeCommit: { try self.configuration.beforeCommit?() })
+            }
             do {
-                let started = ContinuousClock.now
                 let applied = try ProjectionStore.apply(
-                    batch, from: feed.committed, to: feed.read, on: connection,
+                    parts[parts.count - 1], from: committed, to: feed.read, on: connection,
+                    beforeCheckpoint: {
+                        for partner in partners.prefix(parts.count - 1) {
+                            handOver(try partner.outcome(), database: ContinuousClock.now - started)
+                        }
+                    },
                     beforeCommit: { try self.configuration.beforeCommit?() })
                 feed.batchCommitted()
-                let database = ContinuousClock.now - started
-                appliedChanges += Int64(applied.consumedEntries)
-                let total = appliedChanges
-                // The batch counts as applied once it is in the cache; the rebuild hears of batches in commit
-                // order, from the applier's thread.
-                applier.submit { [self] in
-                    let cacheStarted = ContinuousClock.now
-                    index.apply(applied.changes)
-                    let cache = ContinuousClock.now - cacheStarted
-                    configuration.afterApply?(applied.changes)
-                    lock.withLock {
-                        currentStatus.appliedChanges = total
-                        currentStatus.recordBatch(database: database, cache: cache)
-                    }
-                    rebuildCoordinator.batchApplied(
-                        listingIDs: applied.listingIDs, changes: applied.changes, appliedChanges: total)
-                }
+                handOver(applied, database: ContinuousClock.now - started)
             } catch {
+                // A part still running must end before the session does (its connection closes then).
+                for partner in partners.prefix(parts.count - 1) { _ = try? partner.outcome() }
                 feed.batchRolledBack()
                 throw error
             }
@@ -263,6 +306,45 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
         while !shouldStop && clock.now < deadline {
             usleep(10_000)
         }
+    }
+}
+
+/// A connection applying parts of split batches (see ``ProjectorDriver/Configuration/applyConnections``) on a
+/// thread of its own: ``start(_:at:beforeCommit:)`` hands a part over, ``outcome()`` waits for its commit.
+final class ApplyPartner: @unchecked Sendable {
+    private let connection: PostgresConnection
+    private let worker = SerialWorker()
+    /// The last part's outcome; written on the worker's thread, read after `waitUntilIdle` (whose lock orders
+    /// the two).
+    private var result: Result<ProjectionStore.AppliedBatch, ProjectorError>?
+
+    init(connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    /// Applies `part` in a transaction of its own that consumes its entries and leaves the position at `position`.
+    func start(_ part: ChangeSet, at position: FeedPosition, beforeCommit: @escaping @Sendable () throws -> Void) {
+        worker.waitUntilIdle()
+        result = nil
+        worker.submit { [self] in
+            result = Result { () throws(ProjectorError) in
+                try ProjectionStore.apply(part, from: position, to: position, on: connection,
+                                          beforeCommit: beforeCommit)
+            }
+        }
+    }
+
+    /// Waits for the part handed over last: what it applied once committed, or its error.
+    func outcome() throws(ProjectorError) -> ProjectionStore.AppliedBatch {
+        worker.waitUntilIdle()
+        guard let result else { preconditionFailure("outcome() without a part handed over") }
+        return try result.get()
+    }
+
+    /// Ends the thread, then closes the connection.
+    func close() {
+        worker.finish()
+        connection.close()
     }
 }
 

@@ -36,7 +36,8 @@ struct TransactionModel {
         return TransactionSnapshot(xmin: min(running.min() ?? xmax, xmax), xmax: xmax, inProgress: running)
     }
 
-    /// What the fetch statement returns: committed rows of the window, in id order, up to the limit.
+    /// What the fetch statement returns: the committed rows of the window with the lowest ids, up to the limit,
+    /// in no particular order (here reversed).
     func fetch(_ request: OutboxFeedStateMachine.FetchRequest, deleted: Set<Int64>)
         -> OutboxFeedStateMachine.FetchResult
     {
@@ -49,7 +50,7 @@ struct TransactionModel {
             }
         }
         entries.sort { $0.id < $1.id }
-        return .init(target: target, entries: Array(entries.prefix(request.limit)), limit: request.limit)
+        return .init(target: target, entries: entries.prefix(request.limit).reversed(), limit: request.limit)
     }
 }
 
@@ -229,7 +230,55 @@ struct TransactionModel {
             #expect(batch.columnRecomputes == byRecompute.mapValues { $0.sorted() })
             #expect(batch.allListingIDs == listings.keys.sorted())
             #expect(batch.entryIDs == entries.map(\.id))
+            #expect(batch.entryKeys == entries.map(\.key))
         }
+    }
+
+    /// Splitting a batch (random listings, sources and part counts) loses nothing and duplicates nothing: each
+    /// listing and each of its entries land in the same single part, every list keeps its order, and a batch
+    /// naming a location or too few listings stays whole.
+    @Test func splitPartsPartitionTheBatchByListing() {
+        var generator = SplitMix64(seed: 7)
+        var splits = 0
+        for round in 0..<300 {
+            var batcher = ChangeBatcher(configuration: .init(window: .zero, maximumKeys: 10_000))
+            let withLocation = round % 10 == 0
+            var entries: [OutboxEntry] = []
+            for id in 1...Int64(1 + generator.next() % 200) {
+                let key = Int64(generator.next() % 300)
+                let sources = ProjectionDefinition.Source.allCases.filter { $0 != .locations }
+                entries.append(entry(id, sources[Int(generator.next() % UInt64(sources.count))], key: key))
+            }
+            if withLocation { entries.append(entry(Int64(entries.count + 1), .locations, key: 1)) }
+            _ = batcher.add(entries.shuffled(using: &generator), now: 0)
+            let batch = batcher.takeBatch()
+            let parts = Int(1 + generator.next() % 4)
+            let minimumKeys = Int(generator.next() % 20)
+            let split = batch.split(into: parts, minimumKeys: minimumKeys)
+            let keyCount = batch.allListingIDs.count
+            guard parts > 1, !withLocation, keyCount >= max(2, minimumKeys) else {
+                #expect(split == [batch])
+                continue
+            }
+            splits += 1
+            #expect(split.count <= parts && split.allSatisfy { !$0.isEmpty })
+            // Each key in exactly one part, with all of its entries.
+            var partOfKey: [Int64: Int] = [:]
+            for (index, part) in split.enumerated() {
+                #expect(part.locationIDs.isEmpty && part.entryIDs == part.entryIDs.sorted())
+                #expect(part.listingIDs == part.listingIDs.sorted())
+                #expect(part.columnRecomputes.values.allSatisfy { $0 == $0.sorted() && !$0.isEmpty })
+                for key in part.allListingIDs { #expect(partOfKey.updateValue(index, forKey: key) == nil) }
+                for key in part.entryKeys { #expect(partOfKey[key] == index) }
+            }
+            #expect(split.flatMap(\.allListingIDs).sorted() == batch.allListingIDs)
+            #expect(split.flatMap(\.entryIDs).sorted() == batch.entryIDs)
+            #expect(split.flatMap(\.listingIDs).sorted() == batch.listingIDs)
+            for (recompute, ids) in batch.columnRecomputes {
+                #expect(split.flatMap { $0.columnRecomputes[recompute] ?? [] }.sorted() == ids)
+            }
+        }
+        #expect(splits > 100)
     }
 
     @Test func copyLinesAreUnescaped() throws {

@@ -35,8 +35,10 @@ struct ProjectorDriverTests {
     /// pauses inside them, so commits interleave and land out of outbox-id order. Meanwhile the projector runs
     /// with a failure injected before every 7th COMMIT, and is stopped and replaced by a fresh one (new cache,
     /// restart from the checkpoint) halfway. Afterwards: no divergence, the cache equals the table, and the
-    /// checkpoint counted every committed outbox entry exactly once.
-    @Test func concurrentWritersOutOfOrderWithFailuresAndARestart() throws {
+    /// checkpoint counted every committed outbox entry exactly once. With 3 apply connections, every batch of two
+    /// listings or more is split, and the failures also hit parts committing beside the others.
+    @Test(arguments: [1, 3])
+    func concurrentWritersOutOfOrderWithFailuresAndARestart(applyConnections: Int) throws {
         try ProjectorFixtures.withSeededDatabase { configuration, connection in
             let seedEntries = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
 
@@ -46,13 +48,14 @@ struct ProjectorDriverTests {
                 if attempts.add(1) % 7 == 0 { throw InjectedCrash() }
             }
             func makeDriver() -> ProjectorDriver {
-                ProjectorDriver(
-                    configuration: .init(
-                        postgres: configuration, batching: .init(window: .milliseconds(2), maximumKeys: 64),
-                        pollInterval: .milliseconds(50), pageSize: 50,
-                        backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(20)),
-                        beforeCommit: failing),
-                    index: ExploreIndex())
+                var driverConfiguration = ProjectorDriver.Configuration(
+                    postgres: configuration, batching: .init(window: .milliseconds(2), maximumKeys: 64),
+                    pollInterval: .milliseconds(50), pageSize: 50,
+                    backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(20)),
+                    beforeCommit: failing)
+                driverConfiguration.applyConnections = applyConnections
+                driverConfiguration.splitMinimumKeys = 2
+                return ProjectorDriver(configuration: driverConfiguration, index: ExploreIndex())
             }
             var driver = makeDriver()
             driver.start()
@@ -135,6 +138,80 @@ struct ProjectorDriverTests {
             #expect(second.status.failures >= 2)
             #expect(!second.status.isBootstrapped)
             #expect(second.index.count == 0)
+        }
+    }
+
+    /// A batch is split by listing across the apply connections, and the parts commit before the part that moves
+    /// the feed position. That last part fails once here, after the others committed: the window is read again,
+    /// finds only the failed part's entries, and nothing is lost or counted twice.
+    @Test func splitBatchSurvivesItsLastPartFailingAfterTheOthersCommitted() throws {
+        try ProjectorFixtures.withSeededDatabase(listings: 600) { configuration, connection in
+            final class Probe: @unchecked Sendable {
+                private let lock = ProjectorLock()
+                private var calls = 0
+                private var armed = false
+                /// Outbox entries left when the last part of the armed batch was about to commit.
+                private(set) var leftAtFailure: Int64?
+                let connection: PostgresConnection
+                init(_ connection: PostgresConnection) { self.connection = connection }
+                func arm() { lock.withLock { armed = true } }
+                var failed: Bool { lock.withLock { leftAtFailure != nil } }
+                /// Fails the third commit after arming: the two other parts (on the partner connections) come first,
+                /// as the last part waits for them before it even updates the checkpoint.
+                func beforeCommit() throws {
+                    struct InjectedCrash: Error {}
+                    let fail = lock.withLock { () -> Bool in
+                        guard armed else { return false }
+                        calls += 1
+                        return calls == 3
+                    }
+                    guard fail else { return }
+                    let left = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
+                    lock.withLock { leftAtFailure = left }
+                    throw InjectedCrash()
+                }
+            }
+            let probeConnection = try PostgresConnection.connect(configuration)
+            defer { probeConnection.close() }
+            let probe = Probe(probeConnection)
+            var driverConfiguration = ProjectorDriver.Configuration(
+                postgres: configuration, pollInterval: .milliseconds(30),
+                backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(20)),
+                beforeCommit: { try probe.beforeCommit() })
+            driverConfiguration.applyConnections = 3
+            driverConfiguration.splitMinimumKeys = 2
+            let driver = ProjectorDriver(configuration: driverConfiguration, index: ExploreIndex())
+            driver.start()
+            defer { driver.stop() }
+            func caughtUp() throws -> Bool {
+                let pending = try ProjectorFixtures.count(connection, "SELECT count(*) FROM explore.change_outbox")
+                let checkpoint = try ProjectionStore.checkpoint(on: connection)
+                return pending == 0 && driver.status.appliedChanges == checkpoint.appliedChanges
+            }
+            #expect(eventually(attempts: 400, everyMilliseconds: 10) { driver.status.isBootstrapped })
+            #expect(try eventually(attempts: 400, everyMilliseconds: 10) { try caughtUp() })
+            let before = try ProjectionStore.checkpoint(on: connection).appliedChanges
+            probe.arm()
+
+            // One transaction renames 400 listings the read model serves: one window, one batch, three parts.
+            let ids = try connection.query("SELECT id FROM explore.listings_projection ORDER BY id LIMIT 400")
+                .compactMap { $0[0].flatMap { Int64($0) } }
+            let changed = try connection.query(
+                "UPDATE property.listings SET title = title || ' (renamed)' WHERE id = ANY($1::bigint[])",
+                [ProjectionStore.int8Array(ids)]).affectedRows
+            #expect(ids.count == 400 && changed == 400)
+            #expect(try eventually(attempts: 600, everyMilliseconds: 10) { try probe.failed && caughtUp() })
+
+            // When the last part failed, the other two had consumed their entries: about two thirds of them.
+            let left = try #require(probe.leftAtFailure)
+            #expect(left > 50 && left < 250)
+            #expect(driver.status.failures == 1)
+            #expect(try ProjectionStore.checkpoint(on: connection).appliedChanges == before + 400)
+            let rows = driver.index.rows(ids: ids)
+            #expect(rows.count == 400 && rows.allSatisfy { $0.title.hasSuffix(" (renamed)") })
+            let (table, cache) = try ProjectorFixtures.divergence(connection, cache: driver.index)
+            #expect(table.isClean && table.pending.isEmpty)
+            #expect(cache?.isClean == true)
         }
     }
 

@@ -1,13 +1,12 @@
 import ExploreQuery
 
-/// Applies committed batches to the cache on a thread of its own, one at a time and in commit order, while the
-/// driver reads and commits the next batch.
+/// Runs work handed over by one submitting thread on a thread of its own, one piece at a time and in order; at
+/// most one piece waits, so a slow worker holds the submitter back instead of piling work up.
 ///
-/// Why: a batch's cache step (a few microseconds per row, on the projector's cores) and the next batch's outbox
-/// read and transaction (on PostgreSQL's) need not wait for each other: a backlog of 200,000 changes at a million
-/// listings drained 8 % faster. At most one batch is handed over at a time, so the cache lags the table by one
-/// batch at most, and a slow cache holds the driver back instead of piling up batches.
-final class CacheApplier: @unchecked Sendable {
+/// The driver keeps two kinds: one applies committed batches to the cache while the driver reads and commits
+/// the next batch, and one per extra apply connection runs a part of a split batch (both are blocking work that
+/// must stay off the cooperative pool).
+final class SerialWorker: @unchecked Sendable {
     private let monitor = Monitor()
     /// The work handed over and not started yet.
     private var next: (@Sendable () -> Void)?
