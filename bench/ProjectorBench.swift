@@ -64,6 +64,9 @@ struct ProjectorBench {
         var onePercentListings: Int
         var onePercentEntries: Int
         var incrementalSeconds: Double
+        /// From COMMIT until the projector committed the change set to the projection table (the part of the
+        /// incremental apply REFRESH does too), cache not included.
+        var incrementalCommittedSeconds: Double
         /// The incremental apply's batches, and their time in database transactions and in the cache (the rest is
         /// waking up and reading the outbox).
         var incrementalBatches: Int
@@ -71,6 +74,7 @@ struct ProjectorBench {
         var incrementalCacheSeconds: Double
         var refreshConcurrentlySeconds: Double
         var incrementalSpeedup: Double
+        var committedSpeedup: Double
         var verifiedSample: Int
         var verificationClean: Bool
         /// The machine's 1-minute load average at the start and the end (other work skews every figure).
@@ -209,10 +213,12 @@ struct ProjectorBench {
             writtenChangesPerSecond: sustained.written, appliedChangesPerSecondWhileWriting: sustained.applied,
             drainSecondsAfterWriters: sustained.drainSeconds, freshness: freshness,
             onePercentListings: onePercent.listings, onePercentEntries: onePercent.entries,
-            incrementalSeconds: onePercent.incremental, incrementalBatches: onePercent.batches.count,
+            incrementalSeconds: onePercent.incremental, incrementalCommittedSeconds: onePercent.committed,
+            incrementalBatches: onePercent.batches.count,
             incrementalDatabaseSeconds: onePercent.batches.database, incrementalCacheSeconds: onePercent.batches.cache,
             refreshConcurrentlySeconds: onePercent.refresh,
             incrementalSpeedup: onePercent.refresh / max(onePercent.incremental, 1e-9),
+            committedSpeedup: onePercent.refresh / max(onePercent.committed, 1e-9),
             verifiedSample: verification.compared, verificationClean: verification.isClean,
             loadAverage: [loadAtStart, Self.loadAverage()], bars: [])
         report.bars = Self.bars(report)
@@ -334,7 +340,7 @@ struct ProjectorBench {
     /// COMMIT until the projector has applied every entry, cache included), and the materialized view is then
     /// refreshed concurrently.
     private func onePercentPhase(_ connection: PostgresConnection, driver: ProjectorDriver) throws
-        -> (listings: Int, entries: Int, incremental: Double, batches: BatchTimes, refresh: Double)
+        -> (listings: Int, entries: Int, committed: Double, incremental: Double, batches: BatchTimes, refresh: Double)
     {
         progress("1 % change set: bringing the materialized view up to date first")
         try connection.executeScript("REFRESH MATERIALIZED VIEW CONCURRENTLY \(ProjectionDefinition.materializedView)")
@@ -358,6 +364,8 @@ struct ProjectorBench {
         try connection.executeScript("COMMIT")
         var started = monotonicNanoseconds()
         let target = before.appliedChanges + Int64(entries)
+        poll(attempts: 600_000, everyMicroseconds: 500) { driver.status.committedChanges >= target }
+        let committed = Self.seconds(since: started)
         poll(attempts: 600_000, everyMicroseconds: 500) { driver.status.appliedChanges >= target }
         let incremental = Self.seconds(since: started)
         let after = driver.status
@@ -368,7 +376,7 @@ struct ProjectorBench {
         started = monotonicNanoseconds()
         try connection.executeScript("REFRESH MATERIALIZED VIEW CONCURRENTLY \(ProjectionDefinition.materializedView)")
         let refresh = Self.seconds(since: started)
-        return (count, entries, incremental, batches, refresh)
+        return (count, entries, committed, incremental, batches, refresh)
     }
 
     /// Batches the projector applied, and their seconds in database transactions and in the cache.
@@ -401,7 +409,8 @@ struct ProjectorBench {
                 pass: run.samples > 0 && run.p99Milliseconds <= 50))
         }
         bars.append(Bar(
-            name: "1 % incremental vs REFRESH CONCURRENTLY", value: format(report.incrementalSpeedup, digits: 1) + "x",
+            name: "1 % incremental, cache included, vs REFRESH",
+            value: format(report.incrementalSpeedup, digits: 1) + "x",
             target: ">= 50x", pass: report.incrementalSpeedup >= 50))
         bars.append(Bar(name: "verification (sample)", value: report.verificationClean ? "clean" : "DIVERGED",
                         target: "clean", pass: report.verificationClean))
@@ -435,15 +444,18 @@ struct ProjectorBench {
                   + "max \(format(run.maxMilliseconds, digits: 1)) ms")
         }
         print("  1 % change set (\(grouped(Double(report.onePercentListings))) listings, "
-              + "\(grouped(Double(report.onePercentEntries))) outbox entries): incremental (COMMIT to applied, cache "
-              + "included) "
-              + "\(format(report.incrementalSeconds * 1_000, digits: 0)) ms, REFRESH CONCURRENTLY "
-              + "\(format(report.refreshConcurrentlySeconds * 1_000, digits: 0)) ms")
-        print("    incremental: \(report.incrementalBatches) batch\(report.incrementalBatches == 1 ? "" : "es"), "
-              + "database transactions "
+              + "\(grouped(Double(report.onePercentEntries))) outbox entries): REFRESH CONCURRENTLY "
+              + "\(format(report.refreshConcurrentlySeconds * 1_000, digits: 0)) ms; incremental, from COMMIT:")
+        print("    committed to the projection table (what REFRESH does) "
+              + "\(format(report.incrementalCommittedSeconds * 1_000, digits: 0)) ms = "
+              + "\(format(report.committedSpeedup, digits: 1))x; also applied to the cache "
+              + "\(format(report.incrementalSeconds * 1_000, digits: 0)) ms = "
+              + "\(format(report.incrementalSpeedup, digits: 1))x")
+        let batchCount = report.incrementalBatches
+        print("    \(batchCount) batch\(batchCount == 1 ? "" : "es") (the parts of a split batch count apart and "
+              + "overlap): database transactions "
               + "\(format(report.incrementalDatabaseSeconds * 1_000, digits: 0)) ms, cache "
-              + "\(format(report.incrementalCacheSeconds * 1_000, digits: 0)) ms, the rest waking up and reading "
-              + "the outbox")
+              + "\(format(report.incrementalCacheSeconds * 1_000, digits: 0)) ms in all")
         print("")
         print(pad("bar", 42, right: false) + pad("measured", 14) + pad("target", 12) + "  result")
         for bar in report.bars {
