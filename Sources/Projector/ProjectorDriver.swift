@@ -184,7 +184,6 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
         var lagTracker = OutboxLagTracker(interval: configuration.lagSampleInterval)
         var feed = OutboxFeedStateMachine(checkpoint: checkpoint.position, pageSize: configuration.pageSize)
         var batcher = ChangeBatcher(configuration: configuration.batching)
-        var appliedChanges = checkpoint.appliedChanges
         // Connections applying parts of split batches, each with a thread of its own; both end before `connection`.
         // One that cannot connect (the server's connection limit) only leaves its share to the others.
         let partners = (1..<max(1, configuration.applyConnections)).compactMap { _ -> ApplyPartner? in
@@ -208,11 +207,14 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
             return UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000)
         }
         /// Hands a committed batch to the cache; it counts as applied once it is there, and the rebuild hears of
-        /// batches in commit order, from the applier's thread.
-        func handOver(_ applied: ProjectionStore.AppliedBatch, database: Duration) {
-            appliedChanges += Int64(applied.consumedEntries)
-            let total = appliedChanges
-            lock.withLock { currentStatus.committedChanges = total }
+        /// batches in commit order, from the applier's thread. Called on this thread, or on a partner's right after
+        /// its part of a split batch commits: so its cache step overlaps the rest of the batch, and it still comes
+        /// first, as the last part waits for the others before it commits.
+        let handOver: @Sendable (ProjectionStore.AppliedBatch, Duration) -> Void = { [self] applied, database in
+            let total = lock.withLock {
+                currentStatus.committedChanges += Int64(applied.consumedEntries)
+                return currentStatus.committedChanges
+            }
             applier.submit { [self] in
                 let cacheStarted = ContinuousClock.now
                 index.apply(applied.changes)
@@ -238,22 +240,19 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
             let started = ContinuousClock.now
             let committed = feed.committed
             for (partner, part) in zip(partners, parts.dropLast()) {
-                partner.start(part, at: committed, beforeCommit: { try self.configuration.beforeCommit?() })
+                partner.start(part, at: committed, beforeCommit: { try self.configuration.beforeCommit?() },
+                              committed: { handOver($0, ContinuousClock.now - started) })
             }
             do {
                 let applied = try ProjectionStore.apply(
                     parts[parts.count - 1], from: committed, to: feed.read, on: connection,
-                    beforeCheckpoint: {
-                        for partner in partners.prefix(parts.count - 1) {
-                            handOver(try partner.outcome(), database: ContinuousClock.now - started)
-                        }
-                    },
+                    beforeCheckpoint: { for partner in partners.prefix(parts.count - 1) { try partner.outcome() } },
                     beforeCommit: { try self.configuration.beforeCommit?() })
                 feed.batchCommitted()
-                handOver(applied, database: ContinuousClock.now - started)
+                handOver(applied, ContinuousClock.now - started)
             } catch {
                 // A part still running must end before the session does (its connection closes then).
-                for partner in partners.prefix(parts.count - 1) { _ = try? partner.outcome() }
+                for partner in partners.prefix(parts.count - 1) { try? partner.outcome() }
                 feed.batchRolledBack()
                 throw error
             }
@@ -310,35 +309,38 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
 }
 
 /// A connection applying parts of split batches (see ``ProjectorDriver/Configuration/applyConnections``) on a
-/// thread of its own: ``start(_:at:beforeCommit:)`` hands a part over, ``outcome()`` waits for its commit.
+/// thread of its own: ``start(_:at:beforeCommit:committed:)`` hands a part over, ``outcome()`` waits for it.
 final class ApplyPartner: @unchecked Sendable {
     private let connection: PostgresConnection
     private let worker = SerialWorker()
-    /// The last part's outcome; written on the worker's thread, read after `waitUntilIdle` (whose lock orders
-    /// the two).
-    private var result: Result<ProjectionStore.AppliedBatch, ProjectorError>?
+    /// The last part's failure, if any; written on the worker's thread, read after `waitUntilIdle` (whose lock
+    /// orders the two).
+    private var failure: ProjectorError?
 
     init(connection: PostgresConnection) {
         self.connection = connection
     }
 
-    /// Applies `part` in a transaction of its own that consumes its entries and leaves the position at `position`.
-    func start(_ part: ChangeSet, at position: FeedPosition, beforeCommit: @escaping @Sendable () throws -> Void) {
+    /// Applies `part` in a transaction of its own that consumes its entries and leaves the position at `position`,
+    /// then calls `committed` with what it applied, on this partner's thread.
+    func start(_ part: ChangeSet, at position: FeedPosition, beforeCommit: @escaping @Sendable () throws -> Void,
+               committed: @escaping @Sendable (ProjectionStore.AppliedBatch) -> Void) {
         worker.waitUntilIdle()
-        result = nil
+        failure = nil
         worker.submit { [self] in
-            result = Result { () throws(ProjectorError) in
-                try ProjectionStore.apply(part, from: position, to: position, on: connection,
-                                          beforeCommit: beforeCommit)
+            do throws(ProjectorError) {
+                committed(try ProjectionStore.apply(part, from: position, to: position, on: connection,
+                                                    beforeCommit: beforeCommit))
+            } catch {
+                failure = error
             }
         }
     }
 
-    /// Waits for the part handed over last: what it applied once committed, or its error.
-    func outcome() throws(ProjectorError) -> ProjectionStore.AppliedBatch {
+    /// Waits for the part handed over last; throws its error when it did not commit.
+    func outcome() throws(ProjectorError) {
         worker.waitUntilIdle()
-        guard let result else { preconditionFailure("outcome() without a part handed over") }
-        return try result.get()
+        if let failure { throw failure }
     }
 
     /// Ends the thread, then closes the connection.

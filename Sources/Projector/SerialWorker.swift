@@ -1,7 +1,8 @@
 import ExploreQuery
 
-/// Runs work handed over by one submitting thread on a thread of its own, one piece at a time and in order; at
-/// most one piece waits, so a slow worker holds the submitter back instead of piling work up.
+/// Runs work on a thread of its own, one piece at a time and in the order handed over (by one thread, or by threads
+/// whose hand-overs are ordered among themselves); at most one piece waits, so a slow worker holds the submitters
+/// back instead of piling work up.
 ///
 /// The driver keeps two kinds: one applies committed batches to the cache while the driver reads and commits
 /// the next batch, and one per extra apply connection runs a part of a split batch (both are blocking work that
