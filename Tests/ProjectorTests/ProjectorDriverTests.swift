@@ -193,13 +193,8 @@ struct ProjectorDriverTests {
             let before = try ProjectionStore.checkpoint(on: connection).appliedChanges
             probe.arm()
 
-            // One transaction renames 400 listings the read model serves: one window, one batch, three parts.
-            let ids = try connection.query("SELECT id FROM explore.listings_projection ORDER BY id LIMIT 400")
-                .compactMap { $0[0].flatMap { Int64($0) } }
-            let changed = try connection.query(
-                "UPDATE property.listings SET title = title || ' (renamed)' WHERE id = ANY($1::bigint[])",
-                [ProjectionStore.int8Array(ids)]).affectedRows
-            #expect(ids.count == 400 && changed == 400)
+            // One transaction renames 400 listings: one window, one batch, three parts.
+            let ids = try Self.renameListings(400, on: connection)
             #expect(try eventually(attempts: 600, everyMilliseconds: 10) { try probe.failed && caughtUp() })
 
             // When the last part failed, the other two had consumed their entries: about two thirds of them.
@@ -236,13 +231,9 @@ struct ProjectorDriverTests {
             defer { driver.stop() }
             #expect(eventually(attempts: 400, everyMilliseconds: 10) { driver.status.isBootstrapped })
 
-            // One transaction renames 40 listings the read model serves: 40 entries, each its own listing.
-            let ids = try connection.query("SELECT id FROM explore.listings_projection ORDER BY id LIMIT 40")
-                .compactMap { $0[0].flatMap { Int64($0) } }
-            let changed = try connection.query(
-                "UPDATE property.listings SET title = title || ' (renamed)' WHERE id = ANY($1::bigint[])",
-                [ProjectionStore.int8Array(ids)]).affectedRows
-            #expect(ids.count == 40 && changed == 40)
+            // One transaction renames 40 listings: 40 entries, each its own listing.
+            let ids = try Self.renameListings(40, on: connection)
+            let changed = ids.count
             let renamed = eventually(attempts: 400, everyMilliseconds: 10) {
                 sizes.all.reduce(0, +) >= changed
             }
@@ -253,6 +244,20 @@ struct ProjectorDriverTests {
             let rows = driver.index.rows(ids: ids)
             #expect(rows.count == 40 && rows.allSatisfy { $0.title.hasSuffix(" (renamed)") })
         }
+    }
+}
+
+extension ProjectorDriverTests {
+    /// Appends " (renamed)" to the titles of the first `count` listings the read model serves, in one transaction
+    /// (one outbox entry each); returns their ids.
+    static func renameListings(_ count: Int, on connection: PostgresConnection) throws -> [Int64] {
+        let ids = try connection.query("SELECT id FROM explore.listings_projection ORDER BY id LIMIT $1", [count])
+            .compactMap { $0[0].flatMap { Int64($0) } }
+        let changed = try connection.query(
+            "UPDATE property.listings SET title = title || ' (renamed)' WHERE id = ANY($1::bigint[])",
+            [ProjectionStore.int8Array(ids)]).affectedRows
+        #expect(ids.count == count && changed == count)
+        return ids
     }
 }
 
