@@ -66,7 +66,8 @@ public enum ProjectionStore {
                     """, [feed, Int64(pruned)])
                 // The state row exists from the build on, so a TRUNCATE right after it finds a row to record its
                 // rebuild request in (migration 0016's trigger only updates one).
-                try RebuildStore.recordVersionIfAbsent(ProjectionQuery.shipped.version, on: connection, projection: feed)
+                try RebuildStore.recordVersionIfAbsent(
+                    ProjectionQuery.shipped.version, on: connection, projection: feed)
                 try connection.executeScript("COMMIT")
                 return true
             } catch {

@@ -150,12 +150,13 @@ struct ProjectorDriverTests {
                 private let lock = ProjectorLock()
                 private var calls = 0
                 private var armed = false
-                /// Outbox entries left when the last part of the armed batch was about to commit.
-                private(set) var leftAtFailure: Int64?
+                private var leftAtFailure: Int64?
                 let connection: PostgresConnection
                 init(_ connection: PostgresConnection) { self.connection = connection }
                 func arm() { lock.withLock { armed = true } }
-                var failed: Bool { lock.withLock { leftAtFailure != nil } }
+                /// Outbox entries left when the last part of the armed batch was about to commit.
+                var left: Int64? { lock.withLock { leftAtFailure } }
+                var failed: Bool { left != nil }
                 /// Fails the third commit after arming: the two other parts (on the partner connections) come first,
                 /// as the last part waits for them before it even updates the checkpoint.
                 func beforeCommit() throws {
@@ -198,7 +199,7 @@ struct ProjectorDriverTests {
             #expect(try eventually(attempts: 600, everyMilliseconds: 10) { try probe.failed && caughtUp() })
 
             // When the last part failed, the other two had consumed their entries: about two thirds of them.
-            let left = try #require(probe.leftAtFailure)
+            let left = try #require(probe.left)
             #expect(left > 50 && left < 250)
             #expect(driver.status.failures == 1)
             #expect(try ProjectionStore.checkpoint(on: connection).appliedChanges == before + 400)
