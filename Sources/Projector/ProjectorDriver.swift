@@ -228,6 +228,10 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
                     listingIDs: applied.listingIDs, changes: applied.changes, appliedChanges: total)
             }
         }
+        /// Lets a rebuild take a pending step; the cache has every committed batch first.
+        func betweenBatches() {
+            rebuildCoordinator.betweenBatches(connection: connection, beforeStep: { applier.waitUntilIdle() })
+        }
         /// Applies the open batch. A split batch's parts but the last run on the partners and only consume their
         /// entries; the last part, here, moves the feed position past them all, and only once every other part has
         /// committed (it waits before it locks the checkpoint row, which the others update too). A crash or failure
@@ -260,7 +264,7 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
 
         while !shouldStop {
             // A rebuild's swap and cache install run here, between two batches.
-            rebuildCoordinator.betweenBatches(connection: connection, beforeStep: { applier.waitUntilIdle() })
+            betweenBatches()
             // Drain what is committed now; pages of a large window follow each other at once.
             var more = true
             while more && !shouldStop {
@@ -269,7 +273,12 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
                     more = false
                 case .deliver(let entries, let hasMore):
                     more = hasMore
-                    if batcher.add(entries, now: now()) == .flushNow { try flush() }
+                    if batcher.add(entries, now: now()) == .flushNow {
+                        try flush()
+                        // A backlog that grows faster than it drains never ends this loop: a rebuild's swap and
+                        // cache install must also run here, or they would wait for the writers to pause.
+                        betweenBatches()
+                    }
                 }
             }
             if lagTracker.isDue(now: now()) {

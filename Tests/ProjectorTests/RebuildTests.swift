@@ -243,6 +243,72 @@ struct RebuildTests {
         }
     }
 
+    /// Split batches beside a rebuild: a writer renames a seventh of the listings per transaction (listing rows
+    /// only, so every batch is split over the two apply connections) before, during and after a rebuild whose swap
+    /// renames the table the partner's prepared statements read. Afterwards the table equals the definition and
+    /// the cache equals the table.
+    @Test func splitBatchesBesideARebuildLoseNothing() throws {
+        try ProjectorFixtures.withSeededDatabase(listings: 1_000) { configuration, connection in
+            let index = ExploreIndex()
+            var driverConfiguration = ProjectorDriver.Configuration(
+                postgres: configuration, batching: .init(window: .milliseconds(2), maximumKeys: 500),
+                pollInterval: .milliseconds(50),
+                backoff: ReconnectBackoff(initial: .milliseconds(5), maximum: .milliseconds(50)))
+            driverConfiguration.rebuild = .init(
+                postgres: configuration, machine: .init(chunkSize: 100, swapThreshold: 20))
+            driverConfiguration.splitMinimumKeys = 2
+            let driver = ProjectorDriver(configuration: driverConfiguration, index: index)
+            driver.start()
+            defer { driver.stop() }
+            Self.waitUntilBootstrapped(driver)
+            try Self.waitUntilCaughtUp(connection, driver)
+
+            let stop = Flag()
+            let tally = Tally()
+            let writer = startThread {
+                guard let writing = try? PostgresConnection.connect(configuration) else {
+                    tally.add("writerConnectFailures")
+                    return
+                }
+                defer { writing.close() }
+                var round = 0
+                while !stop.isRaised && round < 100_000 {
+                    round += 1
+                    do {
+                        try writing.query("UPDATE property.listings SET title = 'Round ' || $1 WHERE id % 7 = $2",
+                                          [round, round % 7])
+                        tally.add("commits")
+                    } catch {
+                        tally.add("writeFailures")
+                    }
+                }
+            }
+            #expect(eventually(attempts: 2_000, everyMilliseconds: 5) { tally["commits"] >= 5 })
+            let committedBefore = tally["commits"]
+            // The writer outpaces the feed, so the feed never runs out of entries to read; the rebuild must still
+            // get its swap in (it once waited for the writers to pause). Stopping the writer lets a starved rebuild
+            // end, so a failure here costs seconds, not the suite's time limit.
+            let rebuilt = Tally()
+            let rebuilder = startThread {
+                if let summary = try? driver.rebuild() { rebuilt.add("rows", Int(summary.rows)) }
+                rebuilt.add("done")
+            }
+            let finished = eventually(attempts: 3_000, everyMilliseconds: 10) { rebuilt["done"] == 1 }
+            #expect(finished, "the rebuild finished while the writer kept writing")
+            #expect(tally["commits"] > committedBefore, "writes committed while the rebuild ran")
+            stop.raise()
+            pthread_join(rebuilder, nil)
+            pthread_join(writer, nil)
+            try Self.waitUntilCaughtUp(connection, driver)
+
+            #expect(tally["writeFailures"] == 0 && tally["writerConnectFailures"] == 0)
+            #expect(rebuilt["rows"] > 500)
+            let (table, cache) = try ProjectorFixtures.divergence(connection, cache: index)
+            #expect(table.isClean && table.pending.isEmpty, "table vs definition: \(table)")
+            #expect(cache?.isClean == true, "cache vs table: \(String(describing: cache))")
+        }
+    }
+
     /// The new table carries the old one's indexes (same names and definitions), primary key, checks, storage
     /// options (the fillfactor HOT updates need), owner and grants: SQL readers keep their plans and privileges.
     @Test func swapKeepsIndexesConstraintsAndGrants() throws {
