@@ -337,8 +337,8 @@ struct ProjectorBench {
     }
 
     /// 1 % of the listings change in one transaction; the running projector applies it incrementally (timed from
-    /// COMMIT until the projector has applied every entry, cache included), and the materialized view is then
-    /// refreshed concurrently.
+    /// COMMIT until the projector has committed every entry to the table, and until the cache has them too), and
+    /// the materialized view is then refreshed concurrently.
     private func onePercentPhase(_ connection: PostgresConnection, driver: ProjectorDriver) throws
         -> (listings: Int, entries: Int, committed: Double, incremental: Double, batches: BatchTimes, refresh: Double)
     {

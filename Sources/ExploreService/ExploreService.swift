@@ -23,8 +23,8 @@ public final class ExploreService: Sendable {
         /// How often the projector looks at the outbox without a notification.
         public var pollInterval: Duration
         /// Connections the outbox feed applies a large batch on at once (see
-        /// ``ProjectorDriver/Configuration/applyConnections``).
-        public var applyConnections = 2
+        /// ``ProjectorDriver/Configuration/applyConnections``); `nil`: the projector's default.
+        public var applyConnections: Int?
         /// Address, limits, feature flags and admin token of the protocol server.
         public var server: ExploreServerConfiguration
         /// Failed projector sessions tolerated before start gives up on bootstrapping the cache.
@@ -146,7 +146,9 @@ public final class ExploreService: Sendable {
             var driverConfiguration = ProjectorDriver.Configuration(
                 postgres: configuration.postgres, batching: configuration.batching,
                 pollInterval: configuration.pollInterval)
-            driverConfiguration.applyConnections = configuration.applyConnections
+            if let applyConnections = configuration.applyConnections {
+                driverConfiguration.applyConnections = applyConnections
+            }
             driverConfiguration.rebuild = .init(postgres: configuration.postgres, machine: configuration.rebuild)
             return ProjectorHandle(
                 driver: ProjectorDriver(configuration: driverConfiguration, index: index, logger: logger))

@@ -34,7 +34,9 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
         /// connection). Why: recomputing a batch is CPU work in one PostgreSQL backend, so a large change set
         /// waits for one core; with 2, 10,000 price changes at a million listings reached the table and the cache
         /// in about three quarters of the time on a 2-core machine.
-        public var applyConnections: Int = 2
+        public var applyConnections = Self.defaultApplyConnections
+        /// The default of ``applyConnections``.
+        public static let defaultApplyConnections = 2
         /// Listings a batch must name before it is split across ``applyConnections``: the parts' extra round trips
         /// and the hand-over cost more than they save on small batches.
         public var splitMinimumKeys: Int = 2_000
@@ -241,22 +243,24 @@ public final class ProjectorDriver: RebuildableFeed, @unchecked Sendable {
             let batch = batcher.takeBatch()
             guard !batch.isEmpty else { return }
             let parts = batch.split(into: partners.count + 1, minimumKeys: configuration.splitMinimumKeys)
+            let helpers = partners.prefix(parts.count - 1)
             let started = ContinuousClock.now
             let committed = feed.committed
-            for (partner, part) in zip(partners, parts.dropLast()) {
-                partner.start(part, at: committed, beforeCommit: { try self.configuration.beforeCommit?() },
+            let beforeCommit: @Sendable () throws -> Void = { try self.configuration.beforeCommit?() }
+            for (partner, part) in zip(helpers, parts) {
+                partner.start(part, at: committed, beforeCommit: beforeCommit,
                               committed: { handOver($0, ContinuousClock.now - started) })
             }
             do {
                 let applied = try ProjectionStore.apply(
                     parts[parts.count - 1], from: committed, to: feed.read, on: connection,
-                    beforeCheckpoint: { for partner in partners.prefix(parts.count - 1) { try partner.outcome() } },
-                    beforeCommit: { try self.configuration.beforeCommit?() })
+                    beforeCheckpoint: { for partner in helpers { try partner.outcome() } },
+                    beforeCommit: beforeCommit)
                 feed.batchCommitted()
                 handOver(applied, ContinuousClock.now - started)
             } catch {
                 // A part still running must end before the session does (its connection closes then).
-                for partner in partners.prefix(parts.count - 1) { try? partner.outcome() }
+                for partner in helpers { try? partner.outcome() }
                 feed.batchRolledBack()
                 throw error
             }

@@ -37,10 +37,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Most distinct keys (listings, locations) in one batch; a larger backlog goes in several.")
     var batchMaxIds = 10_000
     @Option(help: ArgumentHelp(
-        "PostgreSQL connections a large batch is applied on at once (1...16; outbox feed).",
+        "PostgreSQL connections a large batch is applied on at once (1...16, default "
+            + "\(ProjectorDriver.Configuration.defaultApplyConnections); outbox feed).",
         discussion: "A batch of 2,000 listings or more is split by listing, each part recomputed on a connection "
             + "of its own; 1 applies every batch on one connection."))
-    var applyConnections = 2
+    var applyConnections: Int?
     @Option(help: "Milliseconds between outbox polls when no notification arrives.") var pollIntervalMs = 500
     @Option(help: "Filter field to switch off (e.g. bedrooms); repeatable.") var disableFilter: [String] = []
     @Option(help: "Listing type to switch off (development or existing); repeatable.") var disableType: [String] = []
@@ -79,10 +80,10 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--batch-window-ms must be in 0...60000")
         }
         guard batchMaxIds >= 1 else { throw ValidationError("--batch-max-ids must be >= 1") }
-        guard (1...16).contains(applyConnections) else {
+        if let applyConnections, !(1...16).contains(applyConnections) {
             throw ValidationError("--apply-connections must be in 1...16")
         }
-        if applyConnections != 2 && feedOptions.feed == .kafka {
+        if applyConnections != nil && feedOptions.feed == .kafka {
             throw ValidationError("--apply-connections is an outbox feed option; the kafka feed applies on one")
         }
         guard (1...60_000).contains(pollIntervalMs) else {
