@@ -330,8 +330,11 @@ final class ApplyPartner: @unchecked Sendable {
     /// orders the two).
     private var failure: ProjectorError?
 
+    /// Takes `connection` over and warms it up (``ProjectionStore/warmUp(on:)``) on the partner's thread; a first
+    /// part waits for that, and a failure is left for it to meet.
     init(connection: PostgresConnection) {
         self.connection = connection
+        worker.submit { [self] in _ = try? ProjectionStore.warmUp(on: self.connection) }
     }
 
     /// Applies `part` in a transaction of its own that consumes its entries and leaves the position at `position`,
