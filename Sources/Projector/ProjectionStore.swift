@@ -223,10 +223,10 @@ public enum ProjectionStore {
 
     /// Runs the defining query, read-only, for a sample of up to 5,000 listings spread over the whole projection.
     ///
-    /// Why: a backend's first large statement pays for much it touches for the first time (its catalog caches,
-    /// its working memory, a page fault for each shared buffer it maps). An apply connection that has only waited
-    /// since it connected took 20-35 ms longer for its half of the first split batch of 10,000 listings than the
-    /// driver's connection, which had read the whole projection to bootstrap the cache; after this, 1-8 ms.
+    /// Why: a backend's first large statement pays for much of what it touches for the first time (its catalog
+    /// caches, its working memory, a page fault for each shared buffer it maps). An apply connection that has only
+    /// waited since it connected took 20-35 ms longer for its half of the first split batch of 10,000 listings than
+    /// the driver's connection, which had read the whole projection to bootstrap the cache; after this, 1-8 ms.
     /// - Returns: the rows the defining query gave for the sample.
     @discardableResult
     public static func warmUp(on connection: PostgresConnection) throws(ProjectorError) -> Int {
