@@ -544,7 +544,7 @@ final class FreshnessMarks: @unchecked Sendable {
         let now = monotonicNanoseconds()
         lock.withLock {
             for change in batch.changes {
-                guard case .upsert(let row) = change, let price = row.priceFrom, price >= Self.base else { continue }
+                guard let price = change.row?.priceFrom, price >= Self.base else { continue }
                 let sequence = Int(price - Self.base)
                 if sequence < visibleAt.count && visibleAt[sequence] == nil { visibleAt[sequence] = now }
             }

@@ -18,7 +18,7 @@ struct ReferenceExplore {
     mutating func apply(_ batch: ListingChangeBatch) {
         for change in batch.changes {
             switch change {
-            case .upsert(let row):
+            case .upsert(let row), .upsertKeepingText(let row):
                 if let position = positionByID[row.id] {
                     rows[position] = row
                 } else {

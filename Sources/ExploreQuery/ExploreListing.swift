@@ -72,13 +72,26 @@ public struct ExploreListing: Sendable, Hashable, Codable {
 /// One change to the cache: the row as it is now, or its removal from the read model.
 public enum ListingChange: Sendable, Hashable {
     case upsert(ExploreListing)
+    /// ``upsert(_:)`` of a row whose text (status, title, image URL, city and area) the caller knows to be the
+    /// listing's text already, as when only its prices or rooms were recomputed: the store keeps the text it
+    /// holds instead of comparing the row's with it, a quarter of a price edit's cost. It does not check the
+    /// claim. A listing it does not hold, or one an earlier change of the same batch touched, is upserted whole.
+    case upsertKeepingText(ExploreListing)
     case delete(ListingID)
 
     /// The listing this change is about.
     public var id: ListingID {
         switch self {
-        case .upsert(let row): row.id
+        case .upsert(let row), .upsertKeepingText(let row): row.id
         case .delete(let id): id
+        }
+    }
+
+    /// The row an upsert brings; `nil` for a delete.
+    public var row: ExploreListing? {
+        switch self {
+        case .upsert(let row), .upsertKeepingText(let row): row
+        case .delete: nil
         }
     }
 }

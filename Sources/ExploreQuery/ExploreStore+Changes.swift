@@ -30,6 +30,8 @@ extension ExploreStore {
     struct RowStrings {
         var title: String?
         var imageURL: String?
+        /// The slot keeps the strings it holds (``ListingChange/upsertKeepingText(_:)``).
+        var kept = false
     }
 
     /// Applies `batch`: each id ends as its last change in the batch says, as if the changes ran one by one.
@@ -74,11 +76,16 @@ extension ExploreStore {
         var lastByID: [ListingID: Int] = [:]
         lastByID.reserveCapacity(changes.count)
         var superseded = [Bool](repeating: false, count: changes.count)
+        // Changes with an earlier one for their id: their listing's text may differ from the stored text.
+        var repeated = [Bool](repeating: false, count: changes.count)
         for position in changes.indices {
-            if let earlier = lastByID.updateValue(position, forKey: changes[position].id) { superseded[earlier] = true }
+            if let earlier = lastByID.updateValue(position, forKey: changes[position].id) {
+                superseded[earlier] = true
+                repeated[position] = true
+            }
         }
         let positions = changes.indices.filter { !superseded[$0] }
-        let drafts = draftTransitions(changes, positions)
+        let drafts = draftTransitions(changes, positions, repeated)
 
         var transitions: [RowTransition] = []
         transitions.reserveCapacity(positions.count)
@@ -120,7 +127,8 @@ extension ExploreStore {
     /// The drafts of the changes at `positions`, on all cores for a large batch: these are the batch's id
     /// lookups, record reads and row copies, each a likely cache miss, and as they only read the store they
     /// may run side by side.
-    private func draftTransitions(_ changes: UnsafeBufferPointer<ListingChange>, _ positions: [Int]) -> [Draft] {
+    private func draftTransitions(_ changes: UnsafeBufferPointer<ListingChange>, _ positions: [Int],
+                                  _ repeated: [Bool]) -> [Draft] {
         var drafts = [Draft](repeating: Draft(), count: positions.count)
         let parts = positions.count >= Self.parallelApplyThreshold ? 2 : 1
         drafts.withUnsafeMutableBufferPointer { buffer in
@@ -132,10 +140,18 @@ extension ExploreStore {
                     let change = input[positions[k]]
                     draft.slot = store.slotByID[change.id]
                     if let slot = draft.slot { draft.old = store.records[Int(slot)] }
-                    if case .upsert(let row) = change {
+                    switch change {
+                    case .upsertKeepingText(let row)
+                        where !repeated[positions[k]] && draft.old.flags & SlotFlags.live.rawValue != 0:
+                        draft.isUpsert = true
+                        draft.new = ExploreStore.record(for: row, codes: draft.old)
+                        draft.strings = RowStrings(title: nil, imageURL: nil, kept: true)
+                    case .upsert(let row), .upsertKeepingText(let row):
                         draft.isUpsert = true
                         draft.new = store.knownRecord(for: row, replacing: draft.old)
                         draft.strings = RowStrings(title: row.title, imageURL: row.primaryImageURL)
+                    case .delete:
+                        break
                     }
                     output[k] = draft
                 }
@@ -145,7 +161,7 @@ extension ExploreStore {
     }
 
     private func fallbackRecord(for change: ListingChange, replacing old: SlotRecord) -> SlotRecord? {
-        guard case .upsert(let row) = change else { return nil }
+        guard let row = change.row else { return nil }
         return record(for: row, replacing: old)
     }
 
@@ -170,12 +186,18 @@ extension ExploreStore {
         guard let status = code(statusDictionary, old.status, row.status),
               let city = code(cityDictionary, old.city, row.city),
               let area = code(areaDictionary, old.area, row.area) else { return nil }
-        var record = SlotRecord()
+        var codes = SlotRecord()
+        codes.status = status
+        codes.city = city
+        codes.area = area
+        return Self.record(for: row, codes: codes)
+    }
+
+    /// The record `row` is stored as, with the status, city and area codes of `codes`.
+    static func record(for row: ExploreListing, codes: SlotRecord) -> SlotRecord {
+        var record = codes
         record.id = row.id
         record.type = row.listingType.rawValue
-        record.status = status
-        record.city = city
-        record.area = area
         record.locationID = row.locationID
         record.priceLow = row.priceFrom ?? row.priceTo ?? 0
         record.priceHigh = row.priceTo ?? row.priceFrom ?? 0
@@ -370,7 +392,7 @@ extension ExploreStore {
     /// row's cleared.
     static func writeStrings(_ transitions: [RowTransition], _ strings: [RowStrings], titles: inout StringArena,
                              imageURLs: inout StringArena) {
-        for (t, row) in zip(transitions, strings) {
+        for (t, row) in zip(transitions, strings) where !row.kept {
             if !t.isLive {
                 titles.set(t.slot, nil)
                 imageURLs.set(t.slot, nil)

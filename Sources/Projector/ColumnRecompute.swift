@@ -22,6 +22,10 @@ public struct ColumnRecompute: Sendable, Hashable {
     /// One statement, `$1` the listing ids (`bigint[]`): returns `'u'` and the cache columns of each row it
     /// changed, and `'f'` and the id of each listing that needs the full recompute.
     public let statement: String
+
+    /// Whether it leaves every text column alone, so the rows it returns keep the text the cache holds (the
+    /// stored columns it keeps are current, see above, and the cache holds what the table holds).
+    public var keepsText: Bool { ProjectionRowDecoder.textColumns.isDisjoint(with: columns) }
 }
 
 extension ProjectionDefinition {

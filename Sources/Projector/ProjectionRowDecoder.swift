@@ -5,6 +5,9 @@ import ExploreQuery
 /// The cache holds `city` and `area` as non-optional text; a listing whose location no longer exists has NULL
 /// there in the read model (the defining query's LEFT JOIN), and the cache holds it as the empty string.
 enum ProjectionRowDecoder {
+    /// The columns decoded into the cache's text fields (see ``ListingChange/upsertKeepingText(_:)``).
+    static let textColumns: Set<String> = ["status", "title", "primary_image_url", "city", "area"]
+
     /// Decodes the 13 fields of ``ProjectionDefinition/cacheColumns(_:)`` (`nil` is SQL NULL).
     static func decode(_ fields: [String?]) throws(ProjectorError) -> ExploreListing {
         guard fields.count == 13 else {

@@ -284,7 +284,7 @@ public enum ProjectionStore {
             // Prepared like the whole-row statement: the connection prepares each statement text once.
             for row in try connection.query(PreparedStatement(recompute.statement), [int8Array(narrow)]) {
                 guard row[0] == "f" else {
-                    changes.append(try decodeChange(row))
+                    changes.append(try decodeChange(row, keepingText: recompute.keepsText))
                     continue
                 }
                 guard let id = row[1].flatMap({ Int64($0) }) else {
@@ -303,10 +303,12 @@ public enum ProjectionStore {
         return (ListingChangeBatch(changes), Array(Set(recomputed).union(whole)).sorted())
     }
 
-    /// A recompute's row: `'d'` and a deleted id, or `'u'` and the row's cache columns.
-    private static func decodeChange(_ row: PostgresRow) throws -> ListingChange {
+    /// A recompute's row: `'d'` and a deleted id, or `'u'` and the row's cache columns (whose text the cache
+    /// holds already when `keepingText`).
+    private static func decodeChange(_ row: PostgresRow, keepingText: Bool = false) throws -> ListingChange {
         guard row[0] == "d" else {
-            return .upsert(try ProjectionRowDecoder.decode((1..<row.count).map { row[$0] }))
+            let listing = try ProjectionRowDecoder.decode((1..<row.count).map { row[$0] })
+            return keepingText ? .upsertKeepingText(listing) : .upsert(listing)
         }
         guard let id = row[1].flatMap({ Int64($0) }) else {
             throw ProjectorError(code: .invalidRow, message: "malformed deleted id")

@@ -92,6 +92,18 @@ import Testing
         var unpriced = priced
         unpriced.priceFrom = nil
         unpriced.priceTo = nil
+        func repriced(_ row: ExploreListing) -> ExploreListing {
+            var row = row
+            row.priceFrom = row.priceFrom.map { $0 + 1_000 }
+            row.priceTo = row.priceTo.map { $0 + 1_000 }
+            return row
+        }
+        func renamed(_ row: ExploreListing) -> ExploreListing {
+            var row = row
+            row.title += " (renamed)"
+            row.city = RandomListings.cities.first { $0 != row.city }!
+            return row
+        }
         let sequences: [(name: String, changes: [ListingChange])] = [
             ("delete then re-insert", [.delete(1), .upsert(Self.variation(of: existing(1), &generator))]),
             ("change then delete", [.upsert(Self.variation(of: existing(2), &generator)), .delete(2)]),
@@ -105,6 +117,12 @@ import Testing
             ("identical row", [.upsert(existing(6))]),
             ("deleted twice, re-inserted twice", [.delete(7), .delete(7), .upsert(existing(7)), .delete(7),
                                                   .upsert(Self.variation(of: existing(7), &generator))]),
+            // The store keeps its text for the first; the second's text is the batch's, not the stored one; the
+            // third's listing has no text stored yet.
+            ("price edit keeping the text", [.upsertKeepingText(repriced(existing(8)))]),
+            ("renamed, then an edit keeping the new text",
+             [.upsert(renamed(existing(9))), .upsertKeepingText(repriced(renamed(existing(9))))]),
+            ("new row keeping text it lacks", [.upsertKeepingText(generator.listing(id: 505))]),
         ]
         for sequence in sequences {
             var changes = sequence.changes

@@ -10,7 +10,7 @@ struct ReferenceSearch {
     mutating func apply(_ batch: ListingChangeBatch) {
         for change in batch.changes {
             switch change {
-            case .upsert(let row): rows[row.id] = row
+            case .upsert(let row), .upsertKeepingText(let row): rows[row.id] = row
             case .delete(let id): rows[id] = nil
             }
         }

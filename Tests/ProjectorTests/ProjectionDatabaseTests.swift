@@ -278,6 +278,9 @@ struct ProjectionDatabaseTests {
         #expect(prices.sources == [.developments, .existingProperties])
         #expect(ProjectionDefinition.columnRecompute(covering: [.developments]) == prices)
         #expect(ProjectionDefinition.columnRecompute(covering: [.media])?.columns == ["primary_image_url"])
+        // Price and room edits reach the cache as rows keeping its text; an image edit brings new text.
+        #expect(ProjectionRowDecoder.textColumns.isSubset(of: ProjectionDefinition.columns))
+        #expect(prices.keepsText && ProjectionDefinition.columnRecompute(covering: [.media])?.keepsText == false)
         #expect(ProjectionDefinition.columnRecompute(covering: [.developments, .media])?.columns
             == ["price_from", "price_to", "bedrooms", "bathrooms", "primary_image_url"])
         for sources: Set<ProjectionDefinition.Source> in [[], [.listings], [.locations], [.media, .listings]] {
