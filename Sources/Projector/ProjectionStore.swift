@@ -229,7 +229,7 @@ public enum ProjectionStore {
     /// the driver's connection, which had read the whole projection to bootstrap the cache; after this, 1-8 ms.
     /// - Returns: the rows the defining query gave for the sample.
     @discardableResult
-    public static func warmUp(on connection: PostgresConnection) throws(ProjectorError) -> Int {
+    static func warmUp(on connection: PostgresConnection) throws(ProjectorError) -> Int {
         do {
             // Every n-th id, n from the planner's row estimate (-1 before the first ANALYZE, and then every id).
             let sample = try connection.query("""
