@@ -58,7 +58,7 @@ public final class ExploreIndex: Sendable {
 
     /// The ids of every listing served, ascending.
     public func listingIDs() -> [ListingID] {
-        state.read { Array($0.slotByID.keys) }.sorted()  // sorted outside the lock
+        state.read { $0.slotByID.ids }.sorted()  // sorted outside the lock
     }
 
     /// Applies a batch atomically. Only one writer may call this at a time.

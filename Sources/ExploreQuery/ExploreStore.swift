@@ -24,7 +24,7 @@ public final class ExploreStore {
     var cityDictionary = StringDictionary()
     var areaDictionary = StringDictionary()
 
-    var slotByID: [Int64: UInt32] = [:]
+    var slotByID = SlotMap()
     /// Slots without a row, handed out so that rows added later keep the load's clustering (see ``FreeSlots``).
     var freeSlots = FreeSlots()
     /// Rows given a slot their own area did not free since the bulk load: in a city's newer runs, among other
@@ -113,14 +113,11 @@ public final class ExploreStore {
         createdAtCodes.grow(to: placements.count)
         var loaded = [SlotRecord]()
         loaded.reserveCapacity(capacity)
-        var ids: [Int64: UInt32] = [:]
-        ids.reserveCapacity(placements.count)
         input.withUnsafeBufferPointer { rows in
             for placement in placements {
                 let new = record(for: rows[placement.position], replacing: SlotRecord())
                 let slot = loaded.count
                 loaded.append(new)
-                ids[new.id] = UInt32(slot)
                 lowCodes.set(slot, new.priceLow)
                 highCodes.set(slot, new.priceHigh)
                 createdAtCodes.set(slot, new.createdAt)
@@ -131,7 +128,7 @@ public final class ExploreStore {
         records = loaded
         areaOfSlot.reserveCapacity(capacity)
         areaOfSlot.append(contentsOf: loaded.lazy.map(\.area))
-        slotByID = ids
+        slotByID = SlotMap(slotsOf: loaded.map(\.id))
         (priceLowCodes, priceHighCodes, createdCodes) = (lowCodes, highCodes, createdAtCodes)
         (titles, imageURLs) = (titleArena, imageArena)
         // Rows are indexed as transitions from "no row" by the change batches' posting and range phases; the
@@ -314,8 +311,7 @@ public final class ExploreStore {
         var total = records.capacity * MemoryLayout<SlotRecord>.stride + titles.memoryBytes + imageURLs.memoryBytes
         total += areaOfSlot.capacity * 4
         total += statusDictionary.memoryBytes + cityDictionary.memoryBytes + areaDictionary.memoryBytes
-        // A native Swift dictionary stores keys and values in separate arrays plus one metadata bit per bucket.
-        total += slotByID.capacity * (8 + 4) + slotByID.capacity / 8
+        total += slotByID.memoryBytes
         total += freeSlots.memoryBytes
         total += live.memoryBytes
         for posting in typePostings { total += posting.memoryBytes }
@@ -345,13 +341,24 @@ public final class ExploreStore {
         var codes: (low: ValueCodes, high: ValueCodes, created: ValueCodes)?
         var cube: GroupCube?
         var ranges: (low: RangeBitmaps, high: RangeBitmaps, created: RangeBitmaps)?
+        var slotByID: SlotMap?
     }
 
     /// What this store's storage needs before the next batch: arenas due for a rewrite (see
     /// `StringArena.wantsRewrite`), and room for another eighth of slots once fewer than two slot runs are left
-    /// (a batch starting new runs would otherwise grow every slot-indexed column). Reads the store only.
+    /// (a batch starting new runs would otherwise grow every slot-indexed column), and likewise for the ids'
+    /// array. Reads the store only.
     func renewal() -> Renewal {
+        // A copy shares its buffers until reserved: only the reserved ones are copied, into larger buffers.
+        func reserved<T>(_ value: T, _ reserve: (inout T) -> Void) -> T {
+            var copy = value
+            reserve(&copy)
+            return copy
+        }
         var renewal = Renewal()
+        if slotByID.spareArrayCapacity < 2 * Self.appendRun {
+            renewal.slotByID = reserved(slotByID) { $0.reserveArrayRoom(atLeast: 4 * Self.appendRun) }
+        }
         // At least four runs of room, so a small store is not renewed again at the next batch.
         let room = records.capacity - records.count < 2 * Self.appendRun
             ? Swift.max(Self.capacityAfterLoad(records.count), records.count + 4 * Self.appendRun) : nil
@@ -366,12 +373,6 @@ public final class ExploreStore {
         renewal.titles = renewed(titles)
         renewal.imageURLs = renewed(imageURLs)
         guard let room else { return renewal }
-        // A copy shares its buffers until reserved: only the reserved ones are copied, into larger buffers.
-        func reserved<T>(_ value: T, _ reserve: (inout T) -> Void) -> T {
-            var copy = value
-            reserve(&copy)
-            return copy
-        }
         renewal.records = reserved(records) { $0.reserveCapacity(room) }
         renewal.areaOfSlot = reserved(areaOfSlot) { $0.reserveCapacity(room) }
         renewal.codes = (reserved(priceLowCodes) { $0.reserve(room) }, reserved(priceHighCodes) { $0.reserve(room) },
@@ -396,6 +397,7 @@ public final class ExploreStore {
         if let renewed = parts.codes { (priceLowCodes, priceHighCodes, createdCodes) = renewed }
         if let renewed = parts.cube { cube = renewed }
         if let renewed = parts.ranges { (priceLowRanges, priceHighRanges, createdRanges) = renewed }
+        if let renewed = parts.slotByID { slotByID = renewed }
     }
 
     /// A slot for `id`, a row of `city` and `area` (dictionary codes): a free one if ``FreeSlots`` has one that

@@ -406,6 +406,56 @@ import Testing
         #expect(store.slotByID[returning.id] == freedSlot)
     }
 
+    /// ``SlotMap`` against a dictionary under random inserts, replacements and removals of ids from a dense
+    /// sequence, a sparse range, negative ids and the extremes of `Int64`, from empty and from a bulk load.
+    @Test(arguments: [UInt64(1), 2, 3])
+    func slotMapMatchesADictionary(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        let loaded = (0..<2_000).map { _ in Int64.random(in: 500...5_000, using: &random) }
+        let distinct = Array(Set(loaded)).shuffled(using: &random)
+        for start in [[], distinct] {
+            var map = SlotMap(slotsOf: start)
+            var model = Dictionary(uniqueKeysWithValues: start.enumerated().map { ($0.element, UInt32($0.offset)) })
+            var nextID = Int64(5_001)
+            for step in 0..<20_000 {
+                let id: Int64
+                switch Int.random(in: 0..<10, using: &random) {
+                case 0..<4:
+                    id = nextID
+                    nextID += Int64.random(in: 1...3, using: &random)
+                case 4..<7: id = model.keys.randomElement(using: &random) ?? 0
+                case 7: id = Int64.random(in: -3_000...(-1), using: &random)
+                case 8: id = Int64.random(in: 0...20, using: &random) + (Bool.random(using: &random) ? Int64.max - 20 : Int64.min)
+                default: id = Int64.random(in: 1_000_000_000...1_000_001_000, using: &random)
+                }
+                if Int.random(in: 0..<3, using: &random) == 0 {
+                    #expect(map.removeValue(forKey: id) == model.removeValue(forKey: id), "step \(step): remove \(id)")
+                } else {
+                    let slot = UInt32.random(in: 0..<1_000_000, using: &random)
+                    map[id] = slot
+                    model[id] = slot
+                }
+                #expect(map[id] == model[id], "step \(step): id \(id)")
+                #expect(map.count == model.count, "step \(step)")
+            }
+            for (id, slot) in model { #expect(map[id] == slot, "id \(id)") }
+            for absent in [Int64.min, -5_000, 0, 4_999, nextID, Int64.max] where model[absent] == nil {
+                #expect(map[absent] == nil, "id \(absent)")
+            }
+            #expect(map.ids.sorted() == model.keys.sorted())
+        }
+    }
+
+    /// The map's array stays proportional to the ids it maps: ids far past the rest go to its dictionary.
+    @Test func slotMapArrayGrowsWithTheIdsItMaps() {
+        var map = SlotMap(slotsOf: Array(1...1_000))
+        for id in Int64(1_000_000_000)..<1_000_001_000 { map[id] = UInt32(id - 999_999_000) }
+        for id in Int64(1_001)...3_000 { map[id] = UInt32(id) }
+        #expect(map.count == 4_000)
+        #expect(map[1_000_000_500] == 1_500 && map[2_500] == 2_500 && map[500] == 499)
+        #expect(map.memoryBytes < 200_000, "\(map.memoryBytes) bytes for 4,000 ids")
+    }
+
     /// ``FreeSlots`` against a plain model under random frees, takes and new runs: every slot given out is free,
     /// of the asked city, of the asked area whenever the city holds one, and a new run is asked for only when
     /// nothing else may be given.
