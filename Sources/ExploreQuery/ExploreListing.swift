@@ -81,8 +81,11 @@ public enum ListingChange: Sendable, Hashable {
 
     /// The listing this change is about.
     public var id: ListingID {
+        // One case per pattern: a pattern binding one variable in two cases copies the row (retaining its
+        // strings) where a single case reads the field in place.
         switch self {
-        case .upsert(let row), .upsertKeepingText(let row): row.id
+        case .upsert(let row): row.id
+        case .upsertKeepingText(let row): row.id
         case .delete(let id): id
         }
     }

@@ -26,17 +26,18 @@ extension ExploreStore {
         var changes: Bool { old != new }
     }
 
-    /// A new or replaced row's strings, kept beside its transition.
-    struct RowStrings {
-        var title: String?
-        var imageURL: String?
-        /// The slot keeps the strings it holds (``ListingChange/upsertKeepingText(_:)``).
+    /// Where a transition's title and image URL come from: the change at `position` in the batch (ignored for
+    /// a row that is no longer live), unless the slot keeps the strings it holds
+    /// (``ListingChange/upsertKeepingText(_:)``).
+    struct RowText {
+        var position: Int
         var kept = false
     }
 
     /// Applies `batch`: each id ends as its last change in the batch says, as if the changes ran one by one.
     func apply(_ batch: ListingChangeBatch) {
-        let (transitions, strings) = batch.changes.withUnsafeBufferPointer { resolve($0) }
+        let changes = batch.changes
+        let (transitions, texts) = changes.withUnsafeBufferPointer { resolve($0) }
         // Only transitions that change something reach the indexes (a re-sent identical row does not).
         let changed = transitions.filter(\.changes)
         // Each phase owns structures no other phase touches, so the phases of a large batch run on all cores:
@@ -50,7 +51,7 @@ extension ExploreStore {
                 Self.updateRanges(changed, low: &self.priceLowRanges, high: &self.priceHighRanges,
                                   created: &self.createdRanges, spread: &self.maxPriceSpread)
             },
-            { Self.writeStrings(transitions, strings, titles: &self.titles, imageURLs: &self.imageURLs) },
+            { Self.writeStrings(transitions, texts, changes, titles: &self.titles, imageURLs: &self.imageURLs) },
             { self.updatePostings(changed) },
             { Self.updateCreatedOrder(changed, &self.createdOrder) },
             {
@@ -71,7 +72,7 @@ extension ExploreStore {
     static let parallelApplyThreshold = 64
 
     /// Works out each listing's transition, allocates slots for new listings and frees deleted ones.
-    private func resolve(_ changes: UnsafeBufferPointer<ListingChange>) -> ([RowTransition], [RowStrings]) {
+    private func resolve(_ changes: UnsafeBufferPointer<ListingChange>) -> ([RowTransition], [RowText]) {
         // The last change of an id decides its end state; earlier ones are never visible to a reader.
         var lastByID: [ListingID: Int] = [:]
         lastByID.reserveCapacity(changes.count)
@@ -89,8 +90,8 @@ extension ExploreStore {
 
         var transitions: [RowTransition] = []
         transitions.reserveCapacity(positions.count)
-        var strings: [RowStrings] = []
-        strings.reserveCapacity(positions.count)
+        var texts: [RowText] = []
+        texts.reserveCapacity(positions.count)
         var freed: [(slot: UInt32, city: UInt32, area: UInt32)] = []
         for (draft, position) in zip(drafts, positions) {
             let old = draft.old
@@ -99,65 +100,79 @@ extension ExploreStore {
                 guard let new = draft.new ?? fallbackRecord(for: changes[position], replacing: old) else { continue }
                 let slot = draft.slot.map(Int.init) ?? allocateSlot(for: new.id, city: new.city, area: new.area)
                 transitions.append(RowTransition(slot: slot, old: old, new: new))
-                strings.append(draft.strings)
+                texts.append(RowText(position: position, kept: draft.keepsText))
             } else if let slot = draft.slot {
                 slotByID.removeValue(forKey: old.id)
                 var new = old
                 new.flags = 0
                 transitions.append(RowTransition(slot: Int(slot), old: old, new: new))
-                strings.append(RowStrings(title: nil, imageURL: nil))
+                texts.append(RowText(position: position))
                 freed.append((slot, old.city, old.area))
             }
         }
         // Freed only now, so no slot is both freed and reused within the batch.
         for (slot, city, area) in freed { freeSlots.free(slot, city: city, area: area) }
-        return (transitions, strings)
+        return (transitions, texts)
     }
 
     /// What a change can learn from the store without changing it: its slot, the slot's record, and (for an
-    /// upsert whose strings all have codes) the new record and strings.
+    /// upsert whose strings all have codes) the new record.
     private struct Draft {
         var isUpsert = false
         var slot: UInt32?
         var old = SlotRecord()
         var new: SlotRecord?
-        var strings = RowStrings(title: nil, imageURL: nil)
+        /// The slot keeps its strings (see ``RowText``).
+        var keepsText = false
     }
 
     /// The drafts of the changes at `positions`, on all cores for a large batch: these are the batch's id
-    /// lookups, record reads and row copies, each a likely cache miss, and as they only read the store they
-    /// may run side by side.
+    /// lookups and record reads, each a likely cache miss, and as they only read the store they may run side
+    /// by side.
     private func draftTransitions(_ changes: UnsafeBufferPointer<ListingChange>, _ positions: [Int],
                                   _ repeated: [Bool]) -> [Draft] {
         var drafts = [Draft](repeating: Draft(), count: positions.count)
         let parts = positions.count >= Self.parallelApplyThreshold ? 2 : 1
+        // Read once for the batch: each read of a stored property of this class is an exclusivity check, and
+        // each call passing a dictionary on retains its buffers, for which both threads would contend.
+        let source = DraftSource(slotByID: slotByID, records: records, dictionaries: textDictionaries)
         drafts.withUnsafeMutableBufferPointer { buffer in
-            // Sound: each part writes its own range of `buffer`; both only read the store and `changes`.
-            nonisolated(unsafe) let (output, input, store) = (buffer, changes, self)
+            // Sound: each part writes its own range of `buffer`; both only read `source` and `changes`.
+            nonisolated(unsafe) let (output, input) = (buffer, changes)
             DispatchQueue.concurrentPerform(iterations: parts) { part in
                 for k in (positions.count * part / parts)..<(positions.count * (part + 1) / parts) {
-                    var draft = Draft()
-                    let change = input[positions[k]]
-                    draft.slot = store.slotByID[change.id]
-                    if let slot = draft.slot { draft.old = store.records[Int(slot)] }
-                    switch change {
-                    case .upsertKeepingText(let row)
-                        where !repeated[positions[k]] && draft.old.flags & SlotFlags.live.rawValue != 0:
-                        draft.isUpsert = true
-                        draft.new = ExploreStore.record(for: row, codes: draft.old)
-                        draft.strings = RowStrings(title: nil, imageURL: nil, kept: true)
-                    case .upsert(let row), .upsertKeepingText(let row):
-                        draft.isUpsert = true
-                        draft.new = store.knownRecord(for: row, replacing: draft.old)
-                        draft.strings = RowStrings(title: row.title, imageURL: row.primaryImageURL)
-                    case .delete:
-                        break
-                    }
-                    output[k] = draft
+                    let position = positions[k]
+                    output[k] = source.draft(id: input[position].id, input[position].indexedRow,
+                                             repeated: repeated[position])
                 }
             }
         }
         return drafts
+    }
+
+    /// What a draft reads from the store (see ``draftTransitions(_:_:_:)``).
+    private struct DraftSource {
+        let slotByID: SlotMap
+        let records: [SlotRecord]
+        let dictionaries: TextDictionaries
+
+        /// The draft of a change to listing `id`: an upsert of `indexed` (see ``ListingChange/indexedRow``), or
+        /// a delete when nil.
+        @inline(__always)
+        func draft(id: ListingID, _ indexed: (row: ExploreListing, keepsText: Bool)?, repeated: Bool) -> Draft {
+            var draft = Draft()
+            draft.slot = slotByID[id]
+            if let slot = draft.slot { draft.old = records[Int(slot)] }
+            guard let (row, keepsText) = indexed else { return draft }
+            draft.isUpsert = true
+            if keepsText && !repeated && draft.old.flags & SlotFlags.live.rawValue != 0 {
+                draft.new = ExploreStore.record(for: row, codes: draft.old)
+                draft.keepsText = true
+            } else {
+                draft.new = ExploreStore.knownRecord(for: row, replacing: draft.old, in: dictionaries)
+            }
+            return draft
+        }
     }
 
     private func fallbackRecord(for change: ListingChange, replacing old: SlotRecord) -> SlotRecord? {
@@ -175,22 +190,33 @@ extension ExploreStore {
         return record
     }
 
-    /// The record `row` is stored as, or nil when its status, city or area has no dictionary code yet. `old` is
-    /// the slot's current record: its code is reused when the string is unchanged (the usual case, and short
-    /// strings compare inline), which skips hashing the string.
+    /// The status, city and area dictionaries.
+    typealias TextDictionaries = (status: StringDictionary, city: StringDictionary, area: StringDictionary)
+
+    var textDictionaries: TextDictionaries { (statusDictionary, cityDictionary, areaDictionary) }
+
+    /// The record `row` is stored as, or nil when its status, city or area has no dictionary code yet.
     func knownRecord(for row: ExploreListing, replacing old: SlotRecord) -> SlotRecord? {
+        Self.knownRecord(for: row, replacing: old, in: textDictionaries)
+    }
+
+    /// `knownRecord(for:replacing:)` with `dictionaries`. `old` is the slot's current record: its code is
+    /// reused when the string is unchanged (the usual case, and short strings compare inline), which skips
+    /// hashing the string.
+    static func knownRecord(for row: ExploreListing, replacing old: SlotRecord,
+                            in dictionaries: TextDictionaries) -> SlotRecord? {
         let wasLive = old.flags & SlotFlags.live.rawValue != 0
         func code(_ dictionary: StringDictionary, _ oldCode: UInt32, _ value: String) -> UInt32? {
             wasLive && dictionary.values[Int(oldCode)] == value ? oldCode : dictionary.code(of: value)
         }
-        guard let status = code(statusDictionary, old.status, row.status),
-              let city = code(cityDictionary, old.city, row.city),
-              let area = code(areaDictionary, old.area, row.area) else { return nil }
+        guard let status = code(dictionaries.status, old.status, row.status),
+              let city = code(dictionaries.city, old.city, row.city),
+              let area = code(dictionaries.area, old.area, row.area) else { return nil }
         var codes = SlotRecord()
         codes.status = status
         codes.city = city
         codes.area = area
-        return Self.record(for: row, codes: codes)
+        return record(for: row, codes: codes)
     }
 
     /// The record `row` is stored as, with the status, city and area codes of `codes`.
@@ -390,21 +416,89 @@ extension ExploreStore {
 
     /// Titles and image URLs: a new row's are written, an existing row's only when they differ, a deleted
     /// row's cleared.
-    static func writeStrings(_ transitions: [RowTransition], _ strings: [RowStrings], titles: inout StringArena,
-                             imageURLs: inout StringArena) {
-        for (t, row) in zip(transitions, strings) where !row.kept {
-            if !t.isLive {
+    static func writeStrings(_ transitions: [RowTransition], _ texts: [RowText], _ changes: [ListingChange],
+                             titles: inout StringArena, imageURLs: inout StringArena) {
+        // Every string the main loop reads is read once before, in loops of independent loads whose cache misses
+        // overlap. Why: the main loop retains each incoming string (an atomic write, which the processor does not
+        // overlap with the next) and compares it with the stored one, so there the misses queued one by one.
+        var touched: UInt8 = 0
+        var titleSpans: [StringArena.Span] = []
+        var imageSpans: [StringArena.Span] = []
+        for (t, text) in zip(transitions, texts) where !text.kept && t.isLive {
+            touched &+= changes[text.position].firstTextBytes
+            if t.wasLive {
+                titleSpans.append(titles.span(t.slot))
+                imageSpans.append(imageURLs.span(t.slot))
+            }
+        }
+        touched &+= titles.touch(titleSpans) &+ imageURLs.touch(imageSpans)
+        for (t, text) in zip(transitions, texts) where !text.kept {
+            guard t.isLive else {
                 titles.set(t.slot, nil)
                 imageURLs.set(t.slot, nil)
                 continue
             }
-            if !t.wasLive || !titles.equals(t.slot, row.title) { titles.set(t.slot, row.title) }
-            if !t.wasLive || !imageURLs.equals(t.slot, row.imageURL) { imageURLs.set(t.slot, row.imageURL) }
+            changes[text.position].withText { title, imageURL in
+                if !t.wasLive || !titles.equals(t.slot, title) { titles.set(t.slot, title) }
+                if !t.wasLive || !imageURLs.equals(t.slot, imageURL) { imageURLs.set(t.slot, imageURL) }
+            }
         }
+        // Never true (no bytes touched without transitions); it keeps the reads above from being removed.
+        if touched == 0xA5 && transitions.isEmpty { preconditionFailure("no bytes are touched without transitions") }
     }
 
     static func noteSpread(_ low: Int64, _ high: Int64, in spread: inout Int64) {
         let (difference, overflow) = high.subtractingReportingOverflow(low)
         spread = Swift.max(spread, overflow ? Int64.max : difference)
+    }
+}
+
+extension ListingChange {
+    /// The row of an upsert with an empty title and no image URL, and whether the upsert keeps the text the
+    /// store holds; nil for a delete.
+    ///
+    /// Read in place, field by field. Why: a copy of the change's row (which binding the payload of
+    /// `changes[i]` and passing it on makes) retains its title and image URL, and each retain is an atomic
+    /// write to a string object the cache rarely holds, which the processor cannot overlap with the next
+    /// one. Those retains were most of a draft's time. The strings phase, which needs the text, reads it in
+    /// place first (``firstTextBytes``).
+    @inline(__always)
+    fileprivate var indexedRow: (row: ExploreListing, keepsText: Bool)? {
+        switch self {
+        case .upsert(let row): (row.withoutText, false)
+        case .upsertKeepingText(let row): (row.withoutText, true)
+        case .delete: nil
+        }
+    }
+
+    /// The first bytes of the row's title and image URL, read in place (see ``ExploreStore/writeStrings``).
+    @inline(__always)
+    fileprivate var firstTextBytes: UInt8 {
+        switch self {
+        case .upsert(let row): (row.title.utf8.first ?? 0) &+ (row.primaryImageURL?.utf8.first ?? 0)
+        case .upsertKeepingText(let row): (row.title.utf8.first ?? 0) &+ (row.primaryImageURL?.utf8.first ?? 0)
+        case .delete: 0
+        }
+    }
+
+    /// Calls `body` with the row's title and image URL.
+    @inline(__always)
+    fileprivate func withText(_ body: (String, String?) -> Void) {
+        switch self {
+        case .upsert(let row): body(row.title, row.primaryImageURL)
+        case .upsertKeepingText(let row): body(row.title, row.primaryImageURL)
+        case .delete: break
+        }
+    }
+}
+
+extension ExploreListing {
+    /// This row with an empty title and no image URL, built field by field (see ``ListingChange/indexedRow``).
+    @inline(__always)
+    fileprivate var withoutText: ExploreListing {
+        ExploreListing(
+            id: id, listingType: listingType, status: status, title: "", locationID: locationID, priceFrom: priceFrom,
+            priceTo: priceTo, bedrooms: bedrooms, bathrooms: bathrooms, primaryImageURL: nil, city: city, area: area,
+            createdAt: createdAt)
     }
 }
