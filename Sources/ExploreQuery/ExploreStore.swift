@@ -128,7 +128,9 @@ public final class ExploreStore {
         records = loaded
         areaOfSlot.reserveCapacity(capacity)
         areaOfSlot.append(contentsOf: loaded.lazy.map(\.area))
-        slotByID = SlotMap(slotsOf: loaded.map(\.id))
+        var ids = SlotMap(slotsOf: loaded.map(\.id))
+        ids.reserveArray(Self.capacityAfterLoad(ids.arrayCount))
+        slotByID = ids
         (priceLowCodes, priceHighCodes, createdCodes) = (lowCodes, highCodes, createdAtCodes)
         (titles, imageURLs) = (titleArena, imageArena)
         // Rows are indexed as transitions from "no row" by the change batches' posting and range phases; the
@@ -357,7 +359,9 @@ public final class ExploreStore {
         }
         var renewal = Renewal()
         if slotByID.spareArrayCapacity < 2 * Self.appendRun {
-            renewal.slotByID = reserved(slotByID) { $0.reserveArrayRoom(atLeast: 4 * Self.appendRun) }
+            renewal.slotByID = reserved(slotByID) {
+                $0.reserveArray(Swift.max(Self.capacityAfterLoad($0.arrayCount), $0.arrayCount + 4 * Self.appendRun))
+            }
         }
         // At least four runs of room, so a small store is not renewed again at the next batch.
         let room = records.capacity - records.count < 2 * Self.appendRun

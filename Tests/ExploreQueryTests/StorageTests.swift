@@ -340,6 +340,7 @@ import Testing
             ]
         }
         let before = addresses()
+        #expect(store.slotByID.spareArrayCapacity >= rows.count / 8, "the ids' array has room for new ids too")
         // A city the load never saw takes fresh slots at the end instead of reusing freed ones.
         let added = (0..<100).map { offset in
             var row = generator.listing(id: 200_000 + Int64(offset))

@@ -22,8 +22,7 @@ struct SlotMap {
 
     init() {}
 
-    /// A map of `ids[i]` to slot `i` (the bulk load), its array with room for an eighth more offsets (see
-    /// `ExploreStore.capacityAfterLoad(_:)`). `ids` must be distinct.
+    /// A map of `ids[i]` to slot `i` (the bulk load). `ids` must be distinct.
     init(slotsOf ids: [Int64]) {
         guard let lowest = ids.min() else { return }
         base = lowest
@@ -32,7 +31,6 @@ struct SlotMap {
         for id in ids {
             if let offset = offset(of: id), offset < span { end = Swift.max(end, offset + 1) }
         }
-        dense.reserveCapacity(ExploreStore.capacityAfterLoad(end))
         dense.append(contentsOf: repeatElement(Self.none, count: end))
         for (slot, id) in ids.enumerated() {
             if let offset = offset(of: id), offset < end {
@@ -105,13 +103,14 @@ struct SlotMap {
         return ids
     }
 
+    /// Offsets the array covers.
+    var arrayCount: Int { dense.count }
+
     /// Offsets the array can still grow by without reallocating.
     var spareArrayCapacity: Int { dense.capacity - dense.count }
 
-    /// Gives the array capacity for an eighth more offsets, and at least `minimumRoom` more.
-    mutating func reserveArrayRoom(atLeast minimumRoom: Int) {
-        dense.reserveCapacity(Swift.max(ExploreStore.capacityAfterLoad(dense.count), dense.count + minimumRoom))
-    }
+    /// Gives the array capacity for `capacity` offsets.
+    mutating func reserveArray(_ capacity: Int) { dense.reserveCapacity(capacity) }
 
     var memoryBytes: Int {
         // A native Swift dictionary stores keys and values in separate arrays plus one metadata bit per bucket.
