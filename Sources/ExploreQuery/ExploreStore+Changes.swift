@@ -140,10 +140,15 @@ extension ExploreStore {
             // Sound: each part writes its own range of `buffer`; both only read `source` and `changes`.
             nonisolated(unsafe) let (output, input) = (buffer, changes)
             DispatchQueue.concurrentPerform(iterations: parts) { part in
-                for k in (positions.count * part / parts)..<(positions.count * (part + 1) / parts) {
+                let range = (positions.count * part / parts)..<(positions.count * (part + 1) / parts)
+                // In three passes, so the first two are short loops of independent loads whose cache misses
+                // overlap: one draft at a time, each waited for its slot and then for its record, as the rest
+                // of the draft kept the processor from reaching the next draft's loads.
+                for k in range { output[k].slot = source.slotByID[input[positions[k]].id] }
+                for k in range { if let slot = output[k].slot { output[k].old = source.records[Int(slot)] } }
+                for k in range {
                     let position = positions[k]
-                    output[k] = source.draft(id: input[position].id, input[position].indexedRow,
-                                             repeated: repeated[position])
+                    source.complete(&output[k], input[position].indexedRow, repeated: repeated[position])
                 }
             }
         }
@@ -156,14 +161,11 @@ extension ExploreStore {
         let records: [SlotRecord]
         let dictionaries: TextDictionaries
 
-        /// The draft of a change to listing `id`: an upsert of `indexed` (see ``ListingChange/indexedRow``), or
-        /// a delete when nil.
+        /// Completes a draft whose slot and old record are known: an upsert of `indexed` (see
+        /// ``ListingChange/indexedRow``), or a delete when nil.
         @inline(__always)
-        func draft(id: ListingID, _ indexed: (row: ExploreListing, keepsText: Bool)?, repeated: Bool) -> Draft {
-            var draft = Draft()
-            draft.slot = slotByID[id]
-            if let slot = draft.slot { draft.old = records[Int(slot)] }
-            guard let (row, keepsText) = indexed else { return draft }
+        func complete(_ draft: inout Draft, _ indexed: (row: ExploreListing, keepsText: Bool)?, repeated: Bool) {
+            guard let (row, keepsText) = indexed else { return }
             draft.isUpsert = true
             if keepsText && !repeated && draft.old.flags & SlotFlags.live.rawValue != 0 {
                 draft.new = ExploreStore.record(for: row, codes: draft.old)
@@ -171,7 +173,6 @@ extension ExploreStore {
             } else {
                 draft.new = ExploreStore.knownRecord(for: row, replacing: draft.old, in: dictionaries)
             }
-            return draft
         }
     }
 
