@@ -354,22 +354,19 @@ extension ExploreStore {
     /// The group cube: a row that keeps its group and price costs nothing here.
     static func updateCube(_ transitions: [RowTransition], _ cube: inout GroupCube) {
         for t in transitions {
+            let oldKey = t.wasLive ? cubeKey(t.old) : nil
+            let newKey = t.isLive ? cubeKey(t.new) : nil
             let oldPrice = t.wasLive ? cubePrice(t.old) : nil
             let newPrice = t.isLive ? cubePrice(t.new) : nil
-            if !t.isLive {
-                cube.remove(slot: t.slot, price: oldPrice)
-                continue
+            if let oldKey, oldKey == newKey {
+                if let oldPrice, let newPrice {
+                    if oldPrice != newPrice { cube.movePrice(key: oldKey, from: oldPrice, to: newPrice) }
+                    continue
+                }
+                if oldPrice == nil && newPrice == nil { continue }
             }
-            let newKey = cubeKey(t.new)
-            if !t.wasLive || newKey != cubeKey(t.old) {
-                if t.wasLive { cube.remove(slot: t.slot, price: oldPrice) }
-                cube.add(slot: t.slot, key: newKey, price: newPrice)
-            } else if let oldPrice, let newPrice {
-                if oldPrice != newPrice { cube.movePrice(slot: t.slot, from: oldPrice, to: newPrice) }
-            } else if oldPrice != nil || newPrice != nil {
-                cube.remove(slot: t.slot, price: oldPrice)
-                cube.add(slot: t.slot, key: newKey, price: newPrice)
-            }
+            if let oldKey { cube.remove(key: oldKey, price: oldPrice) }
+            if let newKey { cube.add(key: newKey, price: newPrice) }
         }
     }
 

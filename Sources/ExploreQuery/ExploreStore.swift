@@ -150,7 +150,7 @@ public final class ExploreStore {
             { store.buildOrders() },
             {
                 store.cube = GroupCube(
-                    slotCount: records.count, capacity: capacity,
+                    slotCount: records.count,
                     key: { SlotFlags(rawValue: records[$0].flags).contains(.live) ? Self.cubeKey(records[$0]) : nil },
                     price: { Self.cubePrice(records[$0]) })
             },
@@ -341,7 +341,6 @@ public final class ExploreStore {
         var records: [SlotRecord]?
         var areaOfSlot: [UInt32]?
         var codes: (low: ValueCodes, high: ValueCodes, created: ValueCodes)?
-        var cube: GroupCube?
         var ranges: (low: RangeBitmaps, high: RangeBitmaps, created: RangeBitmaps)?
         var slotByID: SlotMap?
     }
@@ -381,7 +380,6 @@ public final class ExploreStore {
         renewal.areaOfSlot = reserved(areaOfSlot) { $0.reserveCapacity(room) }
         renewal.codes = (reserved(priceLowCodes) { $0.reserve(room) }, reserved(priceHighCodes) { $0.reserve(room) },
                          reserved(createdCodes) { $0.reserve(room) })
-        renewal.cube = reserved(cube) { $0.reserve(slots: room) }
         renewal.ranges = (reserved(priceLowRanges) { $0.reserve(slots: room) },
                           reserved(priceHighRanges) { $0.reserve(slots: room) },
                           reserved(createdRanges) { $0.reserve(slots: room) })
@@ -399,7 +397,6 @@ public final class ExploreStore {
         if let renewed = parts.records { records = renewed }
         if let renewed = parts.areaOfSlot { areaOfSlot = renewed }
         if let renewed = parts.codes { (priceLowCodes, priceHighCodes, createdCodes) = renewed }
-        if let renewed = parts.cube { cube = renewed }
         if let renewed = parts.ranges { (priceLowRanges, priceHighRanges, createdRanges) = renewed }
         if let renewed = parts.slotByID { slotByID = renewed }
     }

@@ -173,12 +173,9 @@ import Testing
         var cube = GroupCube()
         let lisbon = GroupCube.Key(type: 1, status: 0, city: 0, bedrooms: 2, hasBedrooms: true)
         let porto = GroupCube.Key(type: 0, status: 0, city: 1, bedrooms: Int32.min, hasBedrooms: false)
-        cube.add(slot: 0, key: lisbon, price: (150_000, 150_000))
-        cube.add(slot: 5, key: lisbon, price: nil)
-        cube.add(slot: 2, key: porto, price: (90_000, 450_000))
-        #expect(cube.key(ofSlot: 5) == lisbon)
-        #expect(cube.key(ofSlot: 1) == nil)
-        #expect(cube.key(ofSlot: 99) == nil)
+        cube.add(key: lisbon, price: (150_000, 150_000))
+        cube.add(key: lisbon, price: nil)
+        cube.add(key: porto, price: (90_000, 450_000))
         let l = cube.index(of: lisbon)!
         let p = cube.index(of: porto)!
         let lisbonPrices = Int(cube.priceGroupOf[l])
@@ -186,22 +183,21 @@ import Testing
         #expect(cube.points[lisbonPrices].elements == [150_000] && cube.lows[lisbonPrices].count == 0)
         #expect(Self.buckets(cube, l) == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
         #expect(Self.buckets(cube, p) == [1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
-        cube.movePrice(slot: 0, from: (150_000, 150_000), to: (150_000, 1_200_000))
+        cube.movePrice(key: lisbon, from: (150_000, 150_000), to: (150_000, 1_200_000))
         // A point price becoming a range moves from the points to both ends.
         #expect(cube.points[lisbonPrices].count == 0)
         #expect(cube.lows[lisbonPrices].elements == [150_000] && cube.highs[lisbonPrices].elements == [1_200_000])
-        cube.movePrice(slot: 0, from: (150_000, 1_200_000), to: (175_000, 1_300_000))
+        cube.movePrice(key: lisbon, from: (150_000, 1_200_000), to: (175_000, 1_300_000))
         #expect(cube.lows[lisbonPrices].elements == [175_000] && cube.highs[lisbonPrices].elements == [1_300_000])
-        cube.movePrice(slot: 0, from: (175_000, 1_300_000), to: (150_000, 150_000))
-        cube.movePrice(slot: 0, from: (150_000, 150_000), to: (160_000, 160_000))
+        cube.movePrice(key: lisbon, from: (175_000, 1_300_000), to: (150_000, 150_000))
+        cube.movePrice(key: lisbon, from: (150_000, 150_000), to: (160_000, 160_000))
         #expect(cube.points[lisbonPrices].elements == [160_000] && cube.pricedCount(lisbonPrices) == 1)
-        cube.movePrice(slot: 0, from: (160_000, 160_000), to: (150_000, 1_200_000))
+        cube.movePrice(key: lisbon, from: (160_000, 160_000), to: (150_000, 1_200_000))
         #expect(Self.buckets(cube, l) == [0, 1, 1, 1, 1, 1, 1, 1, 0, 0])
-        cube.remove(slot: 2, price: (90_000, 450_000))
-        cube.remove(slot: 2, price: (90_000, 450_000))  // already gone: no effect
+        cube.remove(key: porto, price: (90_000, 450_000))
         #expect(cube.counts[p] == 0 && cube.pricedCount(Int(cube.priceGroupOf[p])) == 0)
         #expect(Self.buckets(cube, p).allSatisfy { $0 == 0 })
-        #expect(cube.key(ofSlot: 2) == nil)
+        #expect(cube.index(of: porto) == p, "an emptied group keeps its index")
     }
 
     static func buckets(_ cube: GroupCube, _ c: Int) -> [Int32] {
@@ -248,10 +244,10 @@ import Testing
             let low = Int64.random(in: 0...40, using: &random) * 50_000
             prices.append(Bool.random(using: &random) ? (low, low + Int64.random(in: 0...3, using: &random) * 100_000) : nil)
         }
-        let bulk = GroupCube(slotCount: keys.count, capacity: keys.count, key: { keys[$0] }, price: { prices[$0] })
+        let bulk = GroupCube(slotCount: keys.count, key: { keys[$0] }, price: { prices[$0] })
         var incremental = GroupCube()
         for slot in keys.indices.reversed() {
-            if let key = keys[slot] { incremental.add(slot: slot, key: key, price: prices[slot]) }
+            if let key = keys[slot] { incremental.add(key: key, price: prices[slot]) }
         }
         #expect(bulk.keys.count == incremental.keys.count)
         for (c, key) in bulk.keys.enumerated() {
@@ -265,7 +261,6 @@ import Testing
             #expect(bulk.highs[bulkGroup].elements == incremental.highs[otherGroup].elements)
             #expect(Self.buckets(bulk, c) == Self.buckets(incremental, other))
         }
-        for slot in keys.indices { #expect(bulk.key(ofSlot: slot) == keys[slot]) }
     }
 }
 

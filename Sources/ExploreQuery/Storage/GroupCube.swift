@@ -6,8 +6,10 @@
 /// filter counts every city. Answering those from the groups costs a pass over a few hundred groups (and two
 /// rank queries per price group under a price filter) instead of a pass over a million rows. Price groups
 /// leave status out because explore searches rarely filter on status and never together with a price, and
-/// every rank query is a few cache misses: a search with both is answered from the bitmaps instead. A row's
-/// group is kept per slot, so a change that leaves the grouped fields and the price alone costs nothing here.
+/// every rank query is a few cache misses: a search with both is answered from the bitmaps instead. A row is
+/// counted by its group's key, which the caller knows from the row's record before and after a change: a
+/// change that leaves the grouped fields and the price alone costs nothing here, and no per-slot map of groups
+/// (4 bytes a slot, and a cache miss per change) is kept.
 struct GroupCube {
     struct Key: Hashable {
         var type: UInt8
@@ -38,25 +40,15 @@ struct GroupCube {
     private(set) var buckets: [Int32] = []
     static let bucketCount = PriceBuckets.lowerBounds.count
     private var cellByKey: [Key: Int32] = [:]
-    /// The cell of each slot (`UInt32.max`: none).
-    private var cellOf: [UInt32] = []
-
-    static let noCell = UInt32.max
 
     init() {}
 
     var memoryBytes: Int {
-        var total = cellOf.capacity * 4 + (cellByKey.capacity + priceGroupByKey.capacity) * 24
+        var total = (cellByKey.capacity + priceGroupByKey.capacity) * 24
         total += (keys.capacity + priceKeys.capacity) * MemoryLayout<Key>.stride + priceGroupOf.capacity * 4
         total += counts.capacity * 4 + buckets.capacity * 4 + (points.capacity + lows.capacity + highs.capacity) * MemoryLayout<RankedKeys>.stride
         for c in lows.indices { total += points[c].memoryBytes + lows[c].memoryBytes + highs[c].memoryBytes }
         return total
-    }
-
-    /// The key of the group `slot` is counted in, if any.
-    func key(ofSlot slot: Int) -> Key? {
-        guard slot < cellOf.count, cellOf[slot] != Self.noCell else { return nil }
-        return keys[Int(cellOf[slot])]
     }
 
     /// The group index of `key`, if the group exists.
@@ -83,33 +75,23 @@ struct GroupCube {
         return keys.count - 1
     }
 
-    /// Makes room for `count` slots in the slot map.
-    mutating func reserve(slots count: Int) { cellOf.reserveCapacity(count) }
-
-    /// Counts `slot` in `key`'s group.
-    mutating func add(slot: Int, key: Key, price: (low: Int64, high: Int64)?) {
+    /// Counts a row of `key`'s group.
+    mutating func add(key: Key, price: (low: Int64, high: Int64)?) {
         let c = cell(for: key)
-        if slot >= cellOf.count {
-            cellOf.append(contentsOf: repeatElement(Self.noCell, count: slot + 1 - cellOf.count))
-        }
-        cellOf[slot] = UInt32(c)
         counts[c] += 1
         if let price { addPrice(c, price, delta: 1) }
     }
 
-    /// Stops counting `slot`; `price` must be the price it was added with.
-    mutating func remove(slot: Int, price: (low: Int64, high: Int64)?) {
-        guard slot < cellOf.count, cellOf[slot] != Self.noCell else { return }
-        let c = Int(cellOf[slot])
-        cellOf[slot] = Self.noCell
+    /// Stops counting a row of `key`'s group; `price` must be the price it was added with.
+    mutating func remove(key: Key, price: (low: Int64, high: Int64)?) {
+        guard let c = index(of: key) else { preconditionFailure("a row removed from a group that has none") }
         counts[c] -= 1
         if let price { addPrice(c, price, delta: -1) }
     }
 
-    /// Moves the price of `slot`, which stays in its group: in-place where the rank structures allow.
-    mutating func movePrice(slot: Int, from old: (low: Int64, high: Int64), to new: (low: Int64, high: Int64)) {
-        guard slot < cellOf.count, cellOf[slot] != Self.noCell else { return }
-        let c = Int(cellOf[slot])
+    /// Moves the price of a row that stays in `key`'s group: in-place where the rank structures allow.
+    mutating func movePrice(key: Key, from old: (low: Int64, high: Int64), to new: (low: Int64, high: Int64)) {
+        guard let c = index(of: key) else { preconditionFailure("a price moved in a group that has none") }
         let p = Int(priceGroupOf[c])
         switch (old.low == old.high, new.low == new.high) {
         case (true, true):
@@ -157,11 +139,9 @@ struct GroupCube {
         return price.high >= bounds[i] && (i + 1 == bounds.count || price.low < bounds[i + 1])
     }
 
-    /// Builds the cube in one pass (bulk load): rows grouped first, rank structures built from sorted keys;
-    /// `capacity` slots are reserved.
-    init(slotCount: Int, capacity: Int, key: (Int) -> Key?, price: (Int) -> (low: Int64, high: Int64)?) {
-        cellOf.reserveCapacity(capacity)
-        cellOf.append(contentsOf: repeatElement(Self.noCell, count: slotCount))
+    /// Builds the cube in one pass (bulk load) over slots `0..<slotCount` (a slot without a key has no row):
+    /// rows grouped first, rank structures built from sorted keys.
+    init(slotCount: Int, key: (Int) -> Key?, price: (Int) -> (low: Int64, high: Int64)?) {
         var pointKeys: [[Int64]] = []
         var lowKeys: [[Int64]] = []
         var highKeys: [[Int64]] = []
@@ -173,7 +153,6 @@ struct GroupCube {
                 lowKeys.append([])
                 highKeys.append([])
             }
-            cellOf[slot] = UInt32(c)
             counts[c] += 1
             if let range = price(slot) {
                 let p = Int(priceGroupOf[c])
