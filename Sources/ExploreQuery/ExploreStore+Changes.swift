@@ -183,11 +183,13 @@ extension ExploreStore {
 
     /// The record `row` is stored as, adding its strings to the dictionaries when they are new.
     func record(for row: ExploreListing, replacing old: SlotRecord) -> SlotRecord {
-        if let record = knownRecord(for: row, replacing: old) { return record }
+        if let record = Self.knownRecord(for: row, replacing: old, in: textDictionaries) { return record }
         _ = statusDictionary.encode(row.status)
         _ = cityDictionary.encode(row.city)
         _ = areaDictionary.encode(row.area)
-        guard let record = knownRecord(for: row, replacing: old) else { preconditionFailure("strings just encoded") }
+        guard let record = Self.knownRecord(for: row, replacing: old, in: textDictionaries) else {
+            preconditionFailure("strings just encoded")
+        }
         return record
     }
 
@@ -196,14 +198,9 @@ extension ExploreStore {
 
     var textDictionaries: TextDictionaries { (statusDictionary, cityDictionary, areaDictionary) }
 
-    /// The record `row` is stored as, or nil when its status, city or area has no dictionary code yet.
-    func knownRecord(for row: ExploreListing, replacing old: SlotRecord) -> SlotRecord? {
-        Self.knownRecord(for: row, replacing: old, in: textDictionaries)
-    }
-
-    /// `knownRecord(for:replacing:)` with `dictionaries`. `old` is the slot's current record: its code is
-    /// reused when the string is unchanged (the usual case, and short strings compare inline), which skips
-    /// hashing the string.
+    /// The record `row` is stored as, or nil when its status, city or area has no code in `dictionaries` yet.
+    /// `old` is the slot's current record: its code is reused when the string is unchanged (the usual case, and
+    /// short strings compare inline), which skips hashing the string.
     static func knownRecord(for row: ExploreListing, replacing old: SlotRecord,
                             in dictionaries: TextDictionaries) -> SlotRecord? {
         let wasLive = old.flags & SlotFlags.live.rawValue != 0
