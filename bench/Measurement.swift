@@ -45,6 +45,43 @@ enum ProcessMemory {
     }
 }
 
+/// CPU time as the kernel charges it, so a phase's wall time can be set against the work it took and the cores
+/// the machine has.
+enum ProcessCPU {
+    /// This process's CPU time, every thread, user and system, in seconds.
+    static func ownSeconds() -> Double {
+        var usage = rusage()
+        #if canImport(Glibc)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        #endif
+        let microseconds = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
+            + Int(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
+        return Double(microseconds) / 1e6
+    }
+
+    /// The CPU time of PostgreSQL backend `pid` (one thread), in seconds, from `/proc/PID/schedstat`; `nil` unless
+    /// a PostgreSQL process with that id runs on this machine (a remote server's process ids mean nothing here).
+    static func postgresBackendSeconds(_ pid: Int) -> Double? {
+        guard let name = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8), name.hasPrefix("postgres"),
+              let stat = try? String(contentsOfFile: "/proc/\(pid)/schedstat", encoding: .utf8),
+              let nanoseconds = stat.split(separator: " ").first.flatMap({ UInt64($0) })
+        else { return nil }
+        return Double(nanoseconds) / 1e9
+    }
+
+    /// The CPU time of the backends `pids` together; `nil` when one of them cannot be read.
+    static func postgresBackendsSeconds(_ pids: [Int]) -> Double? {
+        var total = 0.0
+        for pid in pids {
+            guard let seconds = postgresBackendSeconds(pid) else { return nil }
+            total += seconds
+        }
+        return total
+    }
+}
+
 /// Latency distribution of one query class, in nanoseconds.
 struct LatencyRecorder {
     private(set) var histogram = Histogram<UInt64>(

@@ -90,7 +90,15 @@ struct ProjectorBench {
         var databaseSeconds: Double
         var cacheSeconds: Double
         var refreshSeconds: Double
+        /// CPU time from COMMIT until the cache has the change set: the projector's PostgreSQL backends (`nil` when
+        /// the server is not on this machine) and this process (the projector, and the bench polling it).
+        var incrementalDatabaseCPUSeconds: Double?
+        var incrementalProcessCPUSeconds: Double
+        /// CPU time of the backend running REFRESH (`nil` when the server is not on this machine).
+        var refreshCPUSeconds: Double?
 
+        /// Both sides of the incremental apply's CPU time; `nil` without the database's.
+        var incrementalCPUSeconds: Double? { incrementalDatabaseCPUSeconds.map { $0 + incrementalProcessCPUSeconds } }
         var incrementalSpeedup: Double { refreshSeconds / max(incrementalSeconds, 1e-9) }
         var committedSpeedup: Double { refreshSeconds / max(committedSeconds, 1e-9) }
     }
@@ -368,6 +376,16 @@ struct ProjectorBench {
         let high = try connection.query("SELECT max(id) FROM property.listings").first?.decode(0, as: Int64.self) ?? 1
         while chosen.count < count { chosen.insert(1 + Int64(random.next() % UInt64(high))) }
         let array = "{" + chosen.sorted().map(String.init).joined(separator: ",") + "}"
+        // CPU time is read per backend process, so only from a server on this machine (loopback or a socket). The
+        // projector's backends are this database's other connections (the bench's others are closed by now).
+        let local = try connection.query("""
+            SELECT coalesce(inet_server_addr() << inet '127.0.0.0/8' OR inet_server_addr() = inet '::1', true)
+            """).first?[0] == "t"
+        let projectorBackends = local ? try connection.query("""
+            SELECT pid FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+            """).map { Int(try $0.decode(0, as: Int64.self)) } : nil
+        let ownBackend = local ? try connection.query("SELECT pg_backend_pid()").first?.decode(0, as: Int64.self) : nil
         let before = driver.status
         try connection.executeScript("BEGIN")
         var entries = try connection.query(
@@ -378,6 +396,8 @@ struct ProjectorBench {
             .affectedRows
         let name = "1 % change set, round \(round + 1) of \(settings.onePercentRounds)"
         progress("\(name): incremental apply by the projector")
+        let databaseCPUBefore = projectorBackends.flatMap(ProcessCPU.postgresBackendsSeconds)
+        let processCPUBefore = ProcessCPU.ownSeconds()
         try connection.executeScript("COMMIT")
         var started = monotonicNanoseconds()
         let target = before.appliedChanges + Int64(entries)
@@ -385,14 +405,25 @@ struct ProjectorBench {
         let committed = Self.seconds(since: started)
         poll(attempts: 600_000, everyMicroseconds: 500) { driver.status.appliedChanges >= target }
         let incremental = Self.seconds(since: started)
+        let processCPU = ProcessCPU.ownSeconds() - processCPUBefore
+        let databaseCPU = projectorBackends.flatMap(ProcessCPU.postgresBackendsSeconds).flatMap { now in
+            databaseCPUBefore.map { now - $0 }
+        }
         let after = driver.status
         progress("\(name): REFRESH MATERIALIZED VIEW CONCURRENTLY")
+        let refreshCPUBefore = ownBackend.flatMap { ProcessCPU.postgresBackendSeconds(Int($0)) }
         started = monotonicNanoseconds()
         try connection.executeScript("REFRESH MATERIALIZED VIEW CONCURRENTLY \(ProjectionDefinition.materializedView)")
+        let refresh = Self.seconds(since: started)
+        let refreshCPU = ownBackend.flatMap { ProcessCPU.postgresBackendSeconds(Int($0)) }.flatMap { now in
+            refreshCPUBefore.map { now - $0 }
+        }
         return OnePercentRound(
             listings: count, entries: entries, committedSeconds: committed, incrementalSeconds: incremental,
             batches: after.batches - before.batches, databaseSeconds: after.databaseSeconds - before.databaseSeconds,
-            cacheSeconds: after.cacheSeconds - before.cacheSeconds, refreshSeconds: Self.seconds(since: started))
+            cacheSeconds: after.cacheSeconds - before.cacheSeconds, refreshSeconds: refresh,
+            incrementalDatabaseCPUSeconds: databaseCPU, incrementalProcessCPUSeconds: processCPU,
+            refreshCPUSeconds: refreshCPU)
     }
 
     // MARK: Report
@@ -467,9 +498,22 @@ struct ProjectorBench {
                   + "batch count apart and overlap): database transactions "
                   + "\(format(round.databaseSeconds * 1_000, digits: 0)) ms, cache "
                   + "\(format(round.cacheSeconds * 1_000, digits: 0)) ms in all")
+            print("      CPU: incremental apply \(milliseconds(round.incrementalCPUSeconds)) ms (PostgreSQL "
+                  + "\(milliseconds(round.incrementalDatabaseCPUSeconds)) ms, this process "
+                  + "\(milliseconds(round.incrementalProcessCPUSeconds)) ms), REFRESH "
+                  + "\(milliseconds(round.refreshCPUSeconds)) ms in its backend")
         }
         print("    median: \(format(report.committedSpeedup, digits: 1))x to the table, "
               + "\(format(report.incrementalSpeedup, digits: 1))x with the cache")
+        // What the machine allows: the apply cannot end before its CPU time spread over every core.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let cpu = report.onePercent.compactMap(\.incrementalCPUSeconds)
+        if !cpu.isEmpty && cpu.count == report.onePercent.count {
+            let floor = median(cpu) / Double(cores)
+            let allowed = median(report.onePercent.map(\.refreshSeconds)) / 50
+            print("    the apply's CPU spread over \(cores) cores (median): \(milliseconds(floor)) ms; 50x of the "
+                  + "median REFRESH allows \(milliseconds(allowed)) ms")
+        }
         print("")
         let width = report.bars.map { $0.name.count + 2 }.max() ?? 0
         print(pad("bar", width, right: false) + pad("measured", 14) + pad("target", 12) + "  result")
@@ -477,6 +521,11 @@ struct ProjectorBench {
             print(pad(bar.name, width, right: false) + pad(bar.value, 14) + pad(bar.target, 12)
                   + "  " + (bar.pass ? "PASS" : "FAIL"))
         }
+    }
+
+    /// Seconds as whole milliseconds; "n/a" for `nil`.
+    static func milliseconds(_ seconds: Double?) -> String {
+        seconds.map { format($0 * 1_000, digits: 0) } ?? "n/a"
     }
 
     /// The middle value (the mean of the middle two for an even count); NaN for none.
