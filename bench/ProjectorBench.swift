@@ -385,7 +385,8 @@ struct ProjectorBench {
             SELECT pid FROM pg_stat_activity
             WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
             """).map { Int(try $0.decode(0, as: Int64.self)) } : nil
-        let ownBackend = local ? try connection.query("SELECT pg_backend_pid()").first?.decode(0, as: Int64.self) : nil
+        let ownBackend = local
+            ? try connection.query("SELECT pg_backend_pid()").first.map { Int(try $0.decode(0, as: Int64.self)) } : nil
         let before = driver.status
         try connection.executeScript("BEGIN")
         var entries = try connection.query(
@@ -411,11 +412,11 @@ struct ProjectorBench {
         }
         let after = driver.status
         progress("\(name): REFRESH MATERIALIZED VIEW CONCURRENTLY")
-        let refreshCPUBefore = ownBackend.flatMap { ProcessCPU.postgresBackendSeconds(Int($0)) }
+        let refreshCPUBefore = ownBackend.flatMap(ProcessCPU.postgresBackendSeconds)
         started = monotonicNanoseconds()
         try connection.executeScript("REFRESH MATERIALIZED VIEW CONCURRENTLY \(ProjectionDefinition.materializedView)")
         let refresh = Self.seconds(since: started)
-        let refreshCPU = ownBackend.flatMap { ProcessCPU.postgresBackendSeconds(Int($0)) }.flatMap { now in
+        let refreshCPU = ownBackend.flatMap(ProcessCPU.postgresBackendSeconds).flatMap { now in
             refreshCPUBefore.map { now - $0 }
         }
         return OnePercentRound(
