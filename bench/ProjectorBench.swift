@@ -490,15 +490,14 @@ struct ProjectorBench {
                   + "COMMIT, then REFRESH CONCURRENTLY:")
         }
         for (number, round) in report.onePercent.enumerated() {
-            print("    round \(number + 1): REFRESH \(format(round.refreshSeconds * 1_000, digits: 0)) ms; "
+            print("    round \(number + 1): REFRESH \(milliseconds(round.refreshSeconds)) ms; "
                   + "committed to the projection table (what REFRESH does) "
-                  + "\(format(round.committedSeconds * 1_000, digits: 0)) ms = "
+                  + "\(milliseconds(round.committedSeconds)) ms = "
                   + "\(format(round.committedSpeedup, digits: 1))x; also applied to the cache "
-                  + "\(format(round.incrementalSeconds * 1_000, digits: 0)) ms = "
+                  + "\(milliseconds(round.incrementalSeconds)) ms = "
                   + "\(format(round.incrementalSpeedup, digits: 1))x; \(round.batches) batches (the parts of a split "
-                  + "batch count apart and overlap): database transactions "
-                  + "\(format(round.databaseSeconds * 1_000, digits: 0)) ms, cache "
-                  + "\(format(round.cacheSeconds * 1_000, digits: 0)) ms in all")
+                  + "batch count apart and overlap): database transactions \(milliseconds(round.databaseSeconds)) ms, "
+                  + "cache \(milliseconds(round.cacheSeconds)) ms in all")
             print("      CPU: incremental apply \(milliseconds(round.incrementalCPUSeconds)) ms (PostgreSQL "
                   + "\(milliseconds(round.incrementalDatabaseCPUSeconds)) ms, this process "
                   + "\(milliseconds(round.incrementalProcessCPUSeconds)) ms), REFRESH "
